@@ -1,0 +1,59 @@
+# Kotoba — the two commands a newcomer types are `make run` and `make test`;
+# both set up what they need first. Re-running is fast when nothing changed.
+
+SHELL := /bin/bash
+PY_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+DATA := .data
+STUBS := kotoba/v1/.stamp
+PROTOS := $(wildcard protos/kotoba/v1/*.proto)
+
+.PHONY: setup proto lint test run stop bench clean status browser
+
+setup: $(VENV)/.stamp node_modules/.stamp $(STUBS) $(DATA)/tls/ca.pem
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PIP) install --upgrade "pip>=25"
+	$(PIP) install --config-settings editable_mode=compat -e ".[dev,voice]"
+	$(PIP) install --no-deps pyopenjtalk-plus==0.4.1.post10
+	@touch $@
+
+node_modules/.stamp: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+proto: $(STUBS)
+
+$(STUBS): $(PROTOS) $(VENV)/.stamp
+	@rm -rf kotoba && mkdir -p kotoba/v1
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	@touch kotoba/__init__.py kotoba/v1/__init__.py $@
+
+$(DATA)/tls/ca.pem: $(VENV)/.stamp
+	$(PY) -m services.common.tls $(DATA)/tls
+
+lint: setup
+	$(VENV)/bin/ruff check services tests bench
+	cd protos && ../node_modules/.bin/buf lint
+
+test: setup
+	$(PY) -m pytest -q
+
+run: setup
+	$(PY) -m services.common.stack up
+
+stop:
+	@test -x $(PY) && $(PY) -m services.common.stack down || true
+
+status:
+	$(PY) -m services.common.stack status
+
+bench: setup
+	$(PIP) install -e ".[bench]" --config-settings editable_mode=compat
+	$(PY) -m bench
+
+clean: stop
+	rm -rf kotoba $(VENV) node_modules $(DATA)

@@ -1,0 +1,1 @@
+"""Kotoba services: one package per service, shared plumbing in services.common."""

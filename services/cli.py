@@ -1,0 +1,76 @@
+"""`kotoba`: the command line for people (and `--json` for machines).
+
+Each area registers its own commands from `services/<area>/cli.py`
+(`register(cli: Cli)`); this module only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+
+# Areas whose cli module adds commands; a missing module is skipped so the
+# CLI works while a service is still being built.
+AREAS = (
+    "services.common.cli",
+    "services.seed.cli",
+    "services.indexer.cli",
+    "services.retrieval.cli",
+    "services.tools.cli",
+    "services.conversations.cli",
+    "services.local_live.cli",
+    "services.gateway.cli",
+)
+
+
+class Cli:
+    def __init__(self) -> None:
+        self.parser = argparse.ArgumentParser(prog="kotoba", description="Kotoba, the Japanese tutor.")
+        self._commands = self.parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+        self._groups: dict[str, argparse._SubParsersAction] = {}
+
+    def command(self, name: str, help: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        parser = self._commands.add_parser(name, help=help, description=help)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def group(self, name: str, help: str) -> argparse._SubParsersAction:
+        """A command with subcommands (e.g. `kotoba index build`), shared across areas."""
+        if name not in self._groups:
+            parser = self._commands.add_parser(name, help=help, description=help)
+            self._groups[name] = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND", required=True)
+        return self._groups[name]
+
+    def subcommand(self, group: str, name: str, help: str,
+                   handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        parser = self.group(group, help=f"{group} commands").add_parser(name, help=help, description=help)
+        parser.set_defaults(handler=handler)
+        return parser
+
+
+def build_cli() -> Cli:
+    cli = Cli()
+    for area in AREAS:
+        try:
+            module = importlib.import_module(area)
+        except ModuleNotFoundError as exc:
+            if exc.name == area:
+                continue
+            raise
+        module.register(cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_cli().parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared plumbing: config, logging, telemetry, auth, AWS clients, tables, gRPC bootstrap."""

@@ -1,0 +1,111 @@
+"""Async gRPC server bootstrap shared by every service.
+
+Health starts NOT_SERVING and flips to SERVING only after the service's
+`ready` coroutine has finished (e.g. the first snapshot is loaded). On
+SIGTERM the health flips back to NOT_SERVING, the server drains for
+`drain_seconds` and stops with a grace period, so in-flight calls finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common import telemetry
+from services.common.config import CommonConfig
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+)
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.enable_retries", 1),
+)
+
+
+class GrpcService:
+    """One service's gRPC server: servicers, health, reflection, telemetry, graceful stop."""
+
+    def __init__(self, name: str, addr: str, service_names: Sequence[str], drain_seconds: float = 5.0) -> None:
+        self.name = name
+        self.addr = addr
+        self.service_names = list(service_names)
+        self.drain_seconds = drain_seconds
+        self.server = grpc.aio.server(interceptors=telemetry.server_interceptors(), options=SERVER_OPTIONS)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.port = 0
+
+    async def _set_health(self, status: int) -> None:
+        for service in ["", *self.service_names]:
+            await self.health.set(service, status)
+
+    async def start(self) -> int:
+        self.port = self.server.add_insecure_port(self.addr)
+        if self.port == 0:
+            raise RuntimeError(f"{self.name}: cannot listen on {self.addr}")
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        log.info("listening", extra={"addr": self.addr, "port": self.port, "grpc_service": self.name})
+        return self.port
+
+    async def mark_ready(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("ready", extra={"grpc_service": self.name})
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace if grace is not None else self.drain_seconds)
+        log.info("stopped", extra={"grpc_service": self.name})
+
+
+async def run_until_signalled(service: GrpcService, ready: Callable[[], Awaitable[None]] | None = None,
+                              shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Start, run `ready`, serve until SIGTERM/SIGINT, drain, run `shutdown`, stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    if ready is not None:
+        await ready()
+    await service.mark_ready()
+    await stop.wait()
+    log.info("draining", extra={"grpc_service": service.name, "seconds": service.drain_seconds})
+    await service._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+    if shutdown is not None:
+        await shutdown()
+    await service.stop()
+
+
+def channel(addr: str) -> grpc.aio.Channel:
+    """Client channel with telemetry (trace context rides in gRPC metadata)."""
+    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors())
+
+
+def bootstrap(service: str) -> CommonConfig:
+    """Read config, set up logs and telemetry. Call first in every `python -m services.<name>`."""
+    from services.common.logs import setup_logging
+
+    config = CommonConfig.from_env()
+    setup_logging(service, config.log_level)
+    telemetry.setup_telemetry(service, config.otel_exporter)
+    return config

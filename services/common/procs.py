@@ -1,0 +1,78 @@
+"""Start and stop helper processes (dynalite, moto server) and wait until they really answer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from services.common.config import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s" + (f": {last}" if last else ""))
+
+
+def dynamodb_answers(endpoint: str) -> bool:
+    """Readiness by a real call: dynalite prints "listening" even when its store cannot be opened."""
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local")
+    client.list_tables(Limit=1)
+    return True
+
+
+def start_moto(port: int | None = None, log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A moto server process (DynamoDB + S3) on a free port. Logs go to a file: a full pipe blocks moto."""
+    port = port or free_port()
+    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [str(Path(os.sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_until(lambda: proc.poll() is None and dynamodb_answers(endpoint), 30, "moto server")
+    return proc, endpoint
+
+
+def start_dynalite(port: int, path: Path | None, log_path: Path | None = None,
+                   create_table_ms: int = 0) -> tuple[subprocess.Popen, str]:
+    binary = REPO_ROOT / "node_modules" / ".bin" / "dynalite"
+    args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--createTableMs", str(create_table_ms)]
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        args += ["--path", str(path)]
+    log = open(log_path or os.devnull, "ab")  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_until(lambda: proc.poll() is None and dynamodb_answers(endpoint), 30, "dynalite")
+    return proc, endpoint
+
+
+def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,156 @@
+"""Table definitions (keys and GSIs) and idempotent creation. See docs/data-model.md.
+
+Every GSI is declared here at CreateTable time: dynalite silently ignores a
+GSI added later with UpdateTable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    pk: str
+    sk: str | None = None
+    projection: str = "ALL"  # ALL | KEYS_ONLY
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    pk: str
+    sk: str | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+    attribute_types: Mapping[str, str] = field(default_factory=dict)  # non-string key attributes
+
+
+TABLES: tuple[Table, ...] = (
+    Table("items", pk="id", indexes=(
+        Index("written-index", pk="written", sk="id"),
+        Index("reading-index", pk="reading", sk="id"),
+        Index("romaji-index", pk="romaji", sk="id"),
+        Index("dirty-index", pk="dirty", sk="updated_at", projection="KEYS_ONLY"),
+    )),
+    Table("progress", pk="userId", sk="itemId", indexes=(
+        Index("userId-nextReview-index", pk="userId", sk="nextReview"),
+    )),
+    Table("settings", pk="userId"),
+    Table("conversations", pk="sessionId", sk="timestamp", ttl_attribute="ttl", indexes=(
+        Index("userId-timestamp-index", pk="userId", sk="timestamp"),
+    )),
+    Table("connections", pk="sessionId", ttl_attribute="ttl", indexes=(
+        Index("userId-index", pk="userId", sk="sessionId"),
+    )),
+    Table("usage", pk="userId", sk="day"),
+)
+
+TABLES_BY_NAME = {t.name: t for t in TABLES}
+
+
+def _create_args(table: Table, full_name: str) -> dict[str, Any]:
+    keys = {table.pk, *(k for k in [table.sk] if k)}
+    for index in table.indexes:
+        keys.add(index.pk)
+        if index.sk:
+            keys.add(index.sk)
+
+    def schema(pk: str, sk: str | None) -> list[dict[str, str]]:
+        return [{"AttributeName": pk, "KeyType": "HASH"}] + ([{"AttributeName": sk, "KeyType": "RANGE"}] if sk else [])
+
+    args: dict[str, Any] = {
+        "TableName": full_name,
+        "KeySchema": schema(table.pk, table.sk),
+        "AttributeDefinitions": [
+            {"AttributeName": k, "AttributeType": table.attribute_types.get(k, "S")} for k in sorted(keys)
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if table.indexes:
+        args["GlobalSecondaryIndexes"] = [
+            {"IndexName": i.name, "KeySchema": schema(i.pk, i.sk), "Projection": {"ProjectionType": i.projection}}
+            for i in table.indexes
+        ]
+    return args
+
+
+def create_tables(client, prefix: str, names: Iterable[str] | None = None, wait: bool = True) -> dict[str, str]:
+    """Create missing tables; leave existing ones alone. Returns {name: "created" | "exists"}."""
+    wanted = [TABLES_BY_NAME[n] for n in names] if names else list(TABLES)
+    existing: set[str] = set()
+    for page in client.get_paginator("list_tables").paginate():
+        existing.update(page.get("TableNames", []))
+    result: dict[str, str] = {}
+    for table in wanted:
+        full = prefix + table.name
+        if full in existing:
+            result[table.name] = "exists"
+            continue
+        try:
+            client.create_table(**_create_args(table, full))
+            result[table.name] = "created"
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+            result[table.name] = "exists"
+    if wait:
+        waiter = client.get_waiter("table_exists")
+        for table in wanted:
+            waiter.wait(TableName=prefix + table.name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    for table in wanted:
+        if table.ttl_attribute and result[table.name] == "created":
+            _enable_ttl(client, prefix + table.name, table.ttl_attribute)
+    return result
+
+
+def _enable_ttl(client, full_name: str, attribute: str) -> None:
+    try:
+        client.update_time_to_live(
+            TableName=full_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
+        )
+    except ClientError as exc:
+        # dynalite has no UpdateTimeToLive; reads filter expired rows anyway.
+        log.info("ttl not enabled on %s: %s", full_name, exc.response["Error"].get("Code"))
+
+
+def delete_tables(client, prefix: str) -> None:
+    for table in TABLES:
+        try:
+            client.delete_table(TableName=prefix + table.name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+
+
+def is_expired(row: Mapping[str, Any], now: float | None = None, attribute: str = "ttl") -> bool:
+    """True when the row's TTL has passed. Works on resource-style (numbers) and client-style ({"N": ...}) rows."""
+    value = row.get(attribute)
+    if value is None:
+        return False
+    if isinstance(value, Mapping):
+        value = value.get("N")
+    try:
+        return float(value) <= (time.time() if now is None else now)
+    except (TypeError, ValueError):
+        return False
+
+
+def live_rows(rows: Iterable[Mapping[str, Any]], attribute: str = "ttl") -> list[Mapping[str, Any]]:
+    now = time.time()
+    return [r for r in rows if not is_expired(r, now, attribute)]
+
+
+def chunks(seq: list, size: int = 25) -> Iterable[list]:
+    """BatchWriteItem takes at most 25 items (moto does not enforce it; AWS and dynalite do)."""
+    for start in range(0, len(seq), size):
+        yield seq[start:start + size]
