@@ -12,7 +12,7 @@ PROTOS := $(wildcard protos/kotoba/v1/*.proto)
 
 .PHONY: setup proto lint test run stop bench clean status browser
 
-setup: $(VENV)/.stamp node_modules/.stamp $(STUBS) $(DATA)/tls/ca.pem
+setup: $(DATA)/.sysdeps $(VENV)/.stamp node_modules/.stamp $(STUBS) $(DATA)/tls/ca.pem
 
 $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
@@ -20,6 +20,18 @@ $(VENV)/.stamp: pyproject.toml
 	$(PIP) install --config-settings editable_mode=compat -e ".[dev,voice]"
 	$(PIP) install --no-deps pyopenjtalk-plus==0.4.1.post10
 	@touch $@
+
+# Debian packages: espeak-ng (English/fallback TTS, test audio), sox, headless Chromium and a
+# CJK font for the browser tests. Installed once per machine (CI runs as root).
+SYS_PKGS := espeak-ng sox chromium fonts-ipafont-gothic
+$(DATA)/.sysdeps:
+	@missing=$$(for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages: $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(DATA) && touch $@
 
 node_modules/.stamp: package.json
 	npm install --no-audit --no-fund --loglevel=error
