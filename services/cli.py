@@ -56,7 +56,7 @@ def build_cli() -> Cli:
         try:
             module = importlib.import_module(area)
         except ModuleNotFoundError as exc:
-            if exc.name == area:
+            if exc.name and area.startswith(exc.name):
                 continue
             raise
         module.register(cli)
