@@ -15,6 +15,20 @@
 # (see docs/operations.md, "Building the image").
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+# ------------------------------------------------- dynalite (overlays/local)
+# Local DynamoDB for a kind/minikube cluster: `docker build --target dynalite -t kotoba-dynalite:dev .`
+# Versions come from package-lock.json (dynalite 4.0.0); buf is a dev tool and is dropped.
+ARG NODE_IMAGE=node:22-bookworm-slim
+FROM ${NODE_IMAGE} AS dynalite
+WORKDIR /opt/dynalite
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error \
+ && rm -rf node_modules/@bufbuild node_modules/.bin/buf* \
+ && npm cache clean --force
+USER 1000:1000
+EXPOSE 8000
+CMD ["node", "node_modules/dynalite/cli.js", "--host", "0.0.0.0", "--port", "8000", "--path", "/data/dynamodb"]
+
 # ---------------------------------------------------------------- build stage
 FROM ${PYTHON_IMAGE} AS build
 
