@@ -1,0 +1,132 @@
+"""Gateway settings, read once from the environment (KOTOBA_GATEWAY_* and the Live backend)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.config import (
+    REPO_ROOT,
+    CommonConfig,
+    ConfigError,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_str,
+)
+
+
+@dataclass(frozen=True)
+class Prices:
+    """US dollars per million tokens (facts/gemini-live.md); configurable for price changes."""
+
+    audio_in: float = 3.00
+    audio_out: float = 12.00
+    text_in: float = 0.50
+    text_out: float = 2.00
+
+
+@dataclass(frozen=True)
+class LiveBackend:
+    kind: str  # local | gemini | vertex
+    base_url: str  # empty = the SDK's default endpoint
+    api_key: str
+    ca_file: Path | None  # local engine's dev CA
+    model: str
+    project: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    common: CommonConfig
+    addr: str
+    live: LiveBackend
+    prices: Prices
+    daily_budget_usd: float
+    messages_per_minute: int
+    audio_seconds_per_minute: float
+    max_frame_bytes: int
+    max_text_chars: int
+    max_pending_turns: int
+    idle_timeout_s: float
+    resume_window_s: float
+    max_sessions_per_learner: int
+    rag_deadline_s: float
+    rag_top_k: int
+    tool_deadline_s: float
+    context_deadline_s: float
+    ping_interval_s: float
+    ping_timeout_s: float
+    upstream_ping_interval_s: float
+    upstream_ping_timeout_s: float
+    reconnect_attempts: int
+    reconnect_base_delay_s: float
+    turnlog_queue_size: int
+    turnlog_attempts: int
+    allow_fault_header: bool
+    compression_trigger_tokens: int
+    compression_target_tokens: int
+    static_dir: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
+        env = os.environ if env is None else env
+        common = CommonConfig.from_env(env)
+        kind = env_choice(env, "KOTOBA_LIVE_BACKEND", "local", ("local", "gemini", "vertex"))
+        if kind == "local":
+            ca = Path(env_str(env, "KOTOBA_LIVE_CA_FILE", str(common.data_dir / "tls" / "ca.pem")))
+            live = LiveBackend(kind, f"https://{common.addr('live')}", env_str(env, "KOTOBA_LIVE_API_KEY",
+                               "local-dev-key"), ca, env_str(env, "KOTOBA_LIVE_MODEL", "kotoba-local-live"))
+        elif kind == "gemini":
+            live = LiveBackend(kind, env.get("KOTOBA_LIVE_BASE_URL", ""), env_str(env, "GEMINI_API_KEY"), None,
+                               env_str(env, "KOTOBA_LIVE_MODEL", "gemini-2.5-flash-native-audio-preview-09-2025"))
+        else:
+            live = LiveBackend(kind, env.get("KOTOBA_LIVE_BASE_URL", ""), "", None,
+                               env_str(env, "KOTOBA_LIVE_MODEL", "gemini-live-2.5-flash"),
+                               project=env_str(env, "GOOGLE_CLOUD_PROJECT"),
+                               location=env_str(env, "GOOGLE_CLOUD_LOCATION", "us-central1"))
+        ping_interval = env_float(env, "KOTOBA_GATEWAY_PING_INTERVAL_S", 30.0, minimum=1.0)
+        ping_timeout = env_float(env, "KOTOBA_GATEWAY_PING_TIMEOUT_S", 90.0, minimum=1.0)
+        if ping_timeout < ping_interval:
+            raise ConfigError("KOTOBA_GATEWAY_PING_TIMEOUT_S", "must be >= the ping interval (slow pongs are normal)")
+        return cls(
+            common=common,
+            addr=common.addr("gateway"),
+            live=live,
+            prices=Prices(
+                audio_in=env_float(env, "KOTOBA_PRICE_AUDIO_IN_PER_M", 3.00, minimum=0.0),
+                audio_out=env_float(env, "KOTOBA_PRICE_AUDIO_OUT_PER_M", 12.00, minimum=0.0),
+                text_in=env_float(env, "KOTOBA_PRICE_TEXT_IN_PER_M", 0.50, minimum=0.0),
+                text_out=env_float(env, "KOTOBA_PRICE_TEXT_OUT_PER_M", 2.00, minimum=0.0),
+            ),
+            daily_budget_usd=env_float(env, "KOTOBA_GATEWAY_DAILY_BUDGET_USD", 1.00, minimum=0.0),
+            messages_per_minute=env_int(env, "KOTOBA_GATEWAY_MESSAGES_PER_MINUTE", 30, minimum=1),
+            audio_seconds_per_minute=env_float(env, "KOTOBA_GATEWAY_AUDIO_SECONDS_PER_MINUTE", 120.0, minimum=1.0),
+            max_frame_bytes=env_int(env, "KOTOBA_GATEWAY_MAX_FRAME_BYTES", 256 * 1024, minimum=1024),
+            max_text_chars=env_int(env, "KOTOBA_GATEWAY_MAX_TEXT_CHARS", 2000, minimum=16),
+            max_pending_turns=env_int(env, "KOTOBA_GATEWAY_MAX_PENDING_TURNS", 3, minimum=1),
+            idle_timeout_s=env_float(env, "KOTOBA_GATEWAY_IDLE_TIMEOUT_S", 600.0, minimum=1.0),
+            resume_window_s=env_float(env, "KOTOBA_GATEWAY_RESUME_WINDOW_S", 2 * 3600.0, minimum=1.0),
+            max_sessions_per_learner=env_int(env, "KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER", 3, minimum=1),
+            rag_deadline_s=env_float(env, "KOTOBA_GATEWAY_RAG_DEADLINE_S", 0.15, minimum=0.01),
+            rag_top_k=env_int(env, "KOTOBA_GATEWAY_RAG_TOP_K", 5, minimum=1, maximum=20),
+            tool_deadline_s=env_float(env, "KOTOBA_GATEWAY_TOOL_DEADLINE_S", 3.0, minimum=0.05),
+            context_deadline_s=env_float(env, "KOTOBA_GATEWAY_CONTEXT_DEADLINE_S", 2.0, minimum=0.05),
+            ping_interval_s=ping_interval,
+            ping_timeout_s=ping_timeout,
+            upstream_ping_interval_s=env_float(env, "KOTOBA_LIVE_PING_INTERVAL_S", 30.0, minimum=1.0),
+            upstream_ping_timeout_s=env_float(env, "KOTOBA_LIVE_PING_TIMEOUT_S", 60.0, minimum=1.0),
+            reconnect_attempts=env_int(env, "KOTOBA_GATEWAY_RECONNECT_ATTEMPTS", 5, minimum=1),
+            reconnect_base_delay_s=env_float(env, "KOTOBA_GATEWAY_RECONNECT_BASE_DELAY_S", 0.2, minimum=0.0),
+            turnlog_queue_size=env_int(env, "KOTOBA_GATEWAY_TURNLOG_QUEUE", 1000, minimum=1),
+            turnlog_attempts=env_int(env, "KOTOBA_GATEWAY_TURNLOG_ATTEMPTS", 4, minimum=1),
+            # Lets a test pass the local engine's fault controls through; never honoured for real backends.
+            allow_fault_header=env_bool(env, "KOTOBA_GATEWAY_ALLOW_FAULTS", False) and kind == "local",
+            compression_trigger_tokens=env_int(env, "KOTOBA_LIVE_COMPRESSION_TRIGGER_TOKENS", 25_600, minimum=1000),
+            compression_target_tokens=env_int(env, "KOTOBA_LIVE_COMPRESSION_TARGET_TOKENS", 12_800, minimum=500),
+            static_dir=Path(env.get("KOTOBA_GATEWAY_STATIC_DIR") or REPO_ROOT / "services" / "gateway" / "static"),
+        )

@@ -1,0 +1,86 @@
+"""The `connections` table: one row per learner session, so a learner can come back and continue.
+
+Row: sessionId (pk), userId (GSI userId-index), handle (latest Live resumption
+handle), lastActivity, state (attached | detached), language, mode, recent
+(the last few turns, to prime a fresh upstream session when the handle is no
+longer accepted), ttl. dynalite never expires rows: reads filter on ttl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from services.common.tables import is_expired
+
+RECENT_TURNS = 6
+
+
+@dataclass
+class SessionRow:
+    session_id: str
+    user_id: str
+    handle: str = ""
+    state: str = "attached"
+    language: str = "en"
+    mode: str = "text"
+    last_activity: float = field(default_factory=time.time)
+    recent: list[dict[str, str]] = field(default_factory=list)
+    ttl: int = 0
+
+
+class ConnectionStore:
+    def __init__(self, resource, table: str, *, resume_window_s: float, idle_timeout_s: float) -> None:
+        self.table = resource.Table(table)
+        self.resume_window_s = resume_window_s
+        self.idle_timeout_s = idle_timeout_s
+
+    def _ttl(self, state: str) -> int:
+        # An attached row that stops being refreshed (crashed gateway) stops counting against the cap.
+        window = self.idle_timeout_s + 60 if state == "attached" else self.resume_window_s
+        return int(time.time() + window)
+
+    async def put(self, row: SessionRow) -> None:
+        row.last_activity = time.time()
+        row.ttl = self._ttl(row.state)
+        item: dict[str, Any] = {
+            "sessionId": row.session_id, "userId": row.user_id, "handle": row.handle, "state": row.state,
+            "language": row.language, "mode": row.mode, "lastActivity": str(round(row.last_activity, 3)),
+            "recent": json.dumps(row.recent[-RECENT_TURNS:], ensure_ascii=False), "ttl": row.ttl,
+        }
+        await asyncio.to_thread(self.table.put_item, Item=item)
+
+    async def get(self, session_id: str) -> SessionRow | None:
+        item = (await asyncio.to_thread(self.table.get_item, Key={"sessionId": session_id},
+                                        ConsistentRead=True)).get("Item")
+        if not item or is_expired(item):
+            return None
+        return SessionRow(
+            session_id=item["sessionId"], user_id=item["userId"], handle=item.get("handle", ""),
+            state=item.get("state", "detached"), language=item.get("language", "en"), mode=item.get("mode", "text"),
+            last_activity=float(item.get("lastActivity", 0)), recent=json.loads(item.get("recent") or "[]"),
+            ttl=int(item.get("ttl", 0)),
+        )
+
+    async def attached_count(self, user_id: str, exclude: str = "") -> int:
+        def query() -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {"IndexName": "userId-index", "KeyConditionExpression": Key("userId").eq(user_id)}
+            while True:
+                page = self.table.query(**kwargs)
+                rows.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return rows
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        now = time.time()
+        return sum(1 for r in await asyncio.to_thread(query)
+                   if r.get("state") == "attached" and not is_expired(r, now) and r.get("sessionId") != exclude)
+
+    async def delete(self, session_id: str) -> None:
+        await asyncio.to_thread(self.table.delete_item, Key={"sessionId": session_id})

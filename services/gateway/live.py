@@ -1,0 +1,135 @@
+"""One upstream Live session through the real google-genai client, with a receive loop that dispatches
+each server message to `_on_<kind>` handlers of a `LiveHandler` (the learner's chat session).
+
+`session.receive()` ends at every turnComplete, so the loop re-enters it; a
+closed socket surfaces as `errors.APIError`/ConnectionClosed and is reported
+once through `on_upstream_lost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from google import genai
+from google.genai import types
+
+from services.gateway.config import GatewayConfig
+
+log = logging.getLogger(__name__)
+
+MESSAGE_KINDS = ("setup_complete", "server_content", "tool_call", "tool_call_cancellation", "usage_metadata",
+                 "go_away", "session_resumption_update")
+
+
+class LiveHandler(Protocol):
+    async def on_upstream_message(self, msg: types.LiveServerMessage) -> None: ...
+    async def on_upstream_lost(self, exc: BaseException | None) -> None: ...
+
+
+def make_client(config: GatewayConfig) -> genai.Client:
+    live = config.live
+    # Slow pongs are normal upstream (8-30 s seen): a 20 s timeout would drop healthy sessions.
+    ws_args: dict = {"ping_interval": config.upstream_ping_interval_s,
+                     "ping_timeout": config.upstream_ping_timeout_s, "max_size": 16 * 1024 * 1024}
+    if live.ca_file is not None:
+        ws_args["ssl"] = ssl.create_default_context(cafile=str(live.ca_file))
+    if live.kind == "vertex":
+        return genai.Client(vertexai=True, project=live.project, location=live.location,
+                            http_options=types.HttpOptions(async_client_args=ws_args))
+    options = types.HttpOptions(api_version="v1beta", async_client_args=ws_args)
+    if live.base_url:
+        options.base_url = live.base_url
+    return genai.Client(api_key=live.api_key, http_options=options)
+
+
+def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: str, handle: str | None,
+                   config: GatewayConfig, headers: dict[str, str] | None = None) -> types.LiveConnectConfig:
+    cfg = types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO if mode == "audio" else types.Modality.TEXT],
+        system_instruction=system_instruction,
+        tools=tools,
+        input_audio_transcription=types.AudioTranscriptionConfig(),
+        output_audio_transcription=types.AudioTranscriptionConfig() if mode == "audio" else None,
+        session_resumption=types.SessionResumptionConfig(handle=handle),
+        context_window_compression=types.ContextWindowCompressionConfig(
+            trigger_tokens=config.compression_trigger_tokens,
+            sliding_window=types.SlidingWindow(target_tokens=config.compression_target_tokens)),
+    )
+    if headers:
+        cfg.http_options = types.HttpOptions(headers=headers)
+    return cfg
+
+
+class Upstream:
+    """An open Live session plus its receive task."""
+
+    def __init__(self, client: genai.Client, model: str, handler: LiveHandler) -> None:
+        self.client = client
+        self.model = model
+        self.handler = handler
+        self.session = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._recv: asyncio.Task | None = None
+        self._closing = False
+
+    async def open(self, cfg: types.LiveConnectConfig, timeout_s: float = 10.0) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            self.session = await asyncio.wait_for(
+                stack.enter_async_context(self.client.aio.live.connect(model=self.model, config=cfg)), timeout_s)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._closing = False
+        self._recv = asyncio.create_task(self._receive_loop(), name="live-receive")
+
+    async def _receive_loop(self) -> None:
+        lost: BaseException | None = None
+        try:
+            while True:
+                async for msg in self.session.receive():
+                    await self.handler.on_upstream_message(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - APIError on close, ConnectionClosed, parse errors
+            lost = exc
+        if not self._closing:
+            await self.handler.on_upstream_lost(lost)
+
+    async def close(self) -> None:
+        self._closing = True
+        recv, self._recv = self._recv, None
+        if recv is not None and recv is not asyncio.current_task():
+            recv.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await recv
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(stack.aclose(), 5)
+        self.session = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.session is not None and not self._closing
+
+    async def send_turn(self, content: types.Content | list[types.Content], turn_complete: bool = True) -> None:
+        await self.session.send_client_content(turns=content, turn_complete=turn_complete)
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        await self.session.send_realtime_input(audio=types.Blob(data=pcm16, mime_type="audio/pcm;rate=16000"))
+
+    async def send_audio_end(self) -> None:
+        await self.session.send_realtime_input(audio_stream_end=True)
+
+    async def send_tool_response(self, responses: list[types.FunctionResponse]) -> None:
+        await self.session.send_tool_response(function_responses=responses)
+
+
+OpenFn = Callable[[str | None], Awaitable[None]]

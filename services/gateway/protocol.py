@@ -1,0 +1,101 @@
+"""The learner WebSocket protocol (docs/protocol.md): parsing client frames, building server frames.
+
+Parsing never raises on bad input from a learner: it returns a `ProtocolError`
+whose code and message go back to the client as an `error` frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MODES = ("text", "audio")
+LANGUAGES = ("en", "ja")
+
+# Error codes a client may see.
+BAD_JSON = "bad_json"
+BAD_MESSAGE = "bad_message"
+UNKNOWN_TYPE = "unknown_type"
+TOO_LARGE = "too_large"
+BINARY_IN_TEXT_MODE = "binary_in_text_mode"
+RATE_LIMITED = "rate_limited"
+BUDGET_EXCEEDED = "budget_exceeded"
+BUSY = "busy"
+UNAUTHENTICATED = "unauthenticated"
+TOO_MANY_SESSIONS = "too_many_sessions"
+RESUME_FAILED = "resume_failed"
+UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+INTERNAL = "internal"
+
+
+@dataclass(frozen=True)
+class ProtocolError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Start:
+    mode: str | None
+    language: str | None
+    resume: str | None
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioEnd:
+    pass
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+ClientMessage = Start | Text | AudioEnd | Ping
+
+
+def parse(raw: str, max_text_chars: int) -> ClientMessage | ProtocolError:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return ProtocolError(BAD_JSON, "message is not valid JSON")
+    if not isinstance(data, dict):
+        return ProtocolError(BAD_MESSAGE, "message must be a JSON object with a \"type\"")
+    kind = data.get("type")
+    if kind == "text":
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return ProtocolError(BAD_MESSAGE, "text message needs a non-empty \"text\" string")
+        if len(text) > max_text_chars:
+            return ProtocolError(TOO_LARGE, f"text is longer than {max_text_chars} characters")
+        return Text(text.strip())
+    if kind == "start":
+        mode, language, resume = data.get("mode"), data.get("language"), data.get("resume")
+        if mode is not None and mode not in MODES:
+            return ProtocolError(BAD_MESSAGE, "mode must be \"text\" or \"audio\"")
+        if language is not None and language not in LANGUAGES:
+            return ProtocolError(BAD_MESSAGE, "language must be \"en\" or \"ja\"")
+        if resume is not None and (not isinstance(resume, str) or not 0 < len(resume) <= 64):
+            return ProtocolError(BAD_MESSAGE, "resume must be a session id string")
+        return Start(mode, language, resume)
+    if kind == "audio_end":
+        return AudioEnd()
+    if kind == "ping":
+        return Ping()
+    if not isinstance(kind, str):
+        return ProtocolError(BAD_MESSAGE, "message needs a \"type\" string")
+    return ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}")
+
+
+def frame(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, **fields}, ensure_ascii=False)
+
+
+def error(code: str, message: str) -> str:
+    return frame("error", code=code, message=message)

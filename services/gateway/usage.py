@@ -1,0 +1,183 @@
+"""Usage, cost and limits: tokens by modality per turn, the daily `usage` row, budgets and rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from google.genai import types
+
+from services.gateway.config import Prices
+
+log = logging.getLogger(__name__)
+
+AUDIO_TOKENS_PER_SECOND = 25
+
+
+@dataclass
+class TurnUsage:
+    text_in_tokens: int = 0
+    text_out_tokens: int = 0
+    audio_in_tokens: int = 0
+    audio_out_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, other: TurnUsage) -> None:
+        self.text_in_tokens += other.text_in_tokens
+        self.text_out_tokens += other.text_out_tokens
+        self.audio_in_tokens += other.audio_in_tokens
+        self.audio_out_tokens += other.audio_out_tokens
+        self.cost_usd += other.cost_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cost_usd"] = round(self.cost_usd, 8)
+        return out
+
+
+def _by_modality(details: list[types.ModalityTokenCount] | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in details or []:
+        name = (d.modality.value if hasattr(d.modality, "value") else str(d.modality or "TEXT")).upper()
+        out[name] = out.get(name, 0) + int(d.token_count or 0)
+    return out
+
+
+def from_metadata(meta: types.UsageMetadata, prices: Prices) -> TurnUsage:
+    """Tokens by modality from usageMetadata; undetailed counts are taken as text."""
+    prompt = _by_modality(meta.prompt_tokens_details)
+    response = _by_modality(meta.response_tokens_details)
+    if not prompt and meta.prompt_token_count:
+        prompt = {"TEXT": int(meta.prompt_token_count)}
+    if not response and meta.response_token_count:
+        response = {"TEXT": int(meta.response_token_count)}
+    usage = TurnUsage(
+        text_in_tokens=prompt.get("TEXT", 0) + prompt.get("IMAGE", 0) + prompt.get("VIDEO", 0),
+        audio_in_tokens=prompt.get("AUDIO", 0),
+        text_out_tokens=response.get("TEXT", 0),
+        audio_out_tokens=response.get("AUDIO", 0),
+    )
+    usage.cost_usd = cost(usage, prices)
+    return usage
+
+
+def cost(u: TurnUsage, prices: Prices) -> float:
+    return (u.audio_in_tokens * prices.audio_in + u.audio_out_tokens * prices.audio_out
+            + u.text_in_tokens * prices.text_in + u.text_out_tokens * prices.text_out) / 1_000_000
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class UsageStore:
+    """The `usage` table (pk userId, sk day): ADD counters per turn; reads for the budget check."""
+
+    def __init__(self, client, table: str, settings_table: str) -> None:
+        self.client = client
+        self.table = table
+        self.settings_table = settings_table
+
+    async def spent_today(self, user_id: str) -> float:
+        def get() -> float:
+            row = self.client.get_item(TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
+                                       ProjectionExpression="costUsd", ConsistentRead=True).get("Item") or {}
+            return float(row.get("costUsd", {}).get("N", "0"))
+
+        return await asyncio.to_thread(get)
+
+    async def budget_override(self, user_id: str) -> float | None:
+        def get() -> float | None:
+            row = self.client.get_item(TableName=self.settings_table, Key={"userId": {"S": user_id}},
+                                       ProjectionExpression="dailyBudgetUsd").get("Item") or {}
+            value = row.get("dailyBudgetUsd", {}).get("N")
+            return float(value) if value is not None else None
+
+        return await asyncio.to_thread(get)
+
+    async def add(self, user_id: str, u: TurnUsage) -> None:
+        def update() -> None:
+            self.client.update_item(
+                TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
+                UpdateExpression="ADD turns :one, textInTokens :ti, textOutTokens :to, audioInTokens :ai, "
+                                 "audioOutTokens :ao, costUsd :c",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"}, ":ti": {"N": str(u.text_in_tokens)}, ":to": {"N": str(u.text_out_tokens)},
+                    ":ai": {"N": str(u.audio_in_tokens)}, ":ao": {"N": str(u.audio_out_tokens)},
+                    ":c": {"N": str(Decimal(repr(u.cost_usd)).quantize(Decimal("1e-10")))},
+                })
+
+        await asyncio.to_thread(update)
+
+
+class TokenBucket:
+    """Per-learner rate limit: `rate` units per minute, bursting to one minute's worth."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self, amount: float = 1.0) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= amount:
+            self.tokens -= amount
+            return True
+        return False
+
+
+class Limits:
+    """Rate limits shared by all of a learner's connections in this process; budget from the usage table."""
+
+    def __init__(self, store: UsageStore | None, messages_per_minute: int, audio_seconds_per_minute: float,
+                 daily_budget_usd: float) -> None:
+        self.store = store
+        self.messages_per_minute = messages_per_minute
+        self.audio_seconds_per_minute = audio_seconds_per_minute
+        self.daily_budget_usd = daily_budget_usd
+        self._messages: dict[str, TokenBucket] = {}
+        self._audio: dict[str, TokenBucket] = {}
+        self._spent: dict[tuple[str, str], float] = {}
+        self._budget: dict[str, float] = {}
+
+    def allow_message(self, user_id: str) -> bool:
+        return self._messages.setdefault(user_id, TokenBucket(self.messages_per_minute)).take()
+
+    def allow_audio(self, user_id: str, seconds: float) -> bool:
+        return self._audio.setdefault(user_id, TokenBucket(self.audio_seconds_per_minute)).take(seconds)
+
+    async def load(self, user_id: str) -> None:
+        """Read today's spend and any per-learner budget once per session (the store is then kept current)."""
+        if self.store is None:
+            return
+        try:
+            spent, override = await asyncio.gather(self.store.spent_today(user_id),
+                                                   self.store.budget_override(user_id))
+        except Exception:  # noqa: BLE001 - an unreadable usage table must not block learning
+            log.warning("usage unreadable; budget check uses in-process figures", exc_info=True)
+            return
+        key = (user_id, today())
+        self._spent[key] = max(self._spent.get(key, 0.0), spent)
+        if override is not None:
+            self._budget[user_id] = override
+
+    def over_budget(self, user_id: str) -> bool:
+        budget = self._budget.get(user_id, self.daily_budget_usd)
+        return self._spent.get((user_id, today()), 0.0) >= budget
+
+    async def record(self, user_id: str, u: TurnUsage) -> None:
+        key = (user_id, today())
+        self._spent[key] = self._spent.get(key, 0.0) + u.cost_usd
+        if self.store is not None:
+            try:
+                await self.store.add(user_id, u)
+            except Exception:  # noqa: BLE001
+                log.warning("usage row not updated", exc_info=True)
