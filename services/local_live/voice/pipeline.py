@@ -109,6 +109,11 @@ class VoicePipeline:
         self._tts: TextToSpeech | None = None
         self._active = 0
 
+    @property
+    def active(self) -> int:
+        """Voice requests in progress or waiting for the worker."""
+        return self._active
+
     # -- worker-thread side: only ever called on the single voice thread ----------
     def _get_stt(self) -> SpeechToText:
         if self._stt is None:

@@ -219,3 +219,16 @@ def _cut_long(sentence: str, max_chars: int) -> list[str]:
 
 def has_japanese(text: str) -> bool:
     return bool(_JA_CHAR.search(text))
+
+
+def reading(text: str) -> str:
+    """Katakana pronunciation, to compare what was heard with what was expected
+    regardless of script (猫はかわいい, ねこはかわいい and 猫は可愛い all read ネコワカワイイ).
+
+    Sudachi's kanji readings are off: they need sudachidict-core, which the voice
+    extra deliberately leaves out (193 MB, and Kokoro does not use it).
+    """
+    import pyopenjtalk
+
+    nodes = pyopenjtalk.run_frontend(text, use_sudachi_kanji_yomi=False)
+    return "".join(n["pron"].replace("’", "") for n in nodes if n["pos"] != "記号")

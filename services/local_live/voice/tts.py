@@ -149,6 +149,21 @@ def english_voice(prefer: str = "auto") -> Voice | None:
     return None
 
 
+def plan_speech(text: str, language: str) -> list[Piece]:
+    """Split an answer into short single-voice pieces, in speaking order."""
+    pieces: list[Piece] = []
+    for span in split_spans(text, language):
+        sentences = split_sentences(span.text, span.language)
+        for i, sentence in enumerate(sentences):
+            last = i == len(sentences) - 1
+            ends = sentence.rstrip()[-1:] in "。！？!?.\n"
+            pause = SENTENCE_PAUSE_S if ends else (SPAN_PAUSE_S if last else 0.12)
+            pieces.append(Piece(span.language, sentence, pause))
+    if pieces:
+        pieces[-1] = Piece(pieces[-1].voice, pieces[-1].text, 0.0)
+    return pieces
+
+
 class TextToSpeech:
     """Plans text into pieces and renders them; model use is not thread-safe (single worker)."""
 
@@ -165,17 +180,7 @@ class TextToSpeech:
         return cls(japanese, english_voice(english))
 
     def plan(self, text: str, language: str) -> list[Piece]:
-        pieces: list[Piece] = []
-        for span in split_spans(text, language):
-            sentences = split_sentences(span.text, span.language)
-            for i, sentence in enumerate(sentences):
-                last = i == len(sentences) - 1
-                ends = sentence.rstrip()[-1:] in "。！？!?.\n"
-                pause = SENTENCE_PAUSE_S if ends else (SPAN_PAUSE_S if last else 0.12)
-                pieces.append(Piece(span.language, sentence, pause))
-        if pieces:
-            pieces[-1] = Piece(pieces[-1].voice, pieces[-1].text, 0.0)
-        return pieces
+        return plan_speech(text, language)
 
     def render(self, piece: Piece) -> bytes:
         """PCM16 mono 24 kHz for one piece, its trailing pause included."""
