@@ -1,0 +1,172 @@
+"""A small /v1/chat client: used by `kotoba chat`, `kotoba eval answers`, the tests and the benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+
+@dataclass
+class TurnResult:
+    text: str = ""
+    audio: bytes = b""
+    transcripts: list[tuple[str, str]] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+    first_text_s: float | None = None
+    first_audio_s: float | None = None
+    total_s: float = 0.0
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def transcript(self, role: str) -> str:
+        return "".join(t for r, t in self.transcripts if r == role)
+
+    @property
+    def answer(self) -> str:
+        return self.text or self.transcript("tutor")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"answer": self.answer, "text": self.text, "audio_bytes": len(self.audio),
+                "transcripts": [{"role": r, "text": t} for r, t in self.transcripts], "tools": self.tools,
+                "errors": self.errors, "usage": self.usage, "first_text_s": self.first_text_s,
+                "first_audio_s": self.first_audio_s, "total_s": round(self.total_s, 4)}
+
+
+class ChatClient:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.session: dict[str, Any] = {}
+
+    @classmethod
+    async def open(cls, url: str, token: str, *, headers: dict[str, str] | None = None,
+                   open_wait_s: float = 10) -> ChatClient:
+        ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                           open_timeout=open_wait_s, max_size=16 * 1024 * 1024, ping_interval=30, ping_timeout=90)
+        return cls(ws)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send(json.dumps(message, ensure_ascii=False))
+
+    async def recv_json(self, wait_s: float = 30) -> dict[str, Any]:
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), wait_s)
+            if isinstance(raw, str):
+                return json.loads(raw)
+
+    async def start(self, mode: str = "text", language: str | None = None, resume: str | None = None,
+                    wait_s: float = 30) -> dict[str, Any]:
+        msg: dict[str, Any] = {"type": "start", "mode": mode}
+        if language:
+            msg["language"] = language
+        if resume:
+            msg["resume"] = resume
+        await self.send(**msg)
+        while True:
+            frame = await self.recv_json(wait_s)
+            if frame["type"] == "session":
+                self.session = frame
+                return frame
+            if frame["type"] == "error" and frame.get("code") != "resume_failed":
+                raise RuntimeError(f"{frame['code']}: {frame['message']}")
+
+    async def collect(self, started: float, wait_s: float = 60, on_text=None) -> TurnResult:
+        """Read frames until turn_complete (or an error that ends the turn)."""
+        result = TurnResult()
+        deadline = time.perf_counter() + wait_s
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), max(0.1, deadline - time.perf_counter()))
+            now = time.perf_counter() - started
+            if isinstance(raw, bytes):
+                if result.first_audio_s is None:
+                    result.first_audio_s = now
+                result.audio += raw
+                continue
+            frame = json.loads(raw)
+            result.frames.append(frame)
+            kind = frame.get("type")
+            if kind == "text":
+                if result.first_text_s is None:
+                    result.first_text_s = now
+                result.text += frame["text"]
+                if on_text is not None:
+                    on_text(frame["text"])
+            elif kind == "transcript":
+                result.transcripts.append((frame["role"], frame["text"]))
+            elif kind == "tool":
+                result.tools.append(frame["name"])
+            elif kind == "interrupted":
+                result.interrupted = True
+                result.audio = b""
+            elif kind == "session":
+                self.session = frame
+            elif kind == "error":
+                result.errors.append(frame)
+                if frame.get("code") in ("rate_limited", "budget_exceeded", "busy", "upstream_unavailable",
+                                         "bad_message", "too_large", "unknown_type", "bad_json",
+                                         "binary_in_text_mode"):
+                    result.total_s = now
+                    return result
+            elif kind == "turn_complete":
+                result.usage = frame.get("usage", {})
+                result.total_s = now
+                return result
+
+    async def ask(self, text: str, wait_s: float = 60) -> TurnResult:
+        started = time.perf_counter()
+        await self.send(type="text", text=text)
+        return await self.collect(started, wait_s)
+
+    async def say(self, pcm16_16k: bytes, chunk_ms: int = 100, realtime: bool = False,
+                  wait_s: float = 90) -> TurnResult:
+        """Stream a voice turn (PCM16 mono 16 kHz), then audio_end; timings count from audio_end."""
+        step = 16000 * 2 * chunk_ms // 1000
+        for i in range(0, len(pcm16_16k), step):
+            await self.ws.send(pcm16_16k[i:i + step])
+            if realtime:
+                await asyncio.sleep(chunk_ms / 1000)
+        started = time.perf_counter()
+        await self.send(type="audio_end")
+        return await self.collect(started, wait_s)
+
+
+def read_wav_16k(path: Path) -> bytes:
+    """PCM16 mono 16 kHz from a WAV (resampled linearly and mixed down if need be)."""
+    import numpy as np
+
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: need 16-bit PCM, got {8 * w.getsampwidth()}-bit")
+        rate, channels = w.getframerate(), w.getnchannels()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    if rate != 16000:
+        n = int(len(samples) * 16000 / rate)
+        samples = np.interp(np.linspace(0, len(samples) - 1, n), np.arange(len(samples)), samples)
+    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+
+def write_wav_24k(path: Path, pcm: bytes) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(pcm)
