@@ -1,0 +1,1 @@
+"""Conversations: turn logging, summaries, admin API and the learner's privacy controls."""

@@ -1,0 +1,3 @@
+from services.conversations.server import main
+
+main()

@@ -1,0 +1,333 @@
+"""gRPC handlers of kotoba.v1.Conversations."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import grpc
+from botocore.exceptions import BotoCoreError, ClientError
+from google.protobuf import json_format
+
+from kotoba.v1 import conversations_pb2 as pb
+from kotoba.v1 import conversations_pb2_grpc as pb_grpc
+from services.common.auth import ADMIN, Identity, TokenVerifier, authenticate
+from services.conversations import pages, records
+from services.conversations.config import ConversationsConfig
+from services.conversations.privacy import is_pseudonym, pseudonym, redacted_turn
+from services.conversations.records import InvalidTurn, TurnKey
+from services.conversations.stats import build_response
+from services.conversations.store import ConversationStore
+from services.conversations.worker import SummaryWorker
+
+log = logging.getLogger(__name__)
+turn_log = logging.getLogger("kotoba.turns")
+T = TypeVar("T")
+GSI = "userId-timestamp-index"
+MAX_STATS_DAYS = 400
+# Bounds the work one free-text page may do (each candidate session is read).
+MAX_TEXT_CANDIDATES = 200
+
+
+def _store_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A DynamoDB failure becomes UNAVAILABLE (retryable) instead of an opaque UNKNOWN."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Conversations, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await handler(self, request, context)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("conversation store call failed", extra={"rpc": handler.__name__, "error": str(exc)})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the conversation store is unavailable; try again shortly")
+
+    return wrapper
+
+
+class Conversations(pb_grpc.ConversationsServicer):
+    def __init__(self, config: ConversationsConfig, store: ConversationStore, verifier: TokenVerifier,
+                 executor: ThreadPoolExecutor, worker: SummaryWorker | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.verifier = verifier
+        self.executor = executor
+        self.worker = worker
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    def _ids_for(self, user_id: str) -> list[str]:
+        """A learner's rows carry either the id or its pseudonym, depending on the setting at the time."""
+        return [user_id] if is_pseudonym(user_id) else [user_id, pseudonym(self.config.pseudonym_key, user_id)]
+
+    # ---- logging ------------------------------------------------------------------------
+    @_store_errors
+    async def AppendTurn(self, request: pb.AppendTurnRequest, context: grpc.aio.ServicerContext) -> pb.AppendTurnResponse:
+        identity = await authenticate(context, self.verifier)
+        turn = request.turn
+        user_id = await self._turn_user(identity, turn, context)
+        try:
+            started = records.validate_turn(turn, datetime.now(UTC))
+        except InvalidTurn as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        logging_enabled, pseudonymize = await self.io(self.store.get_privacy, user_id)
+        day = records.fmt_time(started)[:10]
+        if not logging_enabled:
+            await self.io(self.store.count_opted_out, turn.turn_id, day)
+            turn_log.info("turn not logged", extra={"event": "turn_opted_out", "day": day})
+            return pb.AppendTurnResponse(stored=False, reason="the learner turned conversation logging off")
+        clean = redacted_turn(turn)
+        stored_user = pseudonym(self.config.pseudonym_key, user_id) if pseudonymize else user_id
+        ttl = int(time.time()) + self.config.ttl_days * 86400
+        row = records.turn_row(clean, stored_user, started, ttl, pseudonymize)
+        # The marker first (or alongside): a marker without a turn is dropped at recovery,
+        # a turn without a marker would stay pending for good after a crash.
+        new, _ = await asyncio.gather(self.io(self.store.put_turn, row), self.io(self.store.mark_pending, row))
+        if not new:
+            return pb.AppendTurnResponse(stored=True, reason="already stored")
+        await asyncio.gather(self.io(self.store.add_turn_counters, row), self.io(self.store.touch_session_day, row),
+                             self.io(self.store.mark_day, day))
+        if self.worker is not None:
+            self.worker.offer(TurnKey(row["sessionId"], row["timestamp"]))
+        turn_log.info("turn", extra={"event": "turn", "turn": _log_view(row)})
+        return pb.AppendTurnResponse(stored=True)
+
+    async def _turn_user(self, identity: Identity, turn: pb.Turn, context: grpc.aio.ServicerContext) -> str:
+        if identity.is_service:
+            if not turn.user_id:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "a service token must name the learner in turn.user_id")
+            return turn.user_id
+        if turn.user_id and turn.user_id != identity.user_id:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "only the service role may log turns for another learner")
+        return identity.user_id
+
+    # ---- privacy -------------------------------------------------------------------------
+    @_store_errors
+    async def GetPrivacySettings(self, request: pb.GetPrivacySettingsRequest,
+                                 context: grpc.aio.ServicerContext) -> pb.GetPrivacySettingsResponse:
+        identity = await authenticate(context, self.verifier)
+        enabled, pseudo = await self.io(self.store.get_privacy, identity.user_id)
+        return pb.GetPrivacySettingsResponse(settings=pb.PrivacySettings(logging_enabled=enabled, pseudonymize=pseudo))
+
+    @_store_errors
+    async def UpdatePrivacySettings(self, request: pb.UpdatePrivacySettingsRequest,
+                                    context: grpc.aio.ServicerContext) -> pb.UpdatePrivacySettingsResponse:
+        identity = await authenticate(context, self.verifier)
+        if not request.HasField("settings"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "settings is required (both fields are written)")
+        s = request.settings
+        await self.io(self.store.set_privacy, identity.user_id, s.logging_enabled, s.pseudonymize)
+        return pb.UpdatePrivacySettingsResponse(settings=s)
+
+    @_store_errors
+    async def DeleteUserData(self, request: pb.DeleteUserDataRequest,
+                             context: grpc.aio.ServicerContext) -> pb.DeleteUserDataResponse:
+        identity = await authenticate(context, self.verifier)
+        target = request.user_id or identity.user_id
+        if target != identity.user_id and not identity.is_admin:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only an admin may erase another learner's logs")
+        deleted = await self.io(self.store.delete_user, self._ids_for(target))
+        log.info("user data erased", extra={"deleted_turns": deleted, "by_admin": target != identity.user_id})
+        return pb.DeleteUserDataResponse(deleted_turns=deleted)
+
+    # ---- admin ---------------------------------------------------------------------------
+    async def _admin(self, context: grpc.aio.ServicerContext) -> Identity:
+        return await authenticate(context, self.verifier, role=ADMIN)
+
+    async def _range(self, context: grpc.aio.ServicerContext, start: str, end: str,
+                     default_days: int) -> tuple[datetime, datetime]:
+        try:
+            end_t = records.parse_time(end, "end_time") if end else datetime.now(UTC) + timedelta(minutes=5)
+            start_t = records.parse_time(start, "start_time") if start else end_t - timedelta(days=default_days)
+        except InvalidTurn as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if start_t >= end_t:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start_time must be before end_time")
+        return start_t, end_t
+
+    async def _page(self, context: grpc.aio.ServicerContext, size: int, token: str,
+                    filters: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            return pages.page_size(size), pages.decode(token, filters)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    @_store_errors
+    async def GetConversation(self, request: pb.GetConversationRequest,
+                              context: grpc.aio.ServicerContext) -> pb.GetConversationResponse:
+        await self._admin(context)
+        if not request.session_id or request.session_id.startswith("#"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
+        rows = await self.io(self.store.session_turns, request.session_id)
+        if not rows:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no conversation {request.session_id!r}")
+        return pb.GetConversationResponse(turns=[records.row_to_turn(r) for r in rows])
+
+    @_store_errors
+    async def ListUserConversations(self, request: pb.ListUserConversationsRequest,
+                                    context: grpc.aio.ServicerContext) -> pb.ListUserConversationsResponse:
+        await self._admin(context)
+        if not request.user_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id is required")
+        size, cursor = await self._page(context, request.page_size, request.page_token, {"u": request.user_id})
+        rows = await self.io(functools.partial(self.store.merged_desc, self._ids_for(request.user_id), index=GSI,
+                                               below=cursor.get("k"), want=size + 1))
+        reply = pb.ListUserConversationsResponse(turns=[records.row_to_turn(r) for r in rows[:size]])
+        if len(rows) > size:
+            reply.next_page_token = pages.encode({"u": request.user_id}, {"k": rows[size - 1]["timestamp"]})
+        return reply
+
+    @_store_errors
+    async def ListSummaries(self, request: pb.ListSummariesRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ListSummariesResponse:
+        await self._admin(context)
+        start, end = await self._range(context, request.start_time, request.end_time, self.config.ttl_days)
+        filters = {"c": request.category, "s": request.start_time, "e": request.end_time}
+        size, cursor = await self._page(context, request.page_size, request.page_token, filters)
+        lo, hi = records.fmt_time(start), records.fmt_time(end)
+        days = await self.io(self.store.days_with_data, lo[:10], hi[:10])
+        category = request.category
+
+        def keep(row: dict[str, Any]) -> bool:
+            return not category or row.get("category") == category
+
+        reply = pb.ListSummariesResponse()
+        for day in days:
+            if cursor.get("d") and day > cursor["d"]:
+                continue
+            below = cursor["k"] if cursor.get("d") == day else hi
+            want = size - len(reply.summaries) + 1
+            rows = await self.io(functools.partial(
+                self.store.merged_desc, [f"#summaries#{day}#{n}" for n in range(records.SHARDS)],
+                below=below, above=lo, want=want, keep=keep))
+            for row in rows:
+                if len(reply.summaries) == size:
+                    last = reply.summaries[-1]
+                    reply.next_page_token = pages.encode(filters, {"d": day, "k": f"{last.started_at}#{last.turn_id}"})
+                    return reply
+                reply.summaries.append(pb.TurnSummary(
+                    turn_id=row["timestamp"].split("#", 1)[1], session_id=row.get("turnSessionId", ""),
+                    started_at=row.get("startedAt", ""), summary=records.summary_message(row.get("summary") or {})))
+        return reply
+
+    @_store_errors
+    async def ListConversations(self, request: pb.ListConversationsRequest,
+                                context: grpc.aio.ServicerContext) -> pb.ListConversationsResponse:
+        await self._admin(context)
+        start, end = await self._range(context, request.start_time, request.end_time, self.config.ttl_days)
+        filters = {"c": request.category, "u": request.user_id, "s": request.start_time, "e": request.end_time,
+                   "q": request.query}
+        size, cursor = await self._page(context, request.page_size, request.page_token, filters)
+        lo, hi = records.fmt_time(start), records.fmt_time(end)
+        query = request.query.strip().lower()
+        after = tuple(cursor["k"]) if cursor.get("k") else None
+        reply = pb.ListConversationsResponse()
+        seen: set[str] = set()
+        examined = 0
+        after_key: tuple[str, str] = ("", "")
+
+        async def consider(summary: pb.ConversationSummary) -> bool:
+            nonlocal examined
+            if summary.session_id in seen or (request.category and request.category not in summary.categories):
+                return False
+            if query:
+                examined += 1
+                turns = await self.io(self.store.session_turns, summary.session_id)
+                if not any(query in (t.get("question", "") + "\n" + t.get("answer", "")).lower() for t in turns):
+                    return False
+            seen.add(summary.session_id)
+            reply.conversations.append(summary)
+            return True
+
+        if request.user_id:
+            sessions = await self._user_sessions(request.user_id, lo, hi)
+            for s in sessions:
+                if after and (s.started_at, s.session_id) >= after:
+                    continue
+                if len(reply.conversations) == size or examined >= MAX_TEXT_CANDIDATES:
+                    reply.next_page_token = pages.encode(filters, {"k": list(after_key)})
+                    return reply
+                await consider(s)
+                after_key = (s.started_at, s.session_id)
+            return reply
+
+        days = await self.io(self.store.days_with_data, lo[:10], hi[:10])
+        for day in days:
+            if cursor.get("d") and day > cursor["d"]:
+                continue
+            rows = await self.io(self.store.session_day_rows, day)
+            sessions = sorted((_session_summary(r) for r in rows if r.get("lastTurnAt", "") >= lo
+                               and r.get("startedAt", "") < hi), key=lambda s: (s.started_at, s.session_id),
+                              reverse=True)
+            for s in sessions:
+                if after and cursor.get("d") == day and (s.started_at, s.session_id) >= after:
+                    continue
+                if len(reply.conversations) == size or examined >= MAX_TEXT_CANDIDATES:
+                    reply.next_page_token = pages.encode(filters, {"d": day, "k": list(after_key)})
+                    return reply
+                await consider(s)
+                after_key = (s.started_at, s.session_id)
+        return reply
+
+    async def _user_sessions(self, user_id: str, lo: str, hi: str) -> list[pb.ConversationSummary]:
+        rows = await self.io(functools.partial(self.store.merged_desc, self._ids_for(user_id), index=GSI,
+                                               below=hi, above=lo, want=5000))
+        by_session: dict[str, pb.ConversationSummary] = {}
+        for row in sorted(rows, key=lambda r: r["timestamp"]):
+            s = by_session.get(row["sessionId"])
+            if s is None:
+                s = by_session[row["sessionId"]] = pb.ConversationSummary(
+                    session_id=row["sessionId"], user_id=row.get("userId", ""), started_at=row.get("startedAt", ""),
+                    first_question=row.get("question", "")[:300], mode=row.get("mode", ""))
+            s.turn_count += 1
+            s.last_turn_at = row.get("startedAt", "")
+            category = (row.get("summary") or {}).get("category")
+            if category and category not in s.categories:
+                s.categories.append(category)
+        return sorted(by_session.values(), key=lambda s: (s.started_at, s.session_id), reverse=True)
+
+    @_store_errors
+    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+        await self._admin(context)
+        start, end = await self._range(context, request.start_time, request.end_time, 7)
+        if not request.end_time:
+            end = datetime.now(UTC)
+        days = records.days_between(start, end)
+        if len(days) > MAX_STATS_DAYS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the range may span at most {MAX_STATS_DAYS} days")
+        rows = await self.io(self.store.stats_rows, days)
+        with_data = await self.io(self.store.days_with_data, days[0], days[-1])
+        lo, hi = records.fmt_time(start), records.fmt_time(end)
+        session_rows = await asyncio.gather(*(self.io(self.store.session_day_rows, d,
+                                                      "#sk, learnerId, startedAt, lastTurnAt, #ttl")
+                                              for d in with_data))
+        sessions: set[str] = set()
+        learners: set[str] = set()
+        for day_rows in session_rows:
+            for r in day_rows:
+                if r.get("lastTurnAt", "") >= lo and r.get("startedAt", "") < hi:
+                    sessions.add(r["timestamp"])
+                    learners.add(r.get("learnerId", ""))
+        return build_response(rows, days, len(sessions), len(learners - {""}))
+
+
+def _session_summary(row: dict[str, Any]) -> pb.ConversationSummary:
+    return pb.ConversationSummary(
+        session_id=row["timestamp"], user_id=row.get("learnerId", ""), started_at=row.get("startedAt", ""),
+        last_turn_at=row.get("lastTurnAt", ""), turn_count=int(row.get("turnCount", 0)),
+        first_question=row.get("firstQuestion", ""), categories=sorted(row.get("categories") or []),
+        mode=row.get("mode", ""))
+
+
+def _log_view(row: dict[str, Any]) -> dict[str, Any]:
+    """What goes to stdout: the stored row (already redacted, maybe pseudonymous)."""
+    view = json_format.MessageToDict(records.row_to_turn(row), preserving_proto_field_name=True)
+    view.pop("summary_status", None)
+    return view | {"pseudonymous": row["pseudonymous"]}

@@ -1,0 +1,312 @@
+"""DynamoDB access for the conversations table (blocking boto3 calls; the servicer runs them in a thread pool)."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from services.common.tables import chunks, is_expired
+from services.conversations import records, stats
+from services.conversations.records import TurnKey, from_item, to_attr, to_item
+
+_NAMES = {"#pk": "sessionId", "#sk": "timestamp", "#ttl": "ttl"}
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class ConversationStore:
+    def __init__(self, client, table: str, settings_table: str) -> None:
+        self.client = client
+        self.table = table
+        self.settings_table = settings_table
+        self._days_marked: set[str] = set()
+
+    # ---- settings (privacy) -------------------------------------------------------------
+    def get_privacy(self, user_id: str) -> tuple[bool, bool]:
+        """(logging_enabled, pseudonymize); read consistently so a change applies from the next turn."""
+        reply = self.client.get_item(TableName=self.settings_table, Key={"userId": {"S": user_id}},
+                                     ProjectionExpression="loggingEnabled, pseudonymize", ConsistentRead=True)
+        row = from_item(reply.get("Item") or {})
+        return bool(row.get("loggingEnabled", True)), bool(row.get("pseudonymize", False))
+
+    def set_privacy(self, user_id: str, logging_enabled: bool, pseudonymize: bool) -> None:
+        self.client.update_item(
+            TableName=self.settings_table, Key={"userId": {"S": user_id}},
+            UpdateExpression="SET loggingEnabled = :l, pseudonymize = :p",
+            ExpressionAttributeValues={":l": {"BOOL": logging_enabled}, ":p": {"BOOL": pseudonymize}},
+        )
+
+    # ---- writes on AppendTurn ------------------------------------------------------------
+    def put_turn(self, row: dict[str, Any]) -> bool:
+        """Store a new turn; False when this turn id was already stored (idempotent retry)."""
+        try:
+            self.client.put_item(TableName=self.table, Item=to_item(row),
+                                 ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": "sessionId"})
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def add_turn_counters(self, row: dict[str, Any]) -> None:
+        latencies, usage = row["latencies"], row["usage"]
+        adds: dict[str, Any] = {"turns": 1, "stored": 1, "sumPending": 1, f"m_{records.safe_name(row['mode'])}": 1}
+        if usage.get("cost_usd"):
+            adds["costUsd"] = float(usage["cost_usd"])
+        for call in row["toolCalls"]:
+            name = f"t_{records.safe_name(call['name'])}"
+            adds[name] = adds.get(name, 0) + 1
+        if latencies.get("first_text_ms"):
+            adds[f"ft_{stats.bucket(float(latencies['first_text_ms'])):02d}"] = 1
+        if latencies.get("total_ms"):
+            adds[f"tt_{stats.bucket(float(latencies['total_ms'])):02d}"] = 1
+        self._add(records.stats_key(row["day"], row["turnId"]), adds)
+
+    def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None) -> None:
+        names = {f"#a{i}": name for i, name in enumerate(adds)}
+        values = {f":a{i}": to_attr(value) for i, value in enumerate(adds.values())}
+        args: dict[str, Any] = dict(
+            TableName=self.table, Key=key, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+            UpdateExpression="ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds))),
+        )
+        if condition:
+            args["ConditionExpression"] = condition
+            names["#pk"] = "sessionId"
+        self.client.update_item(**args)
+
+    def touch_session_day(self, row: dict[str, Any]) -> None:
+        self.client.update_item(
+            TableName=self.table, Key=records.session_day_key(row["day"], row["sessionId"]),
+            UpdateExpression=("SET learnerId = :u, lastTurnAt = :ts, #ttl = :ttl, #day = :day, "
+                              "startedAt = if_not_exists(startedAt, :ts), "
+                              "firstQuestion = if_not_exists(firstQuestion, :q), #mode = if_not_exists(#mode, :m) "
+                              "ADD turnCount :one"),
+            ExpressionAttributeNames={"#ttl": "ttl", "#day": "day", "#mode": "mode"},
+            ExpressionAttributeValues={":u": {"S": row["userId"]}, ":ts": {"S": row["startedAt"]},
+                                       ":ttl": {"N": str(row["ttl"])}, ":day": {"S": row["day"]},
+                                       ":q": {"S": row["question"][:300]}, ":m": {"S": row["mode"]},
+                                       ":one": {"N": "1"}},
+        )
+
+    def mark_pending(self, row: dict[str, Any]) -> None:
+        key = records.pending_key(row["timestamp"])
+        self.client.put_item(TableName=self.table, Item={**key, "turnSessionId": {"S": row["sessionId"]},
+                                                         "ttl": {"N": str(row["ttl"])}})
+
+    def mark_day(self, day: str) -> None:
+        if day in self._days_marked:
+            return
+        self.client.put_item(TableName=self.table, Item={"sessionId": {"S": "#days"}, "timestamp": {"S": day}})
+        self._days_marked.add(day)
+
+    def count_opted_out(self, turn_id: str, day: str) -> None:
+        """Anonymous count (no user id anywhere); a retried turn id is counted once."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={"sessionId": {"S": f"#optout#{turn_id}"}, "timestamp": {"S": "#"},
+                      "ttl": {"N": str(int(time.time()) + 2 * 86400)}},
+                ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": "sessionId"})
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return
+            raise
+        self._add(records.stats_key(day, turn_id), {"turns": 1, "optedOut": 1})
+        self.mark_day(day)
+
+    # ---- summaries -----------------------------------------------------------------------
+    def get_turn(self, key: TurnKey) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key=key.item_key(), ConsistentRead=True).get("Item")
+        return from_item(item) if item and not is_expired(item) else None
+
+    def save_summary(self, key: TurnKey, summary: dict[str, Any] | None, status: str) -> bool:
+        """Write the summary once; False when the turn is gone (erased) or already summarised."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=key.item_key(),
+                UpdateExpression="SET summary = :s, summaryStatus = :st",
+                ConditionExpression="attribute_exists(#pk) AND summaryStatus = :pending",
+                ExpressionAttributeNames={"#pk": "sessionId"},
+                ExpressionAttributeValues={":s": to_attr(summary or {}), ":st": {"S": status},
+                                           ":pending": {"S": "pending"}},
+            )
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def after_summary(self, row: dict[str, Any], summary: dict[str, Any] | None, status: str) -> None:
+        sk = row["timestamp"]
+        adds: dict[str, Any] = {"sumPending": -1}
+        if status == "failed":
+            adds["sumFailed"] = 1
+        if summary:
+            adds[f"c_{records.safe_name(summary['category'])}"] = 1
+        self._add(records.stats_key(row["day"], row["turnId"]), adds)
+        if summary:
+            self.client.put_item(TableName=self.table, Item={
+                **records.summary_key(sk),
+                **to_item({"turnSessionId": row["sessionId"], "category": summary["category"], "summary": summary,
+                           "startedAt": row["startedAt"], "ttl": row["ttl"]}),
+            })
+            try:
+                self._add(records.session_day_key(row["day"], row["sessionId"]),
+                          {"categories": {summary["category"]}}, condition="attribute_exists(#pk)")
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
+        self.client.delete_item(TableName=self.table, Key=records.pending_key(sk))
+
+    def pending_keys(self) -> list[TurnKey]:
+        keys: list[TurnKey] = []
+        for n in range(records.SHARDS):
+            for item in self._query_all(f"#pending#{n}"):
+                keys.append(TurnKey(item["turnSessionId"]["S"], item["timestamp"]["S"]))
+        return keys
+
+    def drop_pending(self, key: TurnKey) -> None:
+        self.client.delete_item(TableName=self.table, Key=records.pending_key(key.sk))
+
+    # ---- reads ---------------------------------------------------------------------------
+    def _query_all(self, pk: str, projection: str | None = None, **extra: Any) -> list[dict[str, Any]]:
+        args: dict[str, Any] = dict(TableName=self.table, KeyConditionExpression="#pk = :pk",
+                                    ExpressionAttributeNames={"#pk": "sessionId"},
+                                    ExpressionAttributeValues={":pk": {"S": pk}})
+        args.update(extra)
+        if projection:  # must use both #sk and #ttl: unused attribute names are an error
+            args["ProjectionExpression"] = projection
+            args["ExpressionAttributeNames"] = {**args["ExpressionAttributeNames"], "#sk": "timestamp", "#ttl": "ttl"}
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self.client.query(**args)
+            rows.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return rows
+            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def session_turns(self, session_id: str) -> list[dict[str, Any]]:
+        now = time.time()
+        return [from_item(i) for i in self._query_all(session_id) if not is_expired(i, now)]
+
+    def days_with_data(self, first: str, last: str) -> list[str]:
+        """Days in [first, last] that have rows, newest first."""
+        items = self._query_all("#days", KeyConditionExpression="#pk = :pk AND #sk BETWEEN :a AND :b",
+                                ExpressionAttributeNames={"#pk": "sessionId", "#sk": "timestamp"},
+                                ExpressionAttributeValues={":pk": {"S": "#days"}, ":a": {"S": first},
+                                                           ":b": {"S": last}})
+        return sorted((i["timestamp"]["S"] for i in items), reverse=True)
+
+    def session_day_rows(self, day: str, projection: str | None = None) -> list[dict[str, Any]]:
+        now = time.time()
+        rows = []
+        for n in range(records.SHARDS):
+            rows.extend(from_item(i) for i in self._query_all(f"#sessions#{day}#{n}", projection)
+                        if not is_expired(i, now))
+        return rows
+
+    def stats_rows(self, days: list[str]) -> dict[str, list[dict[str, Any]]]:
+        keys = [k for day in days for k in records.stats_keys(day)]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for batch in chunks(keys, 100):
+            request = {self.table: {"Keys": batch}}
+            for _attempt in range(8):
+                reply = self.client.batch_get_item(RequestItems=request)
+                for item in reply.get("Responses", {}).get(self.table, []):
+                    day = item["sessionId"]["S"].split("#")[2]
+                    out.setdefault(day, []).append(from_item(item))
+                request = reply.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * (_attempt + 1))
+        return out
+
+    def query_desc(self, pk_value: str, *, index: str | None = None, below: str | None = None,
+                   above: str | None = None, want: int, keep: Callable[[dict[str, Any]], bool] | None = None,
+                   max_items: int = 5000) -> list[dict[str, Any]]:
+        """Up to `want` live rows of one partition with above <= sk < below, newest first."""
+        pk_name = "userId" if index else "sessionId"
+        cond = "#p = :p"
+        values: dict[str, Any] = {":p": {"S": pk_value}}
+        if above or below:
+            cond += " AND #sk BETWEEN :lo AND :hi"
+            values[":lo"] = {"S": above or "0"}
+            values[":hi"] = {"S": below or "\uffff"}
+        args: dict[str, Any] = dict(TableName=self.table, KeyConditionExpression=cond, ScanIndexForward=False,
+                                    ExpressionAttributeNames={"#p": pk_name, **({"#sk": "timestamp"} if above or below else {})},
+                                    ExpressionAttributeValues=values, Limit=min(max(want * 2, 10), 200))
+        if index:
+            args["IndexName"] = index
+        out: list[dict[str, Any]] = []
+        seen = 0
+        now = time.time()
+        while len(out) < want and seen < max_items:
+            page = self.client.query(**args)
+            for item in page.get("Items", []):
+                seen += 1
+                if below and item["timestamp"]["S"] == below or is_expired(item, now):
+                    continue
+                row = from_item(item)
+                if keep is None or keep(row):
+                    out.append(row)
+                    if len(out) >= want:
+                        break
+            if "LastEvaluatedKey" not in page:
+                break
+            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return out
+
+    def merged_desc(self, pks: Iterable[str], *, want: int, **kwargs: Any) -> list[dict[str, Any]]:
+        """The newest `want` rows over several partitions (shards or user id + pseudonym), by sk."""
+        streams = [self.query_desc(pk, want=want, **kwargs) for pk in pks]
+        merged = heapq.merge(*streams, key=lambda r: r["timestamp"], reverse=True)
+        return [row for _, row in zip(range(want), merged, strict=False)]
+
+    # ---- erase ---------------------------------------------------------------------------
+    def delete_user(self, user_ids: Iterable[str]) -> int:
+        """Erase every row that carries one of these ids (turns, summaries, pending markers, session rows)."""
+        deleted = 0
+        for user_id in user_ids:
+            # A second pass catches turns appended while the first one ran; bounded
+            # because a GSI read may still show rows that were just deleted.
+            for _pass in range(3):
+                turns = []
+                args: dict[str, Any] = dict(
+                    TableName=self.table, IndexName="userId-timestamp-index",
+                    KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
+                    ProjectionExpression="sessionId, #sk", ExpressionAttributeNames={"#sk": "timestamp"})
+                while True:
+                    page = self.client.query(**args)
+                    turns.extend(page.get("Items", []))
+                    if "LastEvaluatedKey" not in page:
+                        break
+                    args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                if not turns:
+                    break
+                keys: dict[tuple[str, str], dict[str, Any]] = {}
+                for item in turns:
+                    sid, sk = item["sessionId"]["S"], item["timestamp"]["S"]
+                    for key in (TurnKey(sid, sk).item_key(), records.summary_key(sk), records.pending_key(sk),
+                                records.session_day_key(records.day_of(sk), sid)):
+                        keys[(key["sessionId"]["S"], key["timestamp"]["S"])] = key
+                self._batch_delete(list(keys.values()))
+                deleted += len(turns)
+        return deleted
+
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        for batch in chunks(keys, 25):
+            request = {self.table: [{"DeleteRequest": {"Key": k}} for k in batch]}
+            for attempt in range(10):
+                reply = self.client.batch_write_item(RequestItems=request)
+                request = reply.get("UnprocessedItems") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * (attempt + 1))
+            else:
+                raise RuntimeError("DynamoDB kept throttling the erase; try again")

@@ -1,0 +1,137 @@
+"""Background summaries: a bounded queue drained in batches, retried with backoff, never in AppendTurn's way.
+
+A turn is stored with summaryStatus "pending" plus a pending marker row. The
+worker summarises it, writes the summary, updates the counters and removes
+the marker. Markers left by a crash (or by a full queue) are picked up at the
+next start, and again whenever the queue had to drop work, by `recover()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from services.conversations.records import TurnKey
+from services.conversations.store import ConversationStore
+from services.conversations.summarise import Summariser
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SummaryWorker:
+    def __init__(self, store: ConversationStore, summariser: Summariser, io: Callable[..., Awaitable[Any]], *,
+                 queue_size: int, batch_size: int, retries: int, backoff_seconds: float) -> None:
+        self.store = store
+        self.summariser = summariser
+        self.io = io
+        self.queue: asyncio.Queue[TurnKey] = asyncio.Queue(maxsize=queue_size)
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.dropped = 0  # turns left for recover() because the queue was full
+        self.done = 0
+        self.failed = 0
+        self._task: asyncio.Task[None] | None = None
+        self._queued: set[str] = set()
+
+    def offer(self, key: TurnKey) -> bool:
+        """Queue a turn without waiting; a full queue leaves it to recover()."""
+        if key.sk in self._queued:
+            return True
+        try:
+            self.queue.put_nowait(key)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            return False
+        self._queued.add(key.sk)
+        return True
+
+    async def recover(self) -> int:
+        keys = await self.io(self.store.pending_keys)
+        queued = sum(1 for key in keys if self.offer(key))
+        if keys:
+            log.info("pending summaries recovered", extra={"pending": len(keys), "queued": queued})
+        return queued
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="summary-worker")
+
+    async def stop(self, drain_seconds: float = 0.0) -> None:
+        if drain_seconds > 0:
+            try:
+                await asyncio.wait_for(self.queue.join(), drain_seconds)
+            except TimeoutError:
+                log.warning("summaries left pending at shutdown", extra={"pending": self.queue.qsize()})
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def idle(self) -> None:
+        """Wait until everything queued so far has been summarised (tests, benchmarks)."""
+        await self.queue.join()
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                await self._process(batch)
+            except Exception:  # noqa: BLE001 - the worker must outlive any one bad batch
+                log.exception("summary batch failed; its turns stay pending until the next recovery")
+            finally:
+                for key in batch:
+                    self._queued.discard(key.sk)
+                    self.queue.task_done()
+            if self.dropped and self.queue.empty():
+                self.dropped = 0
+                await self._safe_recover()
+
+    async def _safe_recover(self) -> None:
+        try:
+            await self.recover()
+        except Exception:  # noqa: BLE001
+            log.exception("pending summary recovery failed")
+
+    async def _process(self, batch: list[TurnKey]) -> None:
+        rows = await asyncio.gather(*(self.io(self.store.get_turn, key) for key in batch))
+        live: list[dict[str, Any]] = []
+        for key, row in zip(batch, rows, strict=True):
+            if row is None or row.get("summaryStatus") != "pending":
+                await self.io(self.store.drop_pending, key)  # erased, expired or already done
+            else:
+                live.append(row)
+        if not live:
+            return
+        summaries: list[dict[str, Any]] | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                summaries = await self.summariser.summarise(live)
+                break
+            except Exception as exc:  # noqa: BLE001 - any backend failure is retried, then counted
+                if attempt == self.retries:
+                    log.warning("summary failed after retries", extra={"turns": len(live), "error": str(exc)})
+                    break
+                delay = self.backoff_seconds * (2 ** attempt) * (0.5 + random.random())
+                log.info("summary retry", extra={"attempt": attempt + 1, "delay_s": round(delay, 2), "error": str(exc)})
+                await asyncio.sleep(delay)
+        await asyncio.gather(*(self._save(row, summaries[i] if summaries else None) for i, row in enumerate(live)))
+
+    async def _save(self, row: dict[str, Any], summary: dict[str, Any] | None) -> None:
+        status = "done" if summary else "failed"
+        key = TurnKey(row["sessionId"], row["timestamp"])
+        if await self.io(self.store.save_summary, key, summary, status):
+            await self.io(self.store.after_summary, row, summary, status)
+            if summary:
+                self.done += 1
+            else:
+                self.failed += 1
+        else:
+            await self.io(self.store.drop_pending, key)
