@@ -1,0 +1,3 @@
+from services.tools.server import main
+
+main()

@@ -1,0 +1,202 @@
+"""Dictionary tools: search_words and the word / kanji / sentence details."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from kotoba.v1 import items_pb2, retrieval_pb2, retrieval_pb2_grpc, tools_pb2
+from services.tools.errors import invalid, not_found
+from services.tools.prefix import PrefixIndex, norm_latin
+from services.tools.records import (
+    clamp_limit,
+    is_live,
+    item_from_row,
+    kata2hira,
+    level_rank,
+    normalize_level,
+)
+from services.tools.store import Store
+
+log = logging.getLogger(__name__)
+
+_JAPANESE_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff々〆ー]")
+_KANJI_RE = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f々]$")
+MAX_EXAMPLES = 3
+MAX_KANJI_WORDS = 5
+MAX_HOMOGRAPHS = 5
+
+
+def _by_level(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (level_rank(r.get("level")), r["id"]))
+
+
+class Dictionary:
+    def __init__(self, store: Store, prefixes: PrefixIndex, retrieval: retrieval_pb2_grpc.RetrievalStub | None,
+                 retrieval_timeout: float) -> None:
+        self.store = store
+        self.prefixes = prefixes
+        self.retrieval = retrieval
+        self.retrieval_timeout = retrieval_timeout
+
+    # ---- search_words ------------------------------------------------------------------
+
+    async def search_words(self, request: tools_pb2.SearchWordsRequest,
+                           metadata: Sequence[tuple[str, str]] = ()) -> tools_pb2.SearchWordsResponse:
+        query = request.query.strip()
+        if not 1 <= len(query) <= 200:
+            raise invalid("query must be 1 to 200 characters")
+        language = request.language.strip().lower()
+        if language not in ("", "en", "ja"):
+            raise invalid(f"language must be 'en' or 'ja'; got {request.language!r}")
+        level = normalize_level(request.level)
+        limit = clamp_limit(request.limit, 10, 50)
+        # The text itself decides the path ("taberu" is romaji even when the learner speaks Japanese).
+        japanese = bool(_JAPANESE_RE.search(query))
+        latin = norm_latin(query)
+        reading = kata2hira(query)
+
+        exact_lookups = []
+        if japanese:
+            exact_lookups.append(self.store.run(self.store.by_index, "written-index", "written", query))
+            exact_lookups.append(self.store.run(self.store.by_index, "reading-index", "reading", reading))
+        else:
+            exact_lookups.append(self.store.run(self.store.by_index, "romaji-index", "romaji", latin))
+            if " " in latin:
+                exact_lookups.append(self.store.run(self.store.by_index, "romaji-index", "romaji",
+                                                    latin.replace(" ", "")))
+        exact_rows: list[dict[str, Any]] = []
+        for rows in await asyncio.gather(*exact_lookups):
+            exact_rows.extend(_by_level(rows))
+        meaning_ids = [] if japanese else self.prefixes.exact_meaning(latin, level)
+
+        found: dict[str, tuple[items_pb2.Item, str]] = {}
+
+        def take(row: dict[str, Any], how: str) -> None:
+            if (len(found) < limit and row["id"] not in found and is_live(row) and row.get("type") == "word"
+                    and (not level or row.get("level") == level)):
+                found[row["id"]] = (item_from_row(row), how)
+
+        for row in exact_rows:
+            take(row, "exact")
+        wanted = [i for i in meaning_ids if i not in found][: limit]
+        if len(found) < limit:
+            fields = ("written", "reading") if japanese else ("romaji", "meaning")
+            keys = {"written": query, "reading": reading, "romaji": latin, "meaning": latin}
+            prefix_ids: list[str] = []
+            for field in fields:
+                prefix_ids.extend(self.prefixes.prefix(field, keys[field], level, limit=limit))
+            rows = await self.store.run(self.store.get_items, wanted + prefix_ids[: limit * 2])
+            for item_id in wanted:
+                if item_id in rows:
+                    take(rows[item_id], "exact")
+            for item_id in prefix_ids:
+                if item_id in rows:
+                    take(rows[item_id], "prefix")
+
+        degraded = False
+        if len(found) < limit and self.retrieval is not None:
+            degraded = not await self._meaning_matches(query, level, limit, found, metadata)
+        else:
+            degraded = self.retrieval is None and len(found) < limit
+        response = tools_pb2.SearchWordsResponse(degraded=degraded)
+        for item, how in found.values():
+            response.items.append(item)
+            response.matched_by.append(how)
+        return response
+
+    async def _meaning_matches(self, query: str, level: str, limit: int,
+                               found: dict[str, tuple[items_pb2.Item, str]],
+                               metadata: Sequence[tuple[str, str]]) -> bool:
+        """Retrieval's meaning-level hits; False (degraded) when it is down, slow or refuses."""
+        assert self.retrieval is not None
+        request = retrieval_pb2.SearchRequest(query=query[:512], top_k=min(50, limit * 2), types=["word"],
+                                              levels=[level] if level else [])
+        try:
+            reply = await self.retrieval.Search(request, timeout=self.retrieval_timeout, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            log.info("retrieval fallback unavailable", extra={"code": exc.code().name})
+            return False
+        for hit in reply.hits:
+            item = hit.item
+            if len(found) >= limit:
+                break
+            if item.id and item.id not in found and item.type == "word" and (not level or item.level == level):
+                found[item.id] = (item, "meaning")
+        return True
+
+    # ---- details -----------------------------------------------------------------------
+
+    async def word_details(self, request: tools_pb2.GetWordDetailsRequest) -> tools_pb2.GetWordDetailsResponse:
+        item_id, written = request.id.strip(), request.written.strip()
+        homographs: list[dict[str, Any]] = []
+        if item_id:
+            if not item_id.startswith("word:"):
+                raise invalid(f"id must be a word id such as 'word:食べる:たべる'; got {item_id!r}")
+            row = await self.store.run(self.store.get_item, item_id)
+            if not is_live(row) or row.get("type") != "word":
+                raise not_found(f"There is no word with id {item_id!r} in the dictionary.")
+        elif written:
+            if len(written) > 200:
+                raise invalid("written must be at most 200 characters")
+            by_written, by_reading = await asyncio.gather(
+                self.store.run(self.store.by_index, "written-index", "written", written),
+                self.store.run(self.store.by_index, "reading-index", "reading", kata2hira(written)),
+            )
+            rows = [r for r in _by_level(by_written) + _by_level(by_reading) if is_live(r) and r.get("type") == "word"]
+            rows = list({r["id"]: r for r in rows}.values())
+            if not rows:
+                raise not_found(f"There is no word written {written!r} in the dictionary.")
+            row, homographs = rows[0], rows[1:1 + MAX_HOMOGRAPHS]
+        else:
+            raise invalid("give the word's id or its written form")
+        assert row is not None
+        kanji_ids = [f"kanji:{c}" for c in row.get("kanji") or []]
+        example_ids = list(row.get("examples") or [])[:MAX_EXAMPLES]
+        related = await self.store.run(self.store.get_items, kanji_ids + example_ids)
+        return tools_pb2.GetWordDetailsResponse(
+            word=item_from_row(row),
+            kanji=[item_from_row(related[i]) for i in kanji_ids if is_live(related.get(i))],
+            examples=[item_from_row(related[i]) for i in example_ids if is_live(related.get(i))],
+            homographs=[item_from_row(r) for r in homographs],
+        )
+
+    async def kanji_details(self, request: tools_pb2.GetKanjiDetailsRequest) -> tools_pb2.GetKanjiDetailsResponse:
+        character = request.character.strip()
+        if character.startswith("kanji:"):
+            character = character[len("kanji:"):]
+        if len(character) != 1:
+            raise invalid(f"character must be exactly one kanji; got {request.character!r}")
+        if not _KANJI_RE.match(character):
+            raise invalid(f"{character!r} is not a kanji character")
+        row = await self.store.run(self.store.get_item, f"kanji:{character}")
+        if not is_live(row):
+            raise not_found(f"The kanji {character} is not in the dictionary.")
+        word_ids = list(row.get("words") or [])[:MAX_KANJI_WORDS]
+        words = await self.store.run(self.store.get_items, word_ids)
+        return tools_pb2.GetKanjiDetailsResponse(
+            kanji=item_from_row(row),
+            words=[item_from_row(words[i]) for i in word_ids if is_live(words.get(i))],
+        )
+
+    async def sentence_details(self, request: tools_pb2.GetSentenceDetailsRequest
+                               ) -> tools_pb2.GetSentenceDetailsResponse:
+        item_id = request.id.strip()
+        if item_id.isdigit():
+            item_id = f"sentence:{int(item_id):05d}"
+        if not item_id.startswith("sentence:") or len(item_id) > 100:
+            raise invalid(f"id must be a sentence id such as 'sentence:00042'; got {request.id!r}")
+        row = await self.store.run(self.store.get_item, item_id)
+        if not is_live(row) or row.get("type") != "sentence":
+            raise not_found(f"There is no sentence with id {item_id!r} in the dictionary.")
+        word_ids = list(row.get("words") or [])
+        words = await self.store.run(self.store.get_items, word_ids)
+        return tools_pb2.GetSentenceDetailsResponse(
+            sentence=item_from_row(row),
+            words=[item_from_row(words[i]) for i in word_ids if is_live(words.get(i))],
+        )

@@ -1,0 +1,218 @@
+"""Tools gRPC service: wires the domain modules (dictionary, learner, admin) to the Tools RPCs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from botocore.exceptions import BotoCoreError, ClientError
+
+from kotoba.v1 import retrieval_pb2_grpc, tools_pb2, tools_pb2_grpc
+from services.common.auth import ADMIN, Identity, TokenVerifier, authenticate
+from services.common.grpc_server import GrpcService, bootstrap, channel, run_until_signalled
+from services.tools.admin import ItemWriter
+from services.tools.config import ToolsConfig
+from services.tools.dictionary import Dictionary
+from services.tools.errors import ToolError
+from services.tools.learner import Catalog, Learner
+from services.tools.pagetoken import PageTokens
+from services.tools.prefix import PrefixIndex
+from services.tools.store import Store, plain
+
+log = logging.getLogger(__name__)
+Resp = TypeVar("Resp")
+SERVICE_NAME = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
+
+
+def _handler(fn: Callable[..., Awaitable[Resp]]) -> Callable[..., Awaitable[Resp]]:
+    """Domain errors → status with their message; store failures → UNAVAILABLE (never a stack trace)."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: ToolsServicer, request: Any, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except ToolError as exc:
+            await context.abort(exc.code, exc.message)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("store error", extra={"rpc": fn.__name__, "error": str(exc)})
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "the dictionary store is not answering right now; try again in a moment")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class ToolsServicer(tools_pb2_grpc.ToolsServicer):
+    def __init__(self, config: ToolsConfig, store: Store, prefixes: PrefixIndex,
+                 retrieval: retrieval_pb2_grpc.RetrievalStub | None) -> None:
+        self.verifier = TokenVerifier(config.common.auth)
+        self.store = store
+        self.catalog = Catalog(store, config.catalog_cache_seconds)
+        self.dictionary = Dictionary(store, prefixes, retrieval, config.retrieval_timeout_ms / 1000)
+        self.learner = Learner(store, self.catalog, PageTokens(config.page_secret, config.page_token_ttl_seconds))
+        self.writer = ItemWriter(store, self.catalog, prefixes)
+
+    async def _learner(self, context: grpc.aio.ServicerContext) -> Identity:
+        identity = await authenticate(context, self.verifier)
+        if identity.user_id.startswith("#"):
+            # "#…" partitions hold aggregates and catalog totals, never a learner.
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this account cannot use learner tools")
+        return identity
+
+    @_handler
+    async def SearchWords(self, request, context):  # noqa: N802 - gRPC method names
+        identity = await authenticate(context, self.verifier)
+        return await self.dictionary.search_words(request, (("authorization", f"Bearer {identity.token}"),))
+
+    @_handler
+    async def GetWordDetails(self, request, context):  # noqa: N802
+        await authenticate(context, self.verifier)
+        return await self.dictionary.word_details(request)
+
+    @_handler
+    async def GetKanjiDetails(self, request, context):  # noqa: N802
+        await authenticate(context, self.verifier)
+        return await self.dictionary.kanji_details(request)
+
+    @_handler
+    async def GetSentenceDetails(self, request, context):  # noqa: N802
+        await authenticate(context, self.verifier)
+        return await self.dictionary.sentence_details(request)
+
+    @_handler
+    async def GetUserProgress(self, request, context):  # noqa: N802
+        return await self.learner.progress((await self._learner(context)).user_id, request)
+
+    @_handler
+    async def GetUserPlan(self, request, context):  # noqa: N802
+        return await self.learner.plan((await self._learner(context)).user_id, request)
+
+    @_handler
+    async def GetUserLearnedItems(self, request, context):  # noqa: N802
+        return await self.learner.learned_items((await self._learner(context)).user_id, request)
+
+    @_handler
+    async def GetUserReviewableItems(self, request, context):  # noqa: N802
+        return await self.learner.reviewable_items((await self._learner(context)).user_id, request)
+
+    @_handler
+    async def GetUserContext(self, request, context):  # noqa: N802
+        return await self.learner.context((await self._learner(context)).user_id)
+
+    @_handler
+    async def UpsertItem(self, request, context):  # noqa: N802
+        await authenticate(context, self.verifier, role=ADMIN)
+        return await self.writer.upsert(request)
+
+    @_handler
+    async def DeleteItem(self, request, context):  # noqa: N802
+        await authenticate(context, self.verifier, role=ADMIN)
+        return await self.writer.delete(request)
+
+
+# ---- prefix index upkeep (off the request path) ---------------------------------------------
+
+_WORD_FIELDS = "id, #t, #l, written, reading, romaji, meanings, deleted"
+_WORD_NAMES = {"#t": "type", "#l": "level"}
+
+
+def scan_words(store: Store) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for page in store.client.get_paginator("scan").paginate(
+            TableName=store.items, ProjectionExpression=_WORD_FIELDS, ExpressionAttributeNames=_WORD_NAMES,
+            FilterExpression="#t = :w", ExpressionAttributeValues={":w": {"S": "word"}}):
+        rows.extend(plain(r) for r in page.get("Items", []))
+    return [r for r in rows if not r.get("deleted")]
+
+
+def changed_since(store: Store, watermark: str) -> tuple[list[str], str]:
+    """Ids waiting for the indexer (dirty) changed after `watermark`, and the new watermark."""
+    rows = store.query_all(
+        TableName=store.items, IndexName="dirty-index",
+        KeyConditionExpression="dirty = :d AND updated_at > :w",
+        ExpressionAttributeValues={":d": {"S": "1"}, ":w": {"S": watermark}})
+    ids = [r["id"]["S"] for r in rows]
+    newest = max((r["updated_at"]["S"] for r in rows), default=watermark)
+    return ids, newest
+
+
+def newest_dirty(store: Store) -> str:
+    reply = store.client.query(
+        TableName=store.items, IndexName="dirty-index", KeyConditionExpression="dirty = :d",
+        ExpressionAttributeValues={":d": {"S": "1"}}, ScanIndexForward=False, Limit=1)
+    rows = reply.get("Items", [])
+    return rows[0]["updated_at"]["S"] if rows else ""
+
+
+class PrefixKeeper:
+    def __init__(self, store: Store, index: PrefixIndex, full_every: float, poll_every: float) -> None:
+        self.store, self.index = store, index
+        self.full_every, self.poll_every = full_every, poll_every
+        self.watermark = ""
+        self._task: asyncio.Task | None = None
+
+    async def build(self) -> None:
+        started = time.monotonic()
+        self.watermark = await self.store.run(newest_dirty, self.store)
+        self.index.rebuild(await self.store.run(scan_words, self.store))
+        log.info("prefix index built", extra={"words": self.index.size,
+                                              "seconds": round(time.monotonic() - started, 2)})
+
+    async def poll(self) -> None:
+        ids, self.watermark = await self.store.run(changed_since, self.store, self.watermark)
+        if ids:
+            rows = await self.store.run(self.store.get_items, ids)
+            for item_id in ids:
+                self.index.update(rows.get(item_id) or {"id": item_id, "deleted": True})
+
+    async def _loop(self) -> None:
+        last_full = time.monotonic()
+        while True:
+            await asyncio.sleep(self.poll_every)
+            try:
+                if time.monotonic() - last_full >= self.full_every:
+                    await self.build()
+                    last_full = time.monotonic()
+                else:
+                    await self.poll()
+            except Exception as exc:  # noqa: BLE001 - keep serving from the last good index
+                log.warning("prefix index refresh failed", extra={"error": str(exc)})
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+
+async def serve(config: ToolsConfig | None = None) -> None:
+    config = config or ToolsConfig.from_env()
+    store = Store(config.common, threads=config.threads)
+    prefixes = PrefixIndex()
+    retrieval_channel = channel(config.retrieval_addr)
+    servicer = ToolsServicer(config, store, prefixes, retrieval_pb2_grpc.RetrievalStub(retrieval_channel))
+    service = GrpcService("tools", config.addr, [SERVICE_NAME], drain_seconds=config.common.drain_seconds)
+    tools_pb2_grpc.add_ToolsServicer_to_server(servicer, service.server)
+    keeper = PrefixKeeper(store, prefixes, config.prefix_refresh_seconds, config.prefix_poll_seconds)
+
+    async def ready() -> None:
+        await keeper.build()
+        keeper.start()
+
+    async def shutdown() -> None:
+        await keeper.stop()
+        await retrieval_channel.close()
+        store.close()
+
+    await run_until_signalled(service, ready=ready, shutdown=shutdown)
+
+
+def main() -> None:
+    common = bootstrap("tools")
+    asyncio.run(serve(ToolsConfig.from_env(common=common)))
