@@ -22,6 +22,7 @@ AREAS = (
     "services.conversations.cli",
     "services.local_live.cli",
     "services.gateway.cli",
+    "services.evaluation.cli",
 )
 
 
