@@ -278,15 +278,20 @@ def test_prod_service_accounts_carry_irsa_roles(resources):
         assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::"), name
 
 
-def test_indexer_runs_as_job_and_cronjob(resources):
+def test_indexer_runs_as_job_and_cronjobs(resources):
     for overlay in OVERLAYS:
         docs = resources[overlay]
         (job,) = by_kind(docs, "Job").values()
-        (cron,) = by_kind(docs, "CronJob").values()
         assert job["spec"]["template"]["spec"]["containers"][0]["command"][-2:] == ["services.indexer", "build"]
-        cron_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        assert cron_pod["containers"][0]["command"][-2:] == ["services.indexer", "update"]
-        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+        crons = by_kind(docs, "CronJob")
+        assert set(crons) == {"indexer-update", "indexer-verify", "indexer-rollback"}
+        for name, cron in crons.items():
+            action = name.removeprefix("indexer-")
+            cron_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            assert cron_pod["containers"][0]["command"][-2:] == ["services.indexer", action]
+            assert cron["spec"]["concurrencyPolicy"] == "Forbid", "two indexers would race on LATEST"
+            # verify/rollback are templates for `kubectl create job --from=cronjob/...`, never scheduled.
+            assert cron["spec"].get("suspend", False) is (action != "update")
 
 
 def test_local_overlay_shares_one_snapshot_volume(resources):
@@ -297,6 +302,7 @@ def test_local_overlay_shares_one_snapshot_volume(resources):
             if v["name"] == "snapshots":
                 claims.add((name, v["persistentVolumeClaim"]["claimName"]))
     assert {claim for _, claim in claims} == {"snapshots"}
-    assert {name for name, _ in claims} == {"Deployment/retrieval", "Job/indexer-build", "CronJob/indexer-update"}
+    assert {name for name, _ in claims} == {"Deployment/retrieval", "Job/indexer-build", "CronJob/indexer-update",
+                                            "CronJob/indexer-verify", "CronJob/indexer-rollback"}
     assert "snapshots" in by_kind(docs, "PersistentVolumeClaim")
     assert yaml.safe_dump(by_kind(docs, "Deployment")["dynalite"]["spec"]["strategy"]) == "type: Recreate\n"
