@@ -1,0 +1,1 @@
+"""Evaluations run against the live product (`kotoba eval …`)."""

@@ -1,0 +1,56 @@
+"""`kotoba eval answers`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from services.common.auth import mint_token
+from services.common.config import CommonConfig
+from services.evaluation.answers import DEFAULT_SET, load_set, run
+
+
+def _answers(args: argparse.Namespace) -> int:
+    common = CommonConfig.from_env()
+    url = args.url or f"ws://{common.addr('gateway')}/v1/chat"
+    questions = load_set(Path(args.set))
+    if args.category:
+        questions = [q for q in questions if q.category in args.category]
+    if args.limit:
+        questions = questions[:args.limit]
+
+    def show(o) -> None:
+        if not args.json:
+            mark = "PASS" if o.passed else "FAIL"
+            why = "" if o.passed else f"  missing={o.missing} {o.error}".rstrip()
+            print(f"{mark} {o.id:32} {o.seconds:5.2f}s{why}", flush=True)
+
+    report = asyncio.run(run(url, lambda user: mint_token(common.auth, user), common.addr("tools"), questions,
+                             args.user, concurrency=args.concurrency, progress=show))
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for cat, c in sorted(report.by_category.items()):
+            print(f"  {cat:14} {c['passed']}/{c['total']}")
+        print(f"pass rate {report.pass_rate:.1%} ({report.passed}/{report.total}) in {report.seconds:.1f}s")
+    return 0 if report.pass_rate >= args.min_pass_rate else 1
+
+
+def register(cli) -> None:
+    p = cli.subcommand("eval", "answers", "Ask the labelled learner questions through the gateway and score the "
+                       "answers by required facts.", _answers)
+    p.add_argument("--url", help="gateway WebSocket URL (default ws://$KOTOBA_GATEWAY_ADDR/v1/chat)")
+    p.add_argument("--user", default="demo-n4", help="learner for questions without their own user")
+    p.add_argument("--set", default=str(DEFAULT_SET), help="question set (JSONL)")
+    p.add_argument("--category", action="append", help="only these categories (repeatable)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--min-pass-rate", type=float, default=0.95, help="exit 1 below this rate")
+    p.add_argument("--json", action="store_true")
+
+
+if __name__ == "__main__":
+    sys.exit(0)
