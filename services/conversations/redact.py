@@ -80,9 +80,9 @@ def _known_names(text: str, names: tuple[str, ...]) -> str:
 def redact_text(text: str, names: tuple[str, ...] = ()) -> str:
     if not text:
         return text
-    text = _known_names(text, names)
     text = _EMAIL_RE.sub(EMAIL, text)
     text = _NUMBER_RE.sub(_number, text)
+    text = _known_names(text, names)
     text = _NAME_EN_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{NAME}", text)
     text = _NAME_JA_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{NAME}", text)
     return text
