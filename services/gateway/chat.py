@@ -26,6 +26,7 @@ from opentelemetry import trace
 from websockets.exceptions import ConnectionClosed
 
 from kotoba.v1 import conversations_pb2, tools_pb2
+from services.common import metrics
 from services.common.auth import Identity, auth_metadata
 from services.common.telemetry import tracer
 from services.gateway import prompts, protocol, rag
@@ -67,7 +68,6 @@ class TurnState:
     skip_chars: int = 0
     interrupted: bool = False
     span: trace.Span | None = None
-    live_span: trace.Span | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def elapsed_ms(self, since: float | None = None) -> float:
@@ -108,6 +108,8 @@ class ChatSession:
         self._errors: collections.deque[float] = collections.deque()
         self._background: set[asyncio.Task] = set()
         self._closed = False
+        self._turn_index = 0
+        self._active_mode = ""
 
     # ------------------------------------------------------------------ learner side
 
@@ -120,6 +122,7 @@ class ChatSession:
             self._closed = True
 
     async def send_error(self, code: str, message: str) -> None:
+        metrics.errors.add(1, {"component": "gateway", "code": code})
         await self.send(protocol.error(code, message))
 
     async def _count_error(self) -> None:
@@ -275,20 +278,26 @@ class ChatSession:
                                       f"at most {app.config.max_sessions_per_learner} sessions at once")
                 await self.ws.close(1008, "too many sessions")
                 raise Closing()
-        self.context, _ = await asyncio.gather(self._learner_context(), app.limits.load(self.identity.user_id))
-        self.mode = mode or "text"
-        self.language = language or (self.context.settings.language if self.context else "") or "en"
-        if self.language not in protocol.LANGUAGES:
-            self.language = "en"
-        self.started = True
-        app.sessions[self.session_id] = self
-        try:
-            await self._open_upstream(resume=resumed, first=True)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("upstream unavailable at start", extra={"error": repr(exc)})
-            await self.send_error(protocol.UPSTREAM_UNAVAILABLE, "the tutor is unavailable right now; try again soon")
-            await self.ws.close(1011, "upstream unavailable")
-            raise Closing() from None
+        with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
+                                           attributes={"session.id": self.session_id}):
+            self.context, _ = await asyncio.gather(self._learner_context(), app.limits.load(self.identity.user_id))
+            self.mode = mode or "text"
+            self.language = language or (self.context.settings.language if self.context else "") or "en"
+            if self.language not in protocol.LANGUAGES:
+                self.language = "en"
+            self.started = True
+            app.sessions[self.session_id] = self
+            try:
+                await self._open_upstream(resume=resumed, first=True)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("upstream unavailable at start", extra={"error": repr(exc)})
+                metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})
+                await self.send_error(protocol.UPSTREAM_UNAVAILABLE,
+                                      "the tutor is unavailable right now; try again soon")
+                await self.ws.close(1011, "upstream unavailable")
+                raise Closing() from None
+        self._active_mode = _mode_attr(self.mode)
+        metrics.active_sessions.add(1, {"mode": self._active_mode})
         self._worker = asyncio.create_task(self._turn_worker(), name="turn-worker")
         await self._persist()
         await self.send(protocol.frame("session", session_id=self.session_id, mode=self.mode,
@@ -328,6 +337,9 @@ class ChatSession:
             return
         if self.app.sessions.get(self.session_id) is self:
             del self.app.sessions[self.session_id]
+        if self._active_mode:
+            metrics.active_sessions.add(-1, {"mode": self._active_mode})
+            self._active_mode = ""
         if not self.superseded:
             await self._persist(state="detached")
 
@@ -440,10 +452,10 @@ class ChatSession:
 
     def _begin_turn(self, mode: str, question: str) -> TurnState:
         turn = TurnState(mode=mode, question=question)
-        turn.span = _tracer.start_span("turn", context=otel_context.Context(),
-                                       attributes={"kotoba.turn_id": turn.turn_id, "kotoba.mode": mode,
-                                                   "kotoba.session_id": self.session_id})
-        turn.live_span = _tracer.start_span("live", context=trace.set_span_in_context(turn.span))
+        self._turn_index += 1
+        turn.span = _tracer.start_span(metrics.SPAN_TURN, context=otel_context.Context(),
+                                       attributes={"mode": _mode_attr(mode), "turn.index": self._turn_index,
+                                                   "session.id": self.session_id})
         self.turn = turn
         self.idle.clear()
         return turn
@@ -469,19 +481,23 @@ class ChatSession:
     async def _text_turn(self, text: str) -> None:
         turn = self._begin_turn("text", text)
         level = self.context.settings.base_level if self.context else ""
-        with trace.use_span(turn.span, end_on_exit=False), _tracer.start_as_current_span("retrieval") as span:
-            turn.retrieved = await rag.search(self.app.backends.retrieval, self.identity.token, text,
-                                              deadline_s=self.app.config.rag_deadline_s,
-                                              top_k=self.app.config.rag_top_k, learner_level=level)
-            span.set_attribute("kotoba.retrieval.available", turn.retrieved.available)
-            span.set_attribute("kotoba.retrieval.hits", len(turn.retrieved.items))
-        turn.content = rag.user_turn(turn.retrieved, text)
-        gen = self._upstream_gen
-        try:
-            await self.upstream.send_turn(turn.content)
-        except Exception as exc:  # noqa: BLE001 - the reconnect resends turn.content
-            log.info("send failed; reconnecting", extra={"error": repr(exc)})
-            self._spawn(self._reconnect("drop", gen))
+        with trace.use_span(turn.span, end_on_exit=False):
+            with _tracer.start_as_current_span(metrics.SPAN_RAG) as span:
+                turn.retrieved = await rag.search(self.app.backends.retrieval, self.identity.token, text,
+                                                  deadline_s=self.app.config.rag_deadline_s,
+                                                  top_k=self.app.config.rag_top_k, learner_level=level)
+                span.set_attribute("rag.hits", len(turn.retrieved.items))
+                span.set_attribute("rag.unavailable", not turn.retrieved.available)
+            metrics.retrieval_latency.record(turn.retrieved.latency_ms, {
+                "component": "gateway", "outcome": "ok" if turn.retrieved.available else "error"})
+            turn.content = rag.user_turn(turn.retrieved, text)
+            gen = self._upstream_gen
+            with _tracer.start_as_current_span(metrics.SPAN_LIVE_SEND):
+                try:
+                    await self.upstream.send_turn(turn.content)
+                except Exception as exc:  # noqa: BLE001 - the reconnect resends turn.content
+                    log.info("send failed; reconnecting", extra={"error": repr(exc)})
+                    self._spawn(self._reconnect("drop", gen))
         try:
             await asyncio.wait_for(turn.done.wait(), TURN_TIMEOUT_S)
         except TimeoutError:
@@ -498,13 +514,13 @@ class ChatSession:
         answer = "".join(turn.answer)
         question = turn.question or "".join(turn.transcript_in)
         self.state.remember(question, answer)
-        if turn.live_span is not None:
-            turn.live_span.end()
+        outcome = "interrupted" if turn.interrupted else "ok"
+        turn.span.set_attribute("outcome", outcome)
         with trace.use_span(turn.span, end_on_exit=True):
             self.app.turnlog.submit(self._turn_record(turn, question, answer, total_ms), self.identity.token)
         self._spawn(self.app.limits.record(self.identity.user_id, turn.usage))
         self._spawn(self._persist())
-        self.app.metrics_turn(turn.mode, total_ms, turn.first_text_ms, turn.usage)
+        _record_turn_metrics(turn, total_ms, outcome, self.app.config.live.kind)
         turn.done.set()
         self.idle.set()
         if self.state.go_away and self.pending.empty():
@@ -590,9 +606,7 @@ class ChatSession:
 
     async def _run_tools(self, turn: TurnState, calls: list[types.FunctionCall], gen: int) -> None:
         started = time.perf_counter()
-        parent = trace.set_span_in_context(turn.span) if turn.span else None
-        with _tracer.start_as_current_span("tools", context=parent) as span:
-            span.set_attribute("kotoba.tools", [fc.name or "" for fc in calls])
+        with trace.use_span(turn.span, end_on_exit=False):  # each kotoba.tool span sits under the turn
             tasks = {}
             for fc in calls:
                 call_id = fc.id or uuid.uuid4().hex
@@ -648,3 +662,24 @@ class ChatSession:
 
 def audio_seconds(tokens: int) -> float:
     return tokens / AUDIO_TOKENS_PER_SECOND
+
+
+def _mode_attr(mode: str) -> str:
+    return "audio" if mode in ("voice", "audio") else "text"
+
+
+def _record_turn_metrics(turn: TurnState, total_ms: float, outcome: str, backend: str) -> None:
+    mode = {"mode": _mode_attr(turn.mode)}
+    metrics.turn_latency.record(total_ms, {**mode, "outcome": outcome})
+    if turn.first_text_ms:
+        metrics.time_to_first_token.record(turn.first_text_ms, mode)
+    if turn.first_audio_ms:
+        metrics.time_to_first_audio.record(turn.first_audio_ms, mode)
+    u = turn.usage
+    for direction, modality, count in (("input", "text", u.text_in_tokens), ("input", "audio", u.audio_in_tokens),
+                                       ("output", "text", u.text_out_tokens),
+                                       ("output", "audio", u.audio_out_tokens)):
+        if count:
+            metrics.tokens.add(count, {"direction": direction, "modality": modality, "backend": backend})
+    if u.cost_usd:
+        metrics.cost.add(u.cost_usd, {"modality": "audio" if turn.mode == "voice" else "text", "backend": backend})

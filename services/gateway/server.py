@@ -15,7 +15,6 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from services.common import telemetry
 from services.common.auth import AuthError, Identity, TokenVerifier, bearer_from_header
 from services.common.aws import dynamodb_client, dynamodb_resource
 from services.gateway.backends import Backends
@@ -25,18 +24,11 @@ from services.gateway.connections import ConnectionStore, SessionRow
 from services.gateway.live import make_client
 from services.gateway.tools_bridge import ToolBridge
 from services.gateway.turnlog import TurnLog
-from services.gateway.usage import Limits, TurnUsage, UsageStore
+from services.gateway.usage import Limits, UsageStore
 
 log = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat"
-
-
-def _metrics_module():
-    try:
-        return importlib.import_module("services.common.metrics")
-    except ModuleNotFoundError:
-        return None
 
 
 class App:
@@ -63,13 +55,7 @@ class App:
         self.ready = False
         self._identities: dict[int, tuple[Identity, str]] = {}
         self._static = self._load_static(config.static_dir)
-        self._meter = telemetry.meter("kotoba.gateway")
-        self._turns = self._meter.create_counter("kotoba_gateway_turns", description="learner turns")
-        self._turn_ms = self._meter.create_histogram("kotoba_gateway_turn_ms", unit="ms")
-        self._first_text_ms = self._meter.create_histogram("kotoba_gateway_first_text_ms", unit="ms")
-        self._cost = self._meter.create_counter("kotoba_gateway_cost_usd", unit="USD")
         self._admin = None
-        self._metrics = _metrics_module()
 
     @staticmethod
     def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
@@ -82,14 +68,6 @@ class App:
                         ctype += "; charset=utf-8"
                     files[path.name] = (path.read_bytes(), ctype)
         return files
-
-    def metrics_turn(self, mode: str, total_ms: float, first_text_ms: float, usage: TurnUsage) -> None:
-        attrs = {"mode": mode}
-        self._turns.add(1, attrs)
-        self._turn_ms.record(total_ms, attrs)
-        if first_text_ms:
-            self._first_text_ms.record(first_text_ms, attrs)
-        self._cost.add(usage.cost_usd, attrs)
 
     async def sessions_store_get(self, session_id: str) -> SessionRow | None:
         if self.store is None:

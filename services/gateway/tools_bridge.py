@@ -20,6 +20,7 @@ from google.genai import types
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 
 from kotoba.v1 import retrieval_pb2, tools_pb2
+from services.common import metrics
 from services.common.auth import auth_metadata
 from services.common.telemetry import tracer
 from services.gateway.backends import Backends
@@ -106,27 +107,40 @@ class ToolBridge:
 
     async def call(self, name: str, args: dict[str, Any], token: str) -> dict[str, Any]:
         """One function call → the response object sent back to the model. Never raises."""
-        with _tracer.start_as_current_span(f"tool {name}") as span:
-            span.set_attribute("kotoba.tool", name)
+        with _tracer.start_as_current_span(metrics.SPAN_TOOL, attributes={"tool": name}) as span, \
+                metrics.Timer(metrics.tool_latency, {"tool": name if self._known(name) else "unknown"}) as timer:
+            response = await self._call(name, args, token)
+            err = response.get("error")
+            code = err.get("code", "INTERNAL") if isinstance(err, dict) else ""
+            span.set_attribute("outcome", "error" if code else "ok")
+            timer.attributes["outcome"] = "error" if code else "ok"
+            if code:
+                span.set_attribute("code", code)
+                timer.attributes["code"] = code
+            return response
+
+    def _known(self, name: str) -> bool:
+        return name == "search_dictionary" or name in self.rpc_for_function
+
+    async def _call(self, name: str, args: dict[str, Any], token: str) -> dict[str, Any]:
+        try:
+            if name == "search_dictionary":
+                return await self._search_dictionary(args, token)
+            rpc = self.rpc_for_function.get(name)
+            if rpc is None:
+                return _error("NOT_FOUND", f"there is no function called {name}")
             try:
-                if name == "search_dictionary":
-                    return await self._search_dictionary(args, token)
-                rpc = self.rpc_for_function.get(name)
-                if rpc is None:
-                    return _error("NOT_FOUND", f"there is no function called {name}")
-                try:
-                    request = ParseDict(args or {}, self._request_class(rpc)(), ignore_unknown_fields=True)
-                except (ParseError, TypeError, ValueError) as exc:
-                    return _error("INVALID_ARGUMENT", f"bad arguments for {name}: {exc}")
-                response = await getattr(self.backends.tools, rpc)(
-                    request, timeout=self.deadline_s, metadata=auth_metadata(token))
-                return {"result": MessageToDict(response, preserving_proto_field_name=True)}
-            except grpc.aio.AioRpcError as exc:
-                span.set_attribute("kotoba.tool.error", exc.code().name)
-                return _error(exc.code().name, exc.details() or exc.code().name)
-            except Exception as exc:  # noqa: BLE001 - the model must get an answer for every call id
-                log.exception("tool call failed", extra={"tool": name})
-                return _error("INTERNAL", f"{name} failed: {type(exc).__name__}")
+                request = ParseDict(args or {}, self._request_class(rpc)(), ignore_unknown_fields=True)
+            except (ParseError, TypeError, ValueError) as exc:
+                return _error("INVALID_ARGUMENT", f"bad arguments for {name}: {exc}")
+            response = await getattr(self.backends.tools, rpc)(
+                request, timeout=self.deadline_s, metadata=auth_metadata(token))
+            return {"result": MessageToDict(response, preserving_proto_field_name=True)}
+        except grpc.aio.AioRpcError as exc:
+            return _error(exc.code().name, exc.details() or exc.code().name)
+        except Exception as exc:  # noqa: BLE001 - the model must get an answer for every call id
+            log.exception("tool call failed", extra={"tool": name})
+            return _error("INTERNAL", f"{name} failed: {type(exc).__name__}")
 
     async def _search_dictionary(self, args: dict[str, Any], token: str) -> dict[str, Any]:
         query = str(args.get("query") or "").strip()

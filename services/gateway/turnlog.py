@@ -17,6 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from kotoba.v1 import conversations_pb2, conversations_pb2_grpc
+from services.common import metrics
 from services.common.auth import auth_metadata
 from services.common.telemetry import tracer
 
@@ -69,8 +70,7 @@ class TurnLog:
         ctx = trace.set_span_in_context(trace.NonRecordingSpan(item.parent)) if item.parent else None
         token = otel_context.attach(ctx) if ctx is not None else None
         try:
-            with _tracer.start_as_current_span("log_handoff") as span:
-                span.set_attribute("kotoba.turn_id", item.turn.turn_id)
+            with _tracer.start_as_current_span(metrics.SPAN_TURN_LOG):
                 for attempt in range(1, self.attempts + 1):
                     try:
                         await self.stub.AppendTurn(conversations_pb2.AppendTurnRequest(turn=item.turn),
