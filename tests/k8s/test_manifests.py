@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -306,3 +307,93 @@ def test_local_overlay_shares_one_snapshot_volume(resources):
                                             "CronJob/indexer-verify", "CronJob/indexer-rollback"}
     assert "snapshots" in by_kind(docs, "PersistentVolumeClaim")
     assert yaml.safe_dump(by_kind(docs, "Deployment")["dynalite"]["spec"]["strategy"]) == "type: Recreate\n"
+
+
+# ---------------------------------------------------------------- the runbook matches the manifests
+
+RUNBOOK = REPO / "docs" / "operations.md"
+KIND_ALIASES = {"deployment": "Deployment", "job": "Job", "cronjob": "CronJob", "hpa": "HorizontalPodAutoscaler",
+                "service": "Service", "svc": "Service", "pdb": "PodDisruptionBudget", "configmap": "ConfigMap"}
+
+
+def runbook_commands() -> list[str]:
+    """Every kubectl command in the runbook's code (indented blocks and inline code), continuations joined."""
+    text = RUNBOOK.read_text()
+    lines = re.sub(r"\\\n\s*", " ", text).splitlines()
+    commands = []
+    for line in lines:
+        for part in [line.strip()] if line.startswith("    ") else re.findall(r"`([^`]*kubectl[^`]*)`", line):
+            for cmd in re.split(r"\s*(?:\|\||&&|\||;)\s*", part):
+                cmd = cmd.strip().lstrip("(").rstrip(")")
+                # A bare mention in prose ("`kubectl apply` resets ...") is not a command to check.
+                if cmd.startswith("kubectl ") and len(cmd.split()) > 2:
+                    commands.append(cmd)
+    return commands
+
+
+def test_runbook_has_commands():
+    commands = runbook_commands()
+    assert len(commands) > 20
+    assert "kubectl apply -k k8s/overlays/prod" in commands and "kubectl apply -k k8s/overlays/local" in commands
+
+
+@pytest.mark.parametrize("command", runbook_commands())
+def test_runbook_command_matches_manifests(command, resources):
+    words = command.split()
+    overlays = {name: docs for name, docs in resources.items()}
+    if "-k" in words:
+        target = words[words.index("-k") + 1]
+        assert (REPO / target / "kustomization.yaml").exists(), target
+        return
+    if words[1] in ("kustomize", "config") or words[1:3] == ["create", "namespace"]:
+        return
+    assert words[1:3] == ["-n", "kotoba"], f"every namespaced command names the namespace: {command}"
+    everywhere = [d for docs in overlays.values() for d in docs]
+    named = {(d["kind"], d["metadata"]["name"]) for d in everywhere}
+    for kind, name in re.findall(r"\b(deployment|job|cronjob|hpa|service|svc|pdb|configmap)/([a-z0-9-]+)", command):
+        if kind == "job" and ("create job" in command):
+            continue
+        assert (KIND_ALIASES[kind], name) in named, f"{kind}/{name} in `{command}` is not in the manifests"
+    # `kubectl get hpa/gateway hpa/retrieval` style lists are covered above; bare `get hpa` is fine.
+    if "-c" in words:
+        container = words[words.index("-c") + 1]
+        (deployment,) = re.findall(r"deployment/([a-z0-9-]+)", command)
+        containers = {c["name"] for d in everywhere if d["kind"] == "Deployment"
+                      and d["metadata"]["name"] == deployment for c in d["spec"]["template"]["spec"]["containers"]}
+        assert container in containers, command
+    for selector in re.findall(r"-l\s+(\S+)", command):
+        key, _, value = selector.partition("=")
+        assert any(s_doc_labels.get(key) == value for s_doc_labels in _pod_labels(everywhere)), command
+    if "create secret" in command:
+        assert "kotoba-secrets" in command
+        referenced = _secret_keys(everywhere)
+        for key in re.findall(r"--from-literal=([A-Z_]+)=", command):
+            assert key in referenced, f"{key} is not read by any workload"
+
+
+def test_runbook_names_every_secret_key(resources):
+    everywhere = [d for docs in resources.values() for d in docs]
+    text = RUNBOOK.read_text()
+    for key in _secret_keys(everywhere):
+        assert f"--from-literal={key}=" in text, f"the runbook never shows how to set {key}"
+
+
+def _pod_labels(docs: list[dict]) -> list[dict]:
+    labels = []
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job"):
+            labels.append(d["spec"]["template"]["metadata"]["labels"])
+        elif d["kind"] == "CronJob":
+            labels.append(d["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"])
+    return labels
+
+
+def _secret_keys(docs: list[dict]) -> set[str]:
+    keys = set()
+    for spec in pod_specs(docs).values():
+        for c in all_containers(spec):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    keys.add(ref["key"])
+    return keys
