@@ -1,0 +1,314 @@
+"""Sentences the tutor says, in English or Japanese, built only from the items and counts given.
+
+Every fact in an answer is a field of an item or a tool result passed in here; the templates add
+only framing ("Here's an example"). Each function returns a list of sentences, streamed as
+separate deltas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.local_live.brain.facts import as_int, meanings
+
+
+class Composer:
+    def __init__(self, language: str = "en", cite: bool = True, name: str = "") -> None:
+        self.ja = language == "ja"
+        self.cite = cite
+        self.name = name
+
+    def t(self, en: str, ja: str, /, **values: Any) -> str:
+        return (ja if self.ja else en).format(**values)
+
+    # ---- pieces ---------------------------------------------------------------------------------
+
+    def label(self, item: dict[str, Any]) -> str:
+        """「猫」(ねこ, neko) — the written form with its reading where it differs."""
+        written, reading, romaji = item.get("written", ""), item.get("reading", ""), item.get("romaji", "")
+        extras = [x for x in (reading if reading != written else "", romaji) if x]
+        if item.get("type") == "kanji":
+            extras = []
+        return f"{written} ({', '.join(extras)})" if extras else written
+
+    def gloss(self, item: dict[str, Any], limit: int = 3) -> str:
+        return "; ".join(meanings(item)[:limit])
+
+    def ids(self, items: list[dict[str, Any]]) -> list[str]:
+        if not self.cite:
+            return []
+        found = [i["id"] for i in items if i.get("id")]
+        return [f"[{', '.join(found[:3])}]"] if found else []
+
+    def level_phrase(self, item: dict[str, Any]) -> str:
+        level = item.get("level")
+        if not level:
+            return ""
+        return self.t(" It's a JLPT {level} {kind}.", "JLPT {level}の{kind}です。", level=level,
+                      kind=self.kind_name(item))
+
+    def kind_name(self, item: dict[str, Any]) -> str:
+        names = {"word": ("word", "単語"), "kanji": ("kanji", "漢字"), "kana": ("kana", "かな"),
+                 "sentence": ("sentence", "例文")}
+        en, ja = names.get(item.get("type", ""), ("item", "項目"))
+        return ja if self.ja else en
+
+    # ---- answers about dictionary items ---------------------------------------------------------
+
+    def meaning(self, items: list[dict[str, Any]]) -> list[str]:
+        first = items[0]
+        out = [self.t("{label} means “{gloss}”.", "{label}は「{gloss}」という意味です。",
+                      label=self.label(first), gloss=self.gloss(first))]
+        level = self.level_phrase(first).strip()
+        if level:
+            out.append(level)
+        for other in items[1:3]:
+            if meanings(other):
+                out.append(self.t("As {label} it can also mean “{gloss}”.", "{label}としては「{gloss}」という意味もあります。",
+                                  label=self.label(other), gloss=self.gloss(other)))
+        return out + self.ids(items[:3])
+
+    def translate(self, english: str, items: list[dict[str, Any]]) -> list[str]:
+        first = items[0]
+        out = [self.t("“{en}” in Japanese is {label}.", "「{en}」は日本語で{label}です。", en=english,
+                      label=self.label(first))]
+        if meanings(first):
+            out.append(self.t("Its meanings: {gloss}.", "意味：{gloss}。", gloss=self.gloss(first)))
+        others = [self.label(i) for i in items[1:3]]
+        if others:
+            out.append(self.t("Other words with that meaning: {others}.", "同じ意味の言葉：{others}。",
+                              others=", ".join(others)))
+        return out + self.ids(items[:3])
+
+    def reading(self, items: list[dict[str, Any]]) -> list[str]:
+        first = items[0]
+        if first.get("type") == "kanji":
+            return self.kanji(first, "readings")
+        out = [self.t("{written} is read {reading}{romaji}.", "{written}は「{reading}」と読みます{romaji}。",
+                      written=first.get("written", ""), reading=first.get("reading", ""),
+                      romaji=f" ({first['romaji']})" if first.get("romaji") else "")]
+        for other in items[1:3]:
+            if other.get("reading") and other.get("reading") != first.get("reading"):
+                out.append(self.t("It can also be read {reading}, meaning “{gloss}”.",
+                                  "「{reading}」とも読み、「{gloss}」という意味です。",
+                                  reading=other["reading"], gloss=self.gloss(other)))
+        if first.get("reading_source") == "machine":
+            out.append(self.t("That reading was produced automatically, so double-check it.",
+                              "この読みは自動で付けたものなので、念のため確認してください。"))
+        return out + self.ids(items[:3])
+
+    def level(self, items: list[dict[str, Any]]) -> list[str]:
+        first = items[0]
+        if not first.get("level"):
+            return [self.t("My dictionary has no JLPT level for {label}.", "{label}にはJLPTレベルの記録がありません。",
+                           label=self.label(first))] + self.ids([first])
+        out = [self.t("{label} is JLPT {level}.", "{label}はJLPT {level}です。", label=self.label(first),
+                      level=first["level"])]
+        for other in items[1:3]:
+            if other.get("level") and other.get("level") != first.get("level"):
+                out.append(self.t("As {label} it's listed at {level}.", "{label}としては{level}です。",
+                                  label=self.label(other), level=other["level"]))
+        return out + self.ids(items[:3])
+
+    def kanji(self, item: dict[str, Any], aspect: str, words: list[dict[str, Any]] | None = None) -> list[str]:
+        char = item.get("written", "")
+        on, kun = item.get("onyomi") or [], item.get("kunyomi") or []
+        strokes = as_int(item.get("strokes"))
+        out: list[str] = []
+        if aspect in ("strokes", "all"):
+            if strokes:
+                out.append(self.t("{char} has {n} strokes.", "{char}は{n}画です。", char=char, n=strokes))
+            else:
+                out.append(self.t("I don't have the stroke count for {char}.", "{char}の画数はわかりません。", char=char))
+        if aspect in ("meaning", "all") or (aspect == "strokes" and meanings(item)):
+            if meanings(item):
+                out.append(self.t("It means “{gloss}”.", "意味は「{gloss}」です。", gloss=self.gloss(item)))
+        if aspect in ("readings", "all"):
+            if on:
+                out.append(self.t("On'yomi: {on}.", "音読みは{on}です。", on="、".join(on) if self.ja else ", ".join(on)))
+            if kun:
+                out.append(self.t("Kun'yomi: {kun}.", "訓読みは{kun}です。",
+                                  kun="、".join(kun) if self.ja else ", ".join(kun)))
+            if not on and not kun:
+                out.append(self.t("I don't have readings for {char}.", "{char}の読みはわかりません。", char=char))
+        if aspect == "all" and item.get("level"):
+            out.append(self.t("It's a JLPT {level} kanji.", "JLPT {level}の漢字です。", level=item["level"]))
+        if words and aspect in ("all", "meaning", "readings"):
+            labels = ", ".join(f"{w.get('written')} ({w.get('reading')})" for w in words[:3] if w.get("written"))
+            if labels:
+                out.append(self.t("Common words: {w}.", "よく使う言葉：{w}。", w=labels))
+        return out + self.ids([item])
+
+    def kanji_for(self, english: str, kanji: list[dict[str, Any]]) -> list[str]:
+        first = kanji[0]
+        out = [self.t("The kanji for “{en}” is {char}.", "「{en}」の漢字は{char}です。", en=english,
+                      char=first.get("written", ""))]
+        on, kun = first.get("onyomi") or [], first.get("kunyomi") or []
+        if on or kun:
+            out.append(self.t("Readings: {r}.", "読み：{r}。", r=", ".join(on + kun)))
+        if as_int(first.get("strokes")):
+            out.append(self.t("It has {n} strokes.", "{n}画です。", n=as_int(first.get("strokes"))))
+        others = [k.get("written", "") for k in kanji[1:3]]
+        if others:
+            out.append(self.t("Related kanji: {o}.", "関連する漢字：{o}。", o=", ".join(others)))
+        return out + self.ids(kanji[:2])
+
+    def word_written_as(self, english: str, word: dict[str, Any]) -> list[str]:
+        return [self.t("“{en}” is {label}, written {written}.", "「{en}」は{label}で、{written}と書きます。", en=english,
+                       label=self.label(word), written=word.get("written", ""))] + self.ids([word])
+
+    def examples(self, term: str, sentences: list[dict[str, Any]], level: str = "") -> list[str]:
+        out = [self.t("Here's an example with {term}:", "{term}を使った例文です：", term=term)]
+        for sentence in sentences[:2]:
+            out.append(sentence.get("written", ""))
+            translation = sentence.get("translation") or (meanings(sentence) or [""])[0]
+            if translation:
+                out.append(self.t("“{tr}”", "（{tr}）", tr=translation))
+        if level and not any(s.get("level") for s in sentences[:2]):
+            out.append(self.t("(My example sentences aren't tagged with JLPT levels, so I can't promise it's {level}.)",
+                              "（例文にはJLPTレベルの情報がないので、{level}かどうかはわかりません。）", level=level))
+        return out + self.ids(sentences[:2])
+
+    def compare(self, pairs: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+        out: list[str] = []
+        found = [(term, items[0]) for term, items in pairs if items]
+        for term, items in pairs:
+            if not items:
+                out.append(self.t("I don't have {term} in my dictionary.", "{term}は辞書にありません。", term=term))
+                continue
+            item = items[0]
+            level = f" ({item['level']})" if item.get("level") else ""
+            out.append(self.t("{label}{level} means “{gloss}”.", "{label}{level}は「{gloss}」という意味です。",
+                              label=self.label(item), level=level, gloss=self.gloss(item, 4)))
+        if len(found) == 2:
+            a, b = found[0][1], found[1][1]
+            if a.get("reading") and a.get("reading") == b.get("reading"):
+                out.append(self.t("Both are read {r}, so the difference is in the meanings above.",
+                                  "どちらも「{r}」と読むので、違いは上の意味にあります。", r=a["reading"]))
+            shared = set(meanings(a)) & set(meanings(b))
+            if shared:
+                out.append(self.t("They share the meaning “{m}”.", "「{m}」という意味は共通です。",
+                                  m=sorted(shared)[0]))
+        return out + self.ids([i for _, i in found])
+
+    # ---- the learner's own data -----------------------------------------------------------------
+
+    def progress(self, rows: list[tuple[str, dict[str, Any]]], group: str) -> list[str]:
+        out: list[str] = []
+        names = {"words": ("words", "単語"), "kanji": ("kanji", "漢字"), "sentences": ("sentences", "例文"),
+                 "kana": ("kana", "かな")}
+        for entity, row in rows:
+            total, learned = as_int(row.get("total")), as_int(row.get("learned"))
+            learning, due = as_int(row.get("learning")), as_int(row.get("reviewable"))
+            if group == "all" and not (learned or learning) and len(rows) > 2:
+                continue
+            en, ja = names.get(entity, (entity, entity))
+            pct = round(100 * learned / total) if total else 0
+            level = row.get("level") or "?"
+            out.append(self.t(
+                "{level} {what}: {learned} of {total} learned ({pct}%), {learning} in progress, {due} due for review.",
+                "{level}の{what}：{total}個中{learned}個習得（{pct}%）、学習中{learning}個、復習待ち{due}個です。",
+                level=level, what=ja if self.ja else en, learned=learned, total=total, pct=pct, learning=learning,
+                due=due))
+        if not out:
+            out.append(self.t("You haven't started any items at that level yet.",
+                              "そのレベルではまだ何も学習していません。"))
+        return out
+
+    def plan(self, overdue: int, slots: list[dict[str, Any]], period: str, timezone: str) -> list[str]:
+        names = {"evening": ("this evening", "今晩"), "tomorrow": ("tomorrow", "明日"), "today": ("today", "今日"),
+                 "week": ("this week", "今週"), "hours": ("in that time", "その時間内")}
+        en, ja = names.get(period, ("coming up", "これから"))
+        out: list[str] = []
+        if overdue and period in ("today", "hours", "week", "evening"):
+            out.append(self.t("You have {n} reviews overdue right now.", "今、期限切れの復習が{n}個あります。", n=overdue))
+        if slots:
+            listed = ", ".join(f"{s.get('label', '')}: {as_int(s.get('count'))}" for s in slots[:6])
+            total = sum(as_int(s.get("count")) for s in slots)
+            out.append(self.t("Scheduled {when}: {listed} — {total} in all.", "{when}の予定：{listed}、合計{total}個です。",
+                              when=ja if self.ja else en, listed=listed, total=total))
+        else:
+            out.append(self.t("Nothing is scheduled {when}.", "{when}の復習予定はありません。", when=ja if self.ja else en))
+        if timezone:
+            out.append(self.t("(Times are in {tz}.)", "（時刻は{tz}です。）", tz=timezone))
+        return out
+
+    def review(self, items: list[dict[str, Any]], total: int) -> list[str]:
+        if not items:
+            return [self.t("Nothing is due for review right now — nice work!", "今、復習待ちの項目はありません。よくできました！")]
+        labels = []
+        for entry in items[:5]:
+            item = entry.get("item") or {}
+            gloss = (meanings(item) or [""])[0]
+            labels.append(f"{self.label(item)}{' — ' + gloss if gloss else ''}")
+        out = [self.t("You have {n} items due for review.", "復習待ちが{n}個あります。", n=total or len(items)),
+               self.t("Start with: {items}.", "まずはこちらから：{items}。", items="; ".join(labels))]
+        return out + self.ids([e.get("item") or {} for e in items[:3]])
+
+    def learned(self, items: list[dict[str, Any]], more: bool) -> list[str]:
+        if not items:
+            return [self.t("I don't see any learned items there yet.", "まだ習得した項目はありません。")]
+        labels = []
+        for entry in items[:6]:
+            item = entry.get("item") or {}
+            prof = entry.get("proficiency")
+            labels.append(self.label(item) + (f" ({as_int(prof)}%)" if prof is not None else ""))
+        out = [self.t("Here are items you've learned: {items}.", "習得した項目：{items}。", items=", ".join(labels))]
+        if more or len(items) > 6:
+            out.append(self.t("There are more — ask me to narrow it down by level or type.",
+                              "他にもあります。レベルや種類で絞り込めます。"))
+        return out
+
+    # ---- conversation ---------------------------------------------------------------------------
+
+    def greeting(self) -> list[str]:
+        name = f" {self.name}" if self.name else ""
+        return [self.t("Hi{name}!", "こんにちは{name}！", name=name if not self.ja else (f"、{self.name}さん" if self.name else "")),
+                self.t("Ask me about a word, a kanji, an example sentence, or your study progress.",
+                       "単語や漢字の意味、例文、学習の進み具合について聞いてください。")]
+
+    def thanks(self) -> list[str]:
+        return [self.t("You're welcome! Anything else you'd like to check?", "どういたしまして！他に何か聞きたいことはありますか？")]
+
+    def help(self) -> list[str]:
+        return [self.t("I can explain what a word means and how it's read, give kanji details like strokes and readings,",
+                       "単語の意味や読み方、漢字の画数や読み、",),
+                self.t("show example sentences and JLPT levels, compare two words,",
+                       "例文やJLPTレベル、二つの言葉の比較、"),
+                self.t("and tell you about your progress and what to review.", "学習の進み具合や復習の予定をお手伝いできます。")]
+
+    def offtopic(self) -> list[str]:
+        return [self.t("I'm your Japanese tutor, so I can only help with Japanese words, kanji, sentences and your studies.",
+                       "私は日本語の先生なので、日本語の言葉や漢字、例文、学習のことだけお手伝いできます。"),
+                self.t("Try asking “what does 泳ぐ mean?”", "例えば「泳ぐってどういう意味？」と聞いてみてください。")]
+
+    def ask_term(self, kind: str) -> list[str]:
+        return [self.t("Which word or kanji do you mean?", "どの言葉や漢字のことですか？")]
+
+    def not_kanji(self, term: str) -> list[str]:
+        return [self.t("{term} isn't a kanji, so I can't give kanji details for it.", "{term}は漢字ではありません。",
+                       term=term)]
+
+    def unknown_item(self, term: str, unavailable: bool = False) -> list[str]:
+        if unavailable:
+            return [self.t("I can't reach the dictionary right now, so I can't look up {term}.",
+                           "今は辞書にアクセスできないので、{term}を調べられません。", term=term),
+                    self.t("Please try again in a moment.", "少ししてからもう一度試してください。")]
+        return [self.t("I don't have {term} in my dictionary, so I don't know.",
+                       "{term}は辞書にないので、わかりません。", term=term)]
+
+    def no_examples(self, term: str) -> list[str]:
+        return [self.t("I don't have an example sentence with {term}.", "{term}を使った例文は見つかりませんでした。",
+                       term=term)]
+
+    def data_unavailable(self) -> list[str]:
+        return [self.t("I can't get your study data right now, so I can't say.",
+                       "今は学習データを取得できないので、お答えできません。"),
+                self.t("Please try again in a moment.", "少ししてからもう一度試してください。")]
+
+    def not_available_tool(self) -> list[str]:
+        return [self.t("I don't have access to that information in this session.",
+                       "このセッションではその情報にアクセスできません。")]
+
+    def misheard(self) -> list[str]:
+        return [self.t("Sorry, I didn't catch that. Could you say it again?", "すみません、聞き取れませんでした。もう一度お願いします。")]

@@ -1,0 +1,285 @@
+"""What the learner is asking, in English, Japanese or romaji.
+
+Rules, not a model: each intent has English patterns with a slot for the term and Japanese
+keywords; the term is taken from quotes, from the slot, or from the Japanese text around the
+keyword. A question with no term ("and its reading?") leaves `terms` empty so the tutor can
+use the topic of the conversation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from services.local_live.brain.lexicon import (
+    JP_RUN,
+    entity_type_in,
+    has_japanese,
+    level_in,
+    normalise,
+    romaji_to_hiragana,
+)
+
+KINDS = (
+    "greeting", "thanks", "help", "meaning", "translate", "reading", "kanji_info", "kanji_for",
+    "example", "level", "compare", "progress", "plan", "review", "learned", "offtopic", "unknown",
+)
+
+
+@dataclass
+class Intent:
+    kind: str
+    terms: list[str] = field(default_factory=list)
+    aspect: str = ""  # kanji_info: strokes | readings | meaning | all
+    level: str = ""  # N5..N1 named in the question
+    entity_type: str = ""  # words | kanji | sentences | kana
+    period: str = ""  # plan: today | evening | tomorrow | week | hours
+    hours: int = 0
+    followup: bool = False  # the question refers back ("and its reading?")
+
+    @property
+    def term(self) -> str:
+        return self.terms[0] if self.terms else ""
+
+
+_QUOTED = re.compile(r"[「『\"“]([^」』\"”]{1,40})[」』\"”]|(?<![A-Za-z])'([^']{1,40})'")
+_TERM = r"[\"“'「『]?(?P<term>[^\s\"”'」』?？!！,、。.]{1,40})[\"”'」』]?"
+
+# Japanese grammar around the term: cut the term at the first of these.
+_JP_MARKERS = (
+    "ってどういう", "ってなに", "って何", "ってなん", "って", "とは", "の意味", "の読み", "はどう", "はなんて",
+    "は何", "はなに", "はなん", "の画数", "を使", "の例", "のレベル", "は日本語", "は英語", "という",
+    "の漢字", "の訓読み", "の音読み", "の使い方", "の書き方", "を英語", "を日本語", "はＮ", "はN", "のJLPT",
+    "の級", "と同じ", "の違い", "ってN", "はいつ", "の発音",
+)
+_JP_TRAILING = ("ですか", "ですか", "でしょうか", "か", "は", "を", "の", "って", "が", "も", "よ", "ね")
+_JP_NOT_TERMS = {
+    "意味", "読み方", "読み", "漢字", "画数", "レベル", "例文", "違い", "進捗", "復習", "予定", "今日の復習",
+    "何", "なに", "なん", "どういう", "教えて", "ください", "ですか", "英語", "日本語", "使い方", "例",
+    "音読み", "訓読み", "発音", "書き方", "何画", "どう", "すみません", "ねえ", "あの", "じゃあ", "では",
+    "それ", "これ", "その", "この", "あれ", "それは", "これは", "ちょっと", "級", "何級",
+}
+_LEADING_FILLERS = ("ねえ", "あの", "すみません", "ちょっと", "じゃあ", "では", "それで", "あと", "それから")
+
+_EN_STOP = {
+    "it", "this", "that", "its", "the", "a", "an", "one", "mean", "means", "word", "kanji", "me", "you",
+    "is", "of", "for", "in", "and", "to", "do", "does", "how", "what", "japanese", "english", "they",
+    "them", "these", "those", "about", "with", "using", "sentence", "example", "reading", "level",
+    "jlpt", "please", "character", "there",
+}
+
+
+def _jp_term(text: str) -> str:
+    """The term inside a Japanese question: the first Japanese run, cut before the grammar."""
+    for run in JP_RUN.findall(text):
+        for filler in _LEADING_FILLERS:
+            if run.startswith(filler) and len(run) > len(filler):
+                run = run[len(filler):]
+        cut = len(run)
+        for marker in _JP_MARKERS:
+            at = run.find(marker, 1)
+            if 0 < at < cut:
+                cut = at
+        term = run[:cut]
+        changed = True
+        while changed and len(term) > 1:
+            changed = False
+            for tail in _JP_TRAILING:
+                if term.endswith(tail) and len(term) > len(tail) and term not in _JP_NOT_TERMS:
+                    # Only trailing particles are grammar; "ねこ" must keep its "こ".
+                    if cut == len(run) or tail in ("は", "を", "って"):
+                        term, changed = term[: -len(tail)], True
+                        break
+        if term and term not in _JP_NOT_TERMS:
+            return term
+    return ""
+
+
+def _clean_slot(slot: str) -> str:
+    slot = slot.strip(" \"'“”「」『』?？!！.,。、")
+    if has_japanese(slot):
+        return _jp_term(slot) or JP_RUN.findall(slot)[0]
+    if slot.lower() in _EN_STOP:
+        return ""
+    return slot
+
+
+def _term_from(text: str, patterns: tuple[re.Pattern[str], ...]) -> str:
+    quoted = _QUOTED.search(text)
+    if quoted and (quoted.group(1) or quoted.group(2) or "").strip():
+        return _clean_slot(quoted.group(1) or quoted.group(2))
+    for pattern in patterns:
+        match = pattern.search(text)
+        if match and match.group("term"):
+            term = _clean_slot(match.group("term"))
+            if term:
+                return term
+    if has_japanese(text):
+        return _jp_term(text)
+    return ""
+
+
+def _p(*patterns: str) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p.replace("{T}", _TERM), re.I) for p in patterns)
+
+
+_MEANING_EN = _p(r"what(?:'s| is| does)? (?:the )?meaning of {T}", r"what does {T} mean", r"what do(?:es)? {T} means?",
+                 r"meaning of {T}", r"define {T}", r"definition of {T}", r"what is {T} in english",
+                 r"translate {T}(?! into japanese| to japanese)", r"{T} means\?", r"what'?s {T} in english",
+                 r"{T} mean\b", r"what is {T}\?*$", r"what's {T}\?*$")
+_TRANSLATE_EN = _p(r"how (?:do|would|can) (?:you|i) say {T}", r"what(?:'s| is) (?:the )?japanese (?:word )?for {T}",
+                   r"japanese (?:word )?for {T}", r"what(?:'s| is) {T} in japanese", r"translate {T} (?:in)?to japanese",
+                   r"how (?:do|would) (?:you|i) write {T}")
+_READING_EN = _p(r"how (?:do|would|should) (?:you|i|we) (?:read|pronounce|say) {T}", r"how is {T} (?:read|pronounced)",
+                 r"reading (?:of|for) {T}", r"pronunciation (?:of|for) {T}", r"read(?:ing)? {T}", r"pronounce {T}",
+                 r"furigana (?:of|for) {T}")
+_STROKES_EN = _p(r"strokes? (?:are )?(?:in|for|of|does|has) (?:the )?(?:kanji )?{T}", r"stroke count (?:of|for) {T}",
+                 r"{T} (?:have|has) how many strokes", r"how many strokes (?:does|is) (?:the )?(?:kanji )?{T}")
+_KANJI_READ_EN = _p(r"(?:on|kun)['’]?(?:yomi| reading)s? (?:of|for) (?:the )?(?:kanji )?{T}",
+                    r"readings? (?:of|for) (?:the )?kanji {T}", r"kanji {T}")
+_KANJI_FOR_EN = _p(r"kanji (?:for|meaning|that means|which means) {T}", r"which kanji (?:means|is) {T}",
+                   r"what kanji (?:means|is used for) {T}", r"write {T} in kanji")
+_EXAMPLE_EN = _p(r"(?:example|sentence)s? (?:sentence )?(?:with|using|for|of|containing|that uses) {T}",
+                 r"use {T} in a sentence", r"how (?:do|to) (?:you |i )?use {T}", r"{T} in a sentence",
+                 r"usage of {T}")
+_LEVEL_EN = _p(r"what (?:jlpt )?level is {T}", r"which (?:jlpt )?level is {T}", r"(?:jlpt )?level of {T}",
+               r"is {T} (?:an? )?n[1-5]", r"what level (?:does )?{T}", r"{T} is what level")
+_COMPARE_EN = re.compile(
+    r"(?:difference|differences|different|compare|comparison)\s+(?:between\s+)?" + _TERM.replace("term", "a")
+    + r"\s*(?:and|vs\.?|versus|with|,)\s*" + _TERM.replace("term", "b"), re.I)
+_COMPARE_VS = re.compile(_TERM.replace("term", "a") + r"\s+(?:vs\.?|versus)\s+" + _TERM.replace("term", "b"), re.I)
+_COMPARE_JA = re.compile(f"(?P<a>[{JP_RUN.pattern[1:-2]}]+?)と(?P<b>[{JP_RUN.pattern[1:-2]}]+?)"
+                         r"(?:の違い|はどう違|の差|って何が違|の使い分け|はどっち)")
+
+_GREETING = re.compile(r"^(?:hi|hello|hey|yo|good (?:morning|evening|afternoon)|konnichiwa|konbanwa|ohayou?"
+                       r"|こんにちは|こんばんは|おはよう|やあ|もしもし|はじめまして)\b", re.I)
+_GREETING_JA = ("こんにちは", "こんばんは", "おはよう", "はじめまして", "もしもし")
+_THANKS = re.compile(r"\b(?:thanks|thank you|thx|arigatou?)\b|ありがと|どうも|サンキュー", re.I)
+_HELP = re.compile(r"\bhelp\b|what can you do|how does this work|what do you know|何ができ|使い方を教えて|ヘルプ", re.I)
+
+_PROGRESS = re.compile(r"progress|how am i doing|how (?:far|well) (?:am i|have i)|how many .*(?:learn|know|studied)"
+                       r"|my (?:stats|statistics)|進捗|進み具合|どのくらい|どれくらい|何個|いくつ覚え|何語", re.I)
+_LEARNED = re.compile(r"(?:which|what|list|show)(?: me)?(?: all)?(?: the)?(?: of)? (?:my )?(?:\w+ )?(?:have i |i've |i have )?"
+                      r"(?:learned|learnt|know|mastered)|learned (?:words|kanji|items)|覚えた|習得した|学んだ", re.I)
+_DUE = re.compile(r"\bdue\b|\breview|\brevise|\bstudy next|what should i (?:study|practice|practise)|復習|おさらい"
+                  r"|勉強すべき|何を勉強|なにを勉強|勉強すれば", re.I)
+_PLAN = re.compile(r"schedule|\bplan\b|this evening|tonight|tomorrow|this week|later today|next \d+ hours?|"
+                   r"when (?:is|are|will|do)|upcoming|予定|スケジュール|今夜|今晩|夕方|明日|今週|後で|この後|\d+時間", re.I)
+
+_ASPECT_STROKES = re.compile(r"stroke|画数|何画|かくすう", re.I)
+_ASPECT_KANJI_READINGS = re.compile(r"on['’]?yomi|kun['’]?yomi|on reading|kun reading|音読み|訓読み", re.I)
+_KW_MEANING = re.compile(r"\bmean|meaning|\bdefin|\btranslat|in english|意味|って何|ってなに|ってなん|とは|英語で", re.I)
+_KW_TRANSLATE = re.compile(r"in japanese|japanese (?:word )?for|how (?:do|would|can) (?:you|i) say|日本語で", re.I)
+_KW_READING = re.compile(r"\bread\b|reading|pronounc|furigana|読み方|読む|読み|よみかた|ふりがな|発音", re.I)
+_KW_EXAMPLE = re.compile(r"example|in a sentence|\busage\b|how (?:do|to) (?:you |i )?use|例文|例を|使い方|使った文|の例", re.I)
+_KW_LEVEL = re.compile(r"\blevel\b|\bjlpt\b|レベル|何級|級は|(?<![A-Za-z])N[1-5]\s*(?:\?|？|ですか|か)", re.I)
+_KW_KANJI_FOR = re.compile(r"kanji (?:for|meaning|that means|which means)|which kanji|what kanji|in kanji|"
+                           r"の漢字は|を漢字で|漢字で(?:どう|何)", re.I)
+_KW_KANJI = re.compile(r"kanji|漢字", re.I)
+_FOLLOWUP = re.compile(r"^(?:and|what about|how about|also|then|so)\b|\b(?:its|it|that one|this one)\b|^それ|^じゃあ|"
+                       r"^では|^あと|^それから|^で、|それの|その", re.I)
+_WHAT_ABOUT = re.compile(r"^(?:and |so )?(?:what|how) about " + _TERM + r"|^" + f"(?P<jp>[{JP_RUN.pattern[1:-2]}]+?)"
+                         r"(?:は[?？]?|はどう[?？]?|も[?？]?)$", re.I)
+
+_PERIODS = (
+    ("evening", re.compile(r"evening|tonight|今夜|今晩|夕方|夜", re.I)),
+    ("tomorrow", re.compile(r"tomorrow|明日", re.I)),
+    ("week", re.compile(r"this week|next (?:7|seven) days|week|今週|一週間", re.I)),
+    ("today", re.compile(r"today|今日|きょう", re.I)),
+)
+_HOURS = re.compile(r"next (\d{1,3}) hours?|(\d{1,3})\s*時間", re.I)
+
+
+def _period(text: str) -> tuple[str, int]:
+    match = _HOURS.search(text)
+    if match:
+        return "hours", max(1, min(168, int(match.group(1) or match.group(2))))
+    for name, pattern in _PERIODS:
+        if pattern.search(text):
+            return name, {"evening": 24, "tomorrow": 48, "week": 168, "today": 24}[name]
+    return "", 24
+
+
+def recognise(raw_text: str, last_kind: str = "") -> Intent:
+    """The intent of one learner message. `last_kind` is the previous turn's intent, used for
+    "what about X?" follow-ups."""
+    text = normalise(raw_text)
+    if not text:
+        return Intent("unknown")
+    lowered = text.lower()
+    level = level_in(text)
+    entity = entity_type_in(text)
+    followup = bool(_FOLLOWUP.search(text))
+
+    def lexical(kind: str, patterns: tuple[re.Pattern[str], ...], **extra: str) -> Intent:
+        term = _term_from(text, patterns)
+        return Intent(kind, [term] if term else [], level=level, entity_type=entity,
+                      followup=followup or not term, **extra)
+
+    # Questions about a term come first: "what does 復習 mean" is not a review request.
+    for pattern in (_COMPARE_EN, _COMPARE_VS, _COMPARE_JA):
+        match = pattern.search(text)
+        if match:
+            terms = [_clean_slot(match.group("a")), _clean_slot(match.group("b"))]
+            terms = [t for t in terms if t]
+            if len(terms) == 2:
+                return Intent("compare", terms, level=level)
+    if _ASPECT_STROKES.search(text):
+        return lexical("kanji_info", _STROKES_EN + _KANJI_READ_EN, aspect="strokes")
+    if _KW_KANJI_FOR.search(text):
+        return lexical("kanji_for", _KANJI_FOR_EN)
+    if _ASPECT_KANJI_READINGS.search(text):
+        return lexical("kanji_info", _KANJI_READ_EN + _READING_EN, aspect="readings")
+    if _KW_EXAMPLE.search(text):
+        return lexical("example", _EXAMPLE_EN)
+    if _KW_LEVEL.search(text) and not _PROGRESS.search(text) and not re.search(r"\bmy\b|\bam i\b|\bi am\b|\bi'm\b|私の|自分", lowered):
+        return lexical("level", _LEVEL_EN)
+    if _KW_READING.search(text) and not _DUE.search(text):
+        return lexical("reading", _READING_EN)
+    if _KW_TRANSLATE.search(text) and not _KW_MEANING.search(text.replace("日本語で", "")):
+        return lexical("translate", _TRANSLATE_EN)
+    if _KW_KANJI.search(text) and re.search(r"about|tell|info|について|教えて", lowered):
+        term = _term_from(text, _KANJI_READ_EN)
+        if term:
+            return Intent("kanji_info", [term], aspect="all", level=level)
+    if _KW_MEANING.search(text):
+        intent = lexical("meaning", _MEANING_EN)
+        if _KW_KANJI.search(text) and intent.term and len(intent.term) == 1:
+            return Intent("kanji_info", intent.terms, aspect="meaning", level=level)
+        return intent
+
+    # The learner's own data.
+    if _LEARNED.search(text) and not re.search(r"how many|何個|いくつ|何語|どのくらい|どれくらい", lowered):
+        return Intent("learned", level=level, entity_type=entity)
+    if _PROGRESS.search(text) or re.search(r"\bmy\b.*\blevel\b|level am i|私のレベル", lowered):
+        return Intent("progress", level=level, entity_type=entity)
+    if _DUE.search(text) or (_PLAN.search(text) and re.search(r"schedule|plan|予定|スケジュール", lowered)):
+        period, hours = _period(text)
+        if _PLAN.search(text) and period != "today" or re.search(r"schedule|plan|予定|スケジュール|how many", lowered):
+            return Intent("plan", period=period or "today", hours=hours)
+        return Intent("review", period=period)
+
+    if _THANKS.search(text) and len(text) < 40:
+        return Intent("thanks")
+    if _GREETING.search(lowered) or (text.startswith(_GREETING_JA) and len(text) < 20):
+        return Intent("greeting")
+    if _HELP.search(text):
+        return Intent("help")
+
+    # "what about 犬?" repeats the last question about another term.
+    what_about = _WHAT_ABOUT.search(text)
+    if what_about and last_kind in ("meaning", "reading", "level", "kanji_info", "example", "translate"):
+        term = _clean_slot(what_about.group("term") or what_about.group("jp") or "")
+        if term:
+            return Intent(last_kind, [term], level=level, entity_type=entity, followup=True)
+
+    # A bare term ("猫", "oyogu?") is a request for its meaning.
+    bare = text.strip(" ?？!！.。")
+    if has_japanese(bare) and len(bare) <= 12 and JP_RUN.fullmatch(bare):
+        return Intent("meaning", [bare], level=level)
+    if has_japanese(text):
+        term = _jp_term(text)
+        return Intent("meaning", [term] if term else [], level=level, followup=not term)
+    if re.fullmatch(r"[A-Za-z']{2,20}", bare) and romaji_to_hiragana(bare) and bare.lower() not in _EN_STOP:
+        return Intent("meaning", [bare.lower()], level=level)
+    return Intent("offtopic")

@@ -1,0 +1,383 @@
+"""The tutor's reasoning for one turn: recognise the intent, call declared functions, compose.
+
+`Tutor.think(turn)` is a generator: it yields lists of `Call`s, receives the matching list of
+function responses (`{"result": ...}` or `{"error": ...}`), and returns a `Reply`. The protocol
+layer turns each yield into one `toolCall` frame, so the brain never touches the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from services.local_live.brain.compose import Composer
+from services.local_live.brain.context import Learner, TurnInput
+from services.local_live.brain.facts import ItemPool, as_int, meanings, stems, walk_items
+from services.local_live.brain.intent import Intent, recognise
+from services.local_live.brain.lexicon import KANJI, has_japanese, is_single_kanji, romaji_to_hiragana
+from services.local_live.brain.memory import Memory
+
+LOOKUP_KINDS = ("meaning", "reading", "level", "example", "kanji_info", "translate", "kanji_for", "compare")
+UNAVAILABLE_CODES = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED", "CANCELLED"}
+
+
+@dataclass
+class Call:
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass
+class Reply:
+    sentences: list[str]
+    intent: str
+    topic: str = ""
+    calls: list[str] = field(default_factory=list)
+
+
+Results = list[dict[str, Any]]
+Thought = Generator[list[Call], Results, Reply]
+
+
+class Tutor:
+    def __init__(self, learner: Learner, declared: dict[str, dict[str, Any]], memory: Memory,
+                 cite: bool = True) -> None:
+        self.learner = learner
+        self.declared = declared
+        self.memory = memory
+        self.say = Composer(learner.language, cite=cite, name=learner.display_name)
+        self._called: list[str] = []
+        self._errors: list[str] = []
+
+    # ---- entry point ----------------------------------------------------------------------------
+
+    def think(self, turn: TurnInput) -> Thought:
+        intent = recognise(turn.text, self.memory.last_kind)
+        if intent.kind in LOOKUP_KINDS and not intent.terms and self.memory.topic:
+            intent.terms = [self.memory.topic]
+        pool = ItemPool(turn.items)
+        if intent.term and intent.term == self.memory.topic:
+            pool.add(self.memory.topic_items)
+        self._context_unavailable = turn.context_unavailable
+        self._voice_lookup = not turn.has_context_block
+        if intent.kind in LOOKUP_KINDS and not intent.terms:
+            sentences, topic = self.say.ask_term(intent.kind), ""
+        else:
+            handler = getattr(self, f"_{intent.kind}", self._unknown)
+            sentences, topic = yield from handler(intent, pool)
+        reply = Reply([s for s in sentences if s], intent.kind, topic, list(self._called))
+        topic_items = pool.find(topic) if topic and intent.kind in LOOKUP_KINDS else []
+        self.memory.remember(turn.text, " ".join(reply.sentences), intent.kind, topic, topic_items)
+        return reply
+
+    # ---- calling functions ----------------------------------------------------------------------
+
+    def _call(self, calls: list[Call]) -> Generator[list[Call], Results, list[dict[str, Any] | None]]:
+        """Results for each call in order; None for calls to functions that were not declared."""
+        positions = [n for n, c in enumerate(calls) if c.name in self.declared]
+        out: list[dict[str, Any] | None] = [None] * len(calls)
+        if not positions:
+            return out
+        responses = yield [calls[n] for n in positions]
+        self._called.extend(calls[n].name for n in positions)
+        for n, response in zip(positions, responses, strict=False):
+            if isinstance(response, dict) and isinstance(response.get("error"), dict):
+                self._errors.append(str(response["error"].get("code") or "UNKNOWN"))
+            out[n] = response if isinstance(response, dict) else None
+        return out
+
+    @staticmethod
+    def _result(response: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not isinstance(response, dict) or "error" in response:
+            return None
+        result = response.get("result", response)
+        return result if isinstance(result, dict) else None
+
+    def _absorb(self, pool: ItemPool, responses: list[dict[str, Any] | None]) -> None:
+        for response in responses:
+            result = self._result(response)
+            if result is not None:
+                pool.add(walk_items(result))
+
+    @property
+    def _unavailable(self) -> bool:
+        return any(code in UNAVAILABLE_CODES for code in self._errors)
+
+    def _lookup(self, term: str, pool: ItemPool, types: tuple[str, ...] = ("word", "kanji", "kana")
+                ) -> Generator[list[Call], Results, list[dict[str, Any]]]:
+        """Items that are `term`: from the context, else through the declared functions."""
+        found = pool.find(term, types)
+        if found:
+            return found
+        calls: list[Call] = []
+        latin = not has_japanese(term)
+        if not latin and "get_word_details" in self.declared:
+            calls.append(Call("get_word_details", {"written": term}))
+        elif "search_words" in self.declared:
+            calls.append(Call("search_words", {"query": term, "limit": 10}))
+        if is_single_kanji(term) and "get_kanji_details" in self.declared:
+            calls.append(Call("get_kanji_details", {"character": term}))
+        if (self._voice_lookup or not calls) and "search_dictionary" in self.declared:
+            calls.append(Call("search_dictionary", {"query": term, "top_k": 5}))
+        self._absorb(pool, (yield from self._call(calls)))
+        found = pool.find(term, types)
+        if not found and "search_words" in self.declared and not any(c.name == "search_words" for c in calls):
+            query = term
+            self._absorb(pool, (yield from self._call([Call("search_words", {"query": query, "limit": 10})])))
+            found = pool.find(term, types)
+        if not found and latin and (kana := romaji_to_hiragana(term)) and "get_word_details" in self.declared:
+            self._absorb(pool, (yield from self._call([Call("get_word_details", {"written": kana})])))
+            found = pool.find(term, types)
+        return found
+
+    # ---- dictionary intents ---------------------------------------------------------------------
+
+    def _meaning(self, intent: Intent, pool: ItemPool):
+        items = yield from self._lookup(intent.term, pool)
+        if not items:
+            return self.say.unknown_item(intent.term, self._unavailable), intent.term
+        return self.say.meaning(items), items[0].get("written", intent.term)
+
+    def _reading(self, intent: Intent, pool: ItemPool):
+        items = yield from self._lookup(intent.term, pool)
+        if not items:
+            return self.say.unknown_item(intent.term, self._unavailable), intent.term
+        if items[0].get("type") == "kanji" or (is_single_kanji(intent.term) and not items[0].get("reading")):
+            return (yield from self._kanji_info(Intent("kanji_info", [intent.term], aspect="readings"), pool))
+        return self.say.reading(items), items[0].get("written", intent.term)
+
+    def _level(self, intent: Intent, pool: ItemPool):
+        items = yield from self._lookup(intent.term, pool)
+        if not items:
+            return self.say.unknown_item(intent.term, self._unavailable), intent.term
+        return self.say.level(items), items[0].get("written", intent.term)
+
+    def _translate(self, intent: Intent, pool: ItemPool):
+        english = intent.term
+        if has_japanese(english):
+            return (yield from self._meaning(intent, pool))
+        items = pool.by_meaning(english)
+        if not items:
+            calls = [Call("search_words", {"query": english, "language": "en", "limit": 10})]
+            if "search_words" not in self.declared:
+                calls = [Call("search_dictionary", {"query": english, "types": ["word"], "top_k": 5})]
+            self._absorb(pool, (yield from self._call(calls)))
+            items = pool.by_meaning(english)
+        if not items:
+            return self.say.unknown_item(f"“{english}”", self._unavailable), english
+        return self.say.translate(english, items), items[0].get("written", english)
+
+    def _kanji_info(self, intent: Intent, pool: ItemPool):
+        chars = [c for c in intent.term if KANJI.match(c)][:4]
+        if not chars:
+            return self.say.not_kanji(intent.term), intent.term
+        calls = [Call("get_kanji_details", {"character": c}) for c in chars]
+        responses = yield from self._call(calls)
+        out: list[str] = []
+        for char, response in zip(chars, responses, strict=True):
+            result = self._result(response) or {}
+            pool.add(walk_items(result))
+            kanji = result.get("kanji") if isinstance(result.get("kanji"), dict) else None
+            if kanji is None:
+                found = pool.find(char, ("kanji",))
+                kanji = found[0] if found else None
+            if kanji is None:
+                out += self.say.unknown_item(char, self._unavailable)
+                continue
+            words = [w for w in result.get("words") or [] if isinstance(w, dict)]
+            out += self.say.kanji(kanji, intent.aspect or "all", words)
+        return out, intent.term
+
+    def _kanji_for(self, intent: Intent, pool: ItemPool):
+        english = intent.term
+        if has_japanese(english):
+            return (yield from self._kanji_info(Intent("kanji_info", [english], aspect="all"), pool))
+        kanji = pool.by_meaning(english, ("kanji",))
+        if not kanji:
+            calls = [Call("search_dictionary", {"query": english, "types": ["kanji"], "top_k": 5})]
+            if "search_dictionary" not in self.declared:
+                calls = [Call("search_words", {"query": english, "language": "en", "limit": 10})]
+            self._absorb(pool, (yield from self._call(calls)))
+            kanji = pool.by_meaning(english, ("kanji",))
+        if not kanji:
+            # A one-kanji word with that meaning names the kanji; fetch its details to confirm.
+            words = [w for w in pool.by_meaning(english) if is_single_kanji(w.get("written", ""))]
+            if words and "get_kanji_details" in self.declared:
+                self._absorb(pool, (yield from self._call(
+                    [Call("get_kanji_details", {"character": words[0]["written"]})])))
+                kanji = pool.by_meaning(english, ("kanji",))
+            if not kanji and words:
+                return self.say.word_written_as(english, words[0]), words[0]["written"]
+        if not kanji:
+            return self.say.unknown_item(f"“{english}”", self._unavailable), english
+        return self.say.kanji_for(english, kanji), kanji[0].get("written", "")
+
+    def _example(self, intent: Intent, pool: ItemPool):
+        term = intent.term
+        sentences = pool.sentences_with(stems(term))
+        if not sentences:
+            words = pool.find(term, ("word",))
+            linked = [pool.get(i) for w in words for i in w.get("example_ids") or w.get("examples") or []]
+            sentences = [s for s in linked if s]
+        if not sentences:
+            calls = []
+            if has_japanese(term) and "get_word_details" in self.declared:
+                calls.append(Call("get_word_details", {"written": term}))
+            if "search_dictionary" in self.declared:
+                args: dict[str, Any] = {"query": term, "types": ["sentence"], "top_k": 5}
+                calls.append(Call("search_dictionary", args))
+            if not calls and "search_words" in self.declared:
+                calls.append(Call("search_words", {"query": term, "limit": 5}))
+            responses = yield from self._call(calls)
+            for call, response in zip(calls, responses, strict=True):
+                result = self._result(response) or {}
+                pool.add(walk_items(result))
+                if call.name == "get_word_details":
+                    sentences += [s for s in result.get("examples") or [] if isinstance(s, dict)]
+            forms = stems(term)
+            for word in pool.find(term, ("word",)):
+                forms += stems(word.get("written", "")) + [word.get("reading", "")]
+            sentences += [s for s in pool.sentences_with(forms) if s not in sentences]
+        if not sentences:
+            if self._unavailable:
+                return self.say.unknown_item(term, True), term
+            return self.say.no_examples(term), term
+        return self.say.examples(term, sentences, intent.level), term
+
+    def _compare(self, intent: Intent, pool: ItemPool):
+        a, b = intent.terms[:2]
+        missing = [t for t in (a, b) if not pool.find(t)]
+        calls = []
+        for term in missing:
+            if has_japanese(term) and "get_word_details" in self.declared:
+                calls.append(Call("get_word_details", {"written": term}))
+            elif "search_words" in self.declared:
+                calls.append(Call("search_words", {"query": term, "limit": 10}))
+            elif "search_dictionary" in self.declared:
+                calls.append(Call("search_dictionary", {"query": term, "top_k": 5}))
+        if calls:
+            self._absorb(pool, (yield from self._call(calls)))
+        pairs = [(a, pool.find(a)), (b, pool.find(b))]
+        if not pairs[0][1] and not pairs[1][1]:
+            return self.say.unknown_item(f"{a} / {b}", self._unavailable), a
+        return self.say.compare(pairs), a
+
+    # ---- the learner's data ---------------------------------------------------------------------
+
+    def _needs(self, name: str) -> bool:
+        return name in self.declared
+
+    def _progress(self, intent: Intent, pool: ItemPool):
+        if not self._needs("get_user_progress"):
+            return self.say.not_available_tool(), ""
+        entities = [intent.entity_type] if intent.entity_type else ["words", "kanji"]
+        group = intent.level or "all"
+        calls = [Call("get_user_progress", {"entity_type": e, "group": group}) for e in entities]
+        responses = yield from self._call(calls)
+        rows: list[tuple[str, dict[str, Any]]] = []
+        for entity, response in zip(entities, responses, strict=True):
+            result = self._result(response)
+            if result is None:
+                continue
+            for row in result.get("levels") or []:
+                if isinstance(row, dict) and (group == "all" or row.get("level") == group):
+                    rows.append((result.get("entity_type") or entity, row))
+        if not rows:
+            if self._errors:
+                return self.say.data_unavailable(), ""
+            return self.say.progress([], group), ""
+        return self.say.progress(rows, group), ""
+
+    def _plan(self, intent: Intent, pool: ItemPool):
+        if not self._needs("get_user_plan"):
+            return (yield from self._review(intent, pool))
+        (response,) = yield from self._call([Call("get_user_plan", {"hours": intent.hours or 24})])
+        result = self._result(response)
+        if result is None:
+            return self.say.data_unavailable(), ""
+        timezone = result.get("timezone") or ""
+        slots = [s for s in result.get("slots") or [] if isinstance(s, dict)]
+        slots = _slots_in(slots, intent.period, timezone)
+        return self.say.plan(as_int(result.get("overdue")), slots, intent.period, timezone), ""
+
+    def _review(self, intent: Intent, pool: ItemPool):
+        if not self._needs("get_user_reviewable_items"):
+            return self.say.not_available_tool(), ""
+        (response,) = yield from self._call([Call("get_user_reviewable_items", {"limit": 10})])
+        result = self._result(response)
+        if result is None:
+            return self.say.data_unavailable(), ""
+        items = [i for i in result.get("items") or [] if isinstance(i, dict)]
+        first = (items[0].get("item") or {}).get("written", "") if items else ""
+        return self.say.review(items, as_int(result.get("total"))), first
+
+    def _learned(self, intent: Intent, pool: ItemPool):
+        if not self._needs("get_user_learned_items"):
+            return self.say.not_available_tool(), ""
+        args: dict[str, Any] = {"limit": 10}
+        if intent.entity_type:
+            args["entity_type"] = intent.entity_type
+        if intent.level:
+            args["level"] = intent.level
+        (response,) = yield from self._call([Call("get_user_learned_items", args)])
+        result = self._result(response)
+        if result is None:
+            return self.say.data_unavailable(), ""
+        items = [i for i in result.get("items") or [] if isinstance(i, dict)]
+        return self.say.learned(items, bool(result.get("next_page_token"))), ""
+
+    # ---- conversation ---------------------------------------------------------------------------
+
+    def _greeting(self, intent: Intent, pool: ItemPool):
+        return self.say.greeting(), self.memory.topic
+        yield  # a generator like the others
+
+    def _thanks(self, intent: Intent, pool: ItemPool):
+        return self.say.thanks(), self.memory.topic
+        yield
+
+    def _help(self, intent: Intent, pool: ItemPool):
+        return self.say.help(), self.memory.topic
+        yield
+
+    def _offtopic(self, intent: Intent, pool: ItemPool):
+        return self.say.offtopic(), self.memory.topic
+        yield
+
+    def _unknown(self, intent: Intent, pool: ItemPool):
+        return self.say.misheard(), self.memory.topic
+        yield
+
+
+def _slots_in(slots: list[dict[str, Any]], period: str, timezone: str) -> list[dict[str, Any]]:
+    """The plan slots that fall in the period the learner asked about, in their time zone."""
+    if period in ("", "hours", "week"):
+        return slots
+    try:
+        tz = ZoneInfo(timezone) if timezone else None
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = None
+    today = datetime.now(tz).date()
+    picked = []
+    for slot in slots:
+        try:
+            start = datetime.fromisoformat(str(slot.get("start", "")).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if tz is not None:
+            start = start.astimezone(tz)
+        if period == "today" and start.date() == today:
+            picked.append(slot)
+        elif period == "evening" and start.date() == today and start.hour >= 17:
+            picked.append(slot)
+        elif period == "tomorrow" and start.date() == today + timedelta(days=1):
+            picked.append(slot)
+    return picked
+
+
+def describe(item: dict[str, Any]) -> str:
+    """One-line summary of an item (used in logs and tests)."""
+    return f"{item.get('written')} {item.get('reading')} {meanings(item)[:1]}"

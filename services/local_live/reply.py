@@ -1,0 +1,173 @@
+"""One model turn: (transcribe) → think, calling tools through toolCall → stream the answer.
+
+Runs as its own task so the connection keeps reading; cancelling it is how an interruption
+stops a stale answer mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from services.local_live import protocol as p
+from services.local_live.brain.context import TurnInput
+from services.local_live.brain.tutor import Call, Tutor
+from services.local_live.session import SessionState
+from services.local_live.tokens import audio_tokens, text_tokens
+
+if TYPE_CHECKING:
+    from services.local_live.connection import Connection
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+_NEEDS_SPACE = re.compile(r"[\x21-\x7e”’]$")
+
+
+@dataclass
+class TurnUsage:
+    text_in: int = 0
+    audio_in: int = 0
+    text_out: int = 0
+    audio_out: int = 0
+
+    def frame(self) -> dict[str, Any]:
+        return p.Usage(self.text_in, self.audio_in, self.text_out, self.audio_out).frame()
+
+
+class Reply:
+    def __init__(self, conn: Connection, session: SessionState, turn: TurnInput | None, usage: TurnUsage,
+                 audio: bytes | None = None) -> None:
+        self.conn = conn
+        self.session = session
+        self.turn = turn
+        self.usage = usage
+        self.audio = audio
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.started = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        return self._task is None or self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"reply-{self.conn.conn_id}")
+
+    async def cancel(self) -> list[str]:
+        """Stop the reply; the ids of tool calls that were still waiting for a response."""
+        pending = [call_id for call_id, fut in self.pending.items() if not fut.done()]
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        return pending
+
+    def deliver(self, call_id: str, response: dict[str, Any]) -> bool:
+        future = self.pending.get(call_id)
+        if future is None or future.done():
+            return False
+        future.set_result(response if isinstance(response, dict) else {"result": response})
+        return True
+
+    # ---- the turn -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._turn()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed send means the socket is gone
+            if not self.conn._closed:
+                log.exception("reply failed", extra={"conn": self.conn.conn_id})
+                await self.conn.close(p.CLOSE_INTERNAL, f"reply failed: {type(exc).__name__}")
+
+    async def _turn(self) -> None:
+        turn = self.turn
+        if self.audio is not None:
+            turn = await self._transcribe(self.audio)
+        assert turn is not None
+        if self.conn.faults.never_answer:
+            await asyncio.Event().wait()  # a stalled model: only an interruption or a close ends it
+        tutor = Tutor(self.session.learner, self.session.declared, self.session.memory,
+                      cite=not self.session.audio_out)
+        thought = tutor.think(turn)
+        try:
+            calls = next(thought)
+            while True:
+                calls = thought.send(await self._call_tools(calls))
+        except StopIteration as done:
+            answer = done.value
+        log.info("turn answered", extra={"conn": self.conn.conn_id, "intent": answer.intent,
+                                         "calls": answer.calls})
+        await self._stream(answer.sentences)
+        await self.conn.send(p.generation_complete())
+        self.session.turns += 1
+        if self.session.resumption:
+            handle = self.conn.engine.resumption.issue(self.session.snapshot())
+            await self.conn.send(p.resumption_update(handle))
+        final = p.turn_complete()
+        final.update(self.usage.frame())
+        await self.conn.send(final)
+        await self.conn.turn_finished()
+
+    async def _transcribe(self, pcm: bytes) -> TurnInput:
+        assert self.conn.voice is not None
+        topic = self.session.memory.topic
+        from services.local_live.voice import prompt_from_vocabulary
+
+        prompt = prompt_from_vocabulary([topic] if topic else [], self.session.language)
+        text = (await self.conn.voice.transcribe(pcm, self.session.language, prompt)).strip()
+        if self.session.input_transcription:
+            await self.conn.send(p.input_transcription(text))
+        return TurnInput.from_texts([text], voice=True)
+
+    async def _call_tools(self, calls: list[Call]) -> list[dict[str, Any]]:
+        """One toolCall frame; waits (as long as it takes) for every id to be answered."""
+        loop = asyncio.get_running_loop()
+        ids = [f"call-{next(_ids)}-{self.conn.conn_id[:6]}" for _ in calls]
+        for call_id in ids:
+            self.pending[call_id] = loop.create_future()
+        await self.conn.send(p.tool_call([{"id": i, "name": c.name, "args": c.args} for i, c in zip(ids, calls, strict=True)]))
+        results = [await self.pending[i] for i in ids]
+        for call_id in ids:
+            self.pending.pop(call_id, None)
+        self.usage.text_in += sum(text_tokens(str(r)) for r in results)
+        return results
+
+    async def _stream(self, sentences: list[str]) -> None:
+        faults = self.conn.faults
+        if faults.delay_first_token_ms:
+            await asyncio.sleep(faults.delay_first_token_ms / 1000)
+        drop = faults.drop_mid_turn and faults.drop_mid_turn == self.session.turns + 1
+        if self.session.audio_out:
+            await self._speak(sentences, drop)
+            return
+        for index, sentence in enumerate(sentences):
+            last = index == len(sentences) - 1
+            delta = sentence + ("" if last or not _NEEDS_SPACE.search(sentence) else " ")
+            await self.conn.send(p.text_delta(delta))
+            self.usage.text_out += text_tokens(delta)
+            if drop:
+                self.conn.drop()
+                await asyncio.Event().wait()
+            await asyncio.sleep(0)  # let an interruption in between deltas
+
+    async def _speak(self, sentences: list[str], drop: bool) -> None:
+        assert self.conn.voice is not None
+        text = "".join(s + ("" if not _NEEDS_SPACE.search(s) else " ") for s in sentences).strip()
+        if self.session.output_transcription:
+            await self.conn.send(p.output_transcription(text))
+        sent = 0
+        async for chunk in self.conn.voice.synthesize(text, self.session.language):
+            await self.conn.send(p.audio_chunk(chunk))
+            sent += len(chunk)
+            self.usage.audio_out = audio_tokens(sent, p.OUTPUT_RATE)
+            if drop:
+                self.conn.drop()
+                await asyncio.Event().wait()

@@ -1,0 +1,124 @@
+"""The Live engine's WebSocket server: TLS, paths, API key, debug endpoint, one Connection each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from services.common.tls import server_context
+from services.local_live import protocol as p
+from services.local_live.config import LiveConfig
+from services.local_live.connection import Connection
+from services.local_live.faults import HEADER, Faults, FaultSpecError, FrameLog
+from services.local_live.resumption import ResumptionStore
+
+log = logging.getLogger(__name__)
+DEBUG_PREFIX = "/debug/frames/"
+
+
+@dataclass
+class Engine:
+    """State shared by all connections of one server."""
+
+    config: LiveConfig
+    faults: Faults
+    resumption: ResumptionStore
+    frames: FrameLog
+    connections: set[Connection] = field(default_factory=set)
+
+    @classmethod
+    def from_config(cls, config: LiveConfig) -> Engine:
+        return cls(config=config, faults=Faults.parse(config.faults),
+                   resumption=ResumptionStore(config.resumption_ttl_seconds),
+                   frames=FrameLog(config.frames_dir))
+
+    def key_ok(self, request: Request) -> bool:
+        query = parse_qs(urlsplit(request.path).query)
+        given = request.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+        bearer = request.headers.get("authorization", "")
+        if not given and bearer.lower().startswith(("bearer ", "token ")):
+            given = bearer.split(" ", 1)[1]
+        return hmac.compare_digest(given.encode(), self.config.api_key.encode())
+
+    # ---- HTTP side of the handshake ---------------------------------------------------------------
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path.startswith(DEBUG_PREFIX):
+            return self._debug_frames(connection, request, path[len(DEBUG_PREFIX):])
+        if path not in p.PATHS:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"no Live endpoint at {path}\n")
+        return None
+
+    def _debug_frames(self, connection: ServerConnection, request: Request, conn_id: str) -> Response:
+        if not self.key_ok(request):
+            return connection.respond(HTTPStatus.FORBIDDEN, "API key not valid\n")
+        frames = self.frames.frames(conn_id)
+        if frames is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"no recorded frames for {conn_id}\n")
+        response = connection.respond(HTTPStatus.OK, json.dumps({"frames": frames}, ensure_ascii=False))
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    # ---- WebSocket side -----------------------------------------------------------------------------
+
+    async def handle(self, ws: ServerConnection) -> None:
+        if not self.key_ok(ws.request):
+            # Read the setup first: the SDK sends it straight after the handshake, and closing
+            # before it arrives would surface as a send error instead of this reason.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.recv(), 5)
+            await ws.close(p.CLOSE_POLICY, "API key not valid. Please pass a valid API key.")
+            return
+        try:
+            faults = Faults.parse(ws.request.headers.get(HEADER, ""), self.faults)
+        except FaultSpecError as exc:
+            await ws.close(p.CLOSE_POLICY, f"bad {HEADER} header: {exc}"[:120])
+            return
+        conn = Connection(ws, self, faults)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+
+async def start(config: LiveConfig, engine: Engine | None = None) -> tuple[Server, Engine]:
+    engine = engine or Engine.from_config(config)
+    ssl_ctx = await asyncio.to_thread(server_context, config.tls_dir)
+    server = await serve(
+        engine.handle, config.host, config.port, ssl=ssl_ctx,
+        process_request=engine.process_request,
+        max_size=config.max_frame_bytes,  # bigger frames close the connection with 1009
+        ping_interval=20, ping_timeout=60,
+        server_header="kotoba-local-live",
+    )
+    return server, engine
+
+
+def bound_port(server: Server) -> int:
+    return next(iter(server.sockets)).getsockname()[1]
+
+
+async def serve_forever(config: LiveConfig) -> None:
+    server, _ = await start(config)
+    log.info("local Live engine listening", extra={"addr": f"{config.host}:{bound_port(server)}",
+                                                   "tls_dir": str(config.tls_dir)})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()

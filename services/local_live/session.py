@@ -1,0 +1,101 @@
+"""One Live session's state: what setup asked for, the conversation, and usage so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.local_live.brain.context import Learner, declared_names
+from services.local_live.brain.memory import Memory
+from services.local_live.protocol import CLOSE_INVALID_DATA, ProtocolError, content_text
+from services.local_live.protocol import field as get
+
+
+@dataclass
+class SessionState:
+    session_id: str
+    model: str = ""
+    modalities: tuple[str, ...] = ("TEXT",)
+    system_instruction: str = ""
+    learner: Learner = field(default_factory=Learner)
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_transcription: bool = False
+    output_transcription: bool = False
+    resumption: bool = False
+    resume_handle: str = ""
+    auto_activity: bool = True  # server-side VAD; off when the client sends activity_start/end
+    speech_language: str = ""
+    memory: Memory = field(default_factory=Memory)
+    turns: int = 0  # completed turns on this connection
+
+    @property
+    def audio_out(self) -> bool:
+        return "AUDIO" in self.modalities
+
+    @property
+    def language(self) -> str:
+        return self.speech_language or self.learner.language
+
+    def apply_setup(self, setup: dict[str, Any]) -> None:
+        model = get(setup, "model", "")
+        if not isinstance(model, str):
+            raise ProtocolError(CLOSE_INVALID_DATA, "setup.model must be a string")
+        self.model = model
+        generation = get(setup, "generation_config") or {}
+        if not isinstance(generation, dict):
+            raise ProtocolError(CLOSE_INVALID_DATA, "setup.generationConfig must be an object")
+        modalities = get(generation, "response_modalities") or ["TEXT"]
+        if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+            raise ProtocolError(CLOSE_INVALID_DATA, "generationConfig.responseModalities must be a list of strings")
+        modalities = [m.upper() for m in modalities]
+        unknown = [m for m in modalities if m not in ("TEXT", "AUDIO")]
+        if unknown:
+            raise ProtocolError(CLOSE_INVALID_DATA, f"unsupported response modality {unknown[0]}")
+        self.modalities = tuple(modalities)
+        speech = get(generation, "speech_config") or get(setup, "speech_config") or {}
+        if isinstance(speech, dict) and isinstance(get(speech, "language_code"), str):
+            self.speech_language = "ja" if get(speech, "language_code").lower().startswith("ja") else "en"
+        self.set_system_instruction(get(setup, "system_instruction"))
+        self.set_tools(get(setup, "tools"))
+        self.input_transcription = isinstance(get(setup, "input_audio_transcription"), dict)
+        self.output_transcription = isinstance(get(setup, "output_audio_transcription"), dict)
+        resumption = get(setup, "session_resumption")
+        if resumption is not None:
+            if not isinstance(resumption, dict):
+                raise ProtocolError(CLOSE_INVALID_DATA, "setup.sessionResumption must be an object")
+            self.resumption = True
+            handle = get(resumption, "handle") or ""
+            if not isinstance(handle, str):
+                raise ProtocolError(CLOSE_INVALID_DATA, "sessionResumption.handle must be a string")
+            self.resume_handle = handle
+        realtime = get(setup, "realtime_input_config") or {}
+        detection = get(realtime, "automatic_activity_detection") if isinstance(realtime, dict) else None
+        if isinstance(detection, dict) and get(detection, "disabled") is True:
+            self.auto_activity = False
+
+    def set_system_instruction(self, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, dict):
+            text = "\n".join(content_text(value))
+        else:
+            raise ProtocolError(CLOSE_INVALID_DATA, "systemInstruction must be a Content object")
+        self.system_instruction = text
+        self.learner = Learner.from_system_instruction(text)
+
+    def set_tools(self, value: Any) -> None:
+        if value is None:
+            return
+        if not isinstance(value, list):
+            raise ProtocolError(CLOSE_INVALID_DATA, "setup.tools must be a list")
+        self.declared = declared_names(value)
+
+    # What a resumption handle keeps: the conversation, not the connection's settings (the new
+    # connection sends its own setup, as with Gemini).
+    def snapshot(self) -> dict[str, Any]:
+        return {"memory": self.memory.to_dict(), "turns": self.turns}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.memory = Memory.from_dict(snapshot.get("memory", {}))
