@@ -260,7 +260,7 @@ def test_scaling_draining_and_disruption(overlay, resources):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_only_the_gateway_reaches_internal_services(overlay, resources):
+def test_only_their_callers_reach_internal_services(overlay, resources):
     policies = by_kind(resources[overlay], "NetworkPolicy")
     deny = policies["default-deny-ingress"]["spec"]
     assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
@@ -268,7 +268,9 @@ def test_only_the_gateway_reaches_internal_services(overlay, resources):
         (policy,) = [p for p in policies.values()
                      if p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": name}]
         (rule,) = policy["spec"]["ingress"]
-        assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
+        # Tools' dictionary search falls back to retrieval (services/tools/server.py); nothing else gets in.
+        callers = ["gateway", "tools"] if name == "retrieval" else ["gateway"]
+        assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": c}}} for c in callers]
         assert rule["ports"] == [{"port": port_of(name), "protocol": "TCP"}]
 
 
