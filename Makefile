@@ -50,6 +50,7 @@ $(DATA)/tls/ca.pem: $(VENV)/.stamp
 lint: setup
 	$(VENV)/bin/ruff check services tests bench
 	cd protos && ../node_modules/.bin/buf lint
+	$(VENV)/bin/hadolint Dockerfile
 
 test: setup
 	$(PY) -m pytest -q
