@@ -122,7 +122,7 @@ class Composer:
                 out.append(self.t("I don't have the stroke count for {char}.", "{char}の画数はわかりません。", char=char))
         if aspect in ("meaning", "all") or (aspect == "strokes" and meanings(item)):
             if meanings(item):
-                out.append(self.t("It means “{gloss}”.", "意味は「{gloss}」です。", gloss=self.gloss(item)))
+                out.append(self.t("It means “{gloss}”.", "意味は「{gloss}」です。", gloss=self.gloss(item, 4)))
         if aspect in ("readings", "all"):
             if on:
                 out.append(self.t("On'yomi: {on}.", "音読みは{on}です。", on="、".join(on) if self.ja else ", ".join(on)))
@@ -215,11 +215,13 @@ class Composer:
                               "そのレベルではまだ何も学習していません。"))
         return out
 
-    def plan(self, overdue: int, slots: list[dict[str, Any]], period: str, timezone: str) -> list[str]:
+    def plan(self, overdue: int, slots: list[dict[str, Any]], period: str, timezone: str, total: int,
+             hours: int) -> list[str]:
         names = {"evening": ("this evening", "今晩"), "tomorrow": ("tomorrow", "明日"), "today": ("today", "今日"),
                  "week": ("this week", "今週"), "hours": ("in that time", "その時間内")}
         en, ja = names.get(period, ("coming up", "これから"))
-        out: list[str] = []
+        out = [self.t("In the next {h} hours you have {total} reviews in total.", "これから{h}時間の復習は合計{total}個です。",
+                      h=hours, total=total)]
         if overdue and period in ("today", "hours", "week", "evening"):
             out.append(self.t("You have {n} reviews overdue right now.", "今、期限切れの復習が{n}個あります。", n=overdue))
         if slots:

@@ -43,7 +43,8 @@ class Intent:
 
 
 _QUOTED = re.compile(r"[「『\"“]([^」』\"”]{1,40})[」』\"”]|(?<![A-Za-z])'([^']{1,40})'")
-_TERM = r"[\"“'「『]?(?P<term>[^\s\"”'」』?？!！,、。.]{1,40})[\"”'」』]?"
+_TERM = (r"[\"“'「『]?(?P<term>[^\s\"”'」』?？!！,、。.](?:[^\s\"”」』?？!！,、。.]{0,38}[^\s\"”'」』?？!！,、。.])?)"
+         r"[\"”'」』]?")
 
 # Japanese grammar around the term: cut the term at the first of these.
 _JP_MARKERS = (
@@ -126,7 +127,7 @@ def _p(*patterns: str) -> tuple[re.Pattern[str], ...]:
 _MEANING_EN = _p(r"what(?:'s| is| does)? (?:the )?meaning of {T}", r"what does {T} mean", r"what do(?:es)? {T} means?",
                  r"meaning of {T}", r"define {T}", r"definition of {T}", r"what is {T} in english",
                  r"translate {T}(?! into japanese| to japanese)", r"{T} means\?", r"what'?s {T} in english",
-                 r"{T} mean\b", r"what is {T}\?*$", r"what's {T}\?*$")
+                 r"{T} mean\b", r"^{T} meaning\b", r"what is {T}\?*$", r"what's {T}\?*$")
 _TRANSLATE_EN = _p(r"how (?:do|would|can) (?:you|i) say {T}", r"what(?:'s| is) (?:the )?japanese (?:word )?for {T}",
                    r"japanese (?:word )?for {T}", r"what(?:'s| is) {T} in japanese", r"translate {T} (?:in)?to japanese",
                    r"how (?:do|would) (?:you|i) write {T}")
@@ -255,7 +256,7 @@ def recognise(raw_text: str, last_kind: str = "") -> Intent:
         return Intent("progress", level=level, entity_type=entity)
     if _DUE.search(text) or (_PLAN.search(text) and re.search(r"schedule|plan|予定|スケジュール", lowered)):
         period, hours = _period(text)
-        if _PLAN.search(text) and period != "today" or re.search(r"schedule|plan|予定|スケジュール|how many", lowered):
+        if _PLAN.search(text) and period != "today" or re.search(r"schedule|plan|予定|スケジュール", lowered):
             return Intent("plan", period=period or "today", hours=hours)
         return Intent("review", period=period)
 

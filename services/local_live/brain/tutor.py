@@ -142,6 +142,9 @@ class Tutor:
         return self.say.meaning(items), items[0].get("written", intent.term)
 
     def _reading(self, intent: Intent, pool: ItemPool):
+        if is_single_kanji(intent.term) and "get_kanji_details" in self.declared:
+            # A single kanji's readings are its on/kun readings, not one word's reading.
+            return (yield from self._kanji_info(Intent("kanji_info", [intent.term], aspect="readings"), pool))
         items = yield from self._lookup(intent.term, pool)
         if not items:
             return self.say.unknown_item(intent.term, self._unavailable), intent.term
@@ -150,6 +153,12 @@ class Tutor:
         return self.say.reading(items), items[0].get("written", intent.term)
 
     def _level(self, intent: Intent, pool: ItemPool):
+        if intent.entity_type == "kanji" and is_single_kanji(intent.term):
+            (response,) = yield from self._call([Call("get_kanji_details", {"character": intent.term})])
+            self._absorb(pool, [response])
+            kanji = pool.find(intent.term, ("kanji",))
+            if kanji:
+                return self.say.level(kanji), intent.term
         items = yield from self._lookup(intent.term, pool)
         if not items:
             return self.say.unknown_item(intent.term, self._unavailable), intent.term
@@ -217,15 +226,21 @@ class Tutor:
 
     def _example(self, intent: Intent, pool: ItemPool):
         term = intent.term
-        sentences = pool.sentences_with(stems(term))
+        sentences: list[dict[str, Any]] = []
+        if has_japanese(term) and "get_word_details" in self.declared:
+            # The word's own linked examples are the best ones: ask for them first.
+            (response,) = yield from self._call([Call("get_word_details", {"written": term})])
+            result = self._result(response) or {}
+            pool.add(walk_items(result))
+            sentences = [s for s in result.get("examples") or [] if isinstance(s, dict)]
+        if not sentences:
+            sentences = pool.sentences_with(stems(term))
         if not sentences:
             words = pool.find(term, ("word",))
             linked = [pool.get(i) for w in words for i in w.get("example_ids") or w.get("examples") or []]
             sentences = [s for s in linked if s]
         if not sentences:
             calls = []
-            if has_japanese(term) and "get_word_details" in self.declared:
-                calls.append(Call("get_word_details", {"written": term}))
             if "search_dictionary" in self.declared:
                 args: dict[str, Any] = {"query": term, "types": ["sentence"], "top_k": 5}
                 calls.append(Call("search_dictionary", args))
@@ -301,7 +316,8 @@ class Tutor:
         timezone = result.get("timezone") or ""
         slots = [s for s in result.get("slots") or [] if isinstance(s, dict)]
         slots = _slots_in(slots, intent.period, timezone)
-        return self.say.plan(as_int(result.get("overdue")), slots, intent.period, timezone), ""
+        return self.say.plan(as_int(result.get("overdue")), slots, intent.period, timezone,
+                             as_int(result.get("total")), intent.hours or 24), ""
 
     def _review(self, intent: Intent, pool: ItemPool):
         if not self._needs("get_user_reviewable_items"):
