@@ -52,6 +52,7 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"(?i)mean|word|say|how do you|translate|意味|単語|読み"), "vocabulary", "definition"),
 )
 _QUOTED = re.compile(r"[「『\"“]([^」』\"”]{1,30})[」』\"”]")
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff々ー]+")
 _TOPIC_ARGS = ("query", "word", "kanji", "written", "text", "item_id", "id")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
 
@@ -75,6 +76,8 @@ def _topics(turn: dict[str, Any]) -> list[str]:
                     topics.append(_topic_from_item(value.strip()) if ":" in value else value.strip())
     topics.extend(_topic_from_item(i) for i in (turn.get("retrievedItemIds") or [])[:3])
     topics.extend(m.group(1) for m in _QUOTED.finditer(turn.get("question") or ""))
+    if not topics:  # "How do I write 猫?": the Japanese words in an English question are the topic
+        topics.extend(w for w in _JAPANESE.findall(turn.get("question") or "") if len(w) <= 8)
     unique: list[str] = []
     for topic in topics:
         if topic and topic not in unique and not topic.startswith("["):
