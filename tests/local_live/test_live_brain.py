@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -192,9 +193,9 @@ def test_follow_up_uses_the_topic_and_remembered_facts():
 
 
 def test_plan_for_the_evening_lists_only_evening_slots():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     plan = {"result": {"timezone": "UTC", "overdue": "1", "total": "9", "slots": [
         {"start": f"{today}T09:00:00+00:00", "label": "09:00", "count": "3"},
         {"start": f"{today}T19:00:00+00:00", "label": "19:00", "count": "5"}]}}
