@@ -1,0 +1,60 @@
+"""Audio in → transcription → tool call → audio out, through the real SDK and the offline voice stack.
+One STT call and one short TTS answer: kept to a single test because each costs about a second of CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from google.genai import types
+
+from services.local_live.voice import available
+
+pytestmark = [pytest.mark.voice, pytest.mark.timeout(120),
+              pytest.mark.skipif(not available()[0], reason="voice extra not installed")]
+
+NEKO = {"id": "word:猫:ねこ", "type": "word", "written": "猫", "reading": "ねこ", "romaji": "neko",
+        "meanings": ["cat"], "level": "N5"}
+
+
+async def test_audio_in_transcription_and_audio_out(live):
+    from services.local_live.voice.testaudio import speech_pcm16_16k
+
+    pcm = await asyncio.to_thread(speech_pcm16_16k, "猫はどういう意味ですか。", "ja")
+    config = live.config(response_modalities=["AUDIO"], input_audio_transcription={},
+                         output_audio_transcription={},
+                         system_instruction='Tutor.\n<learner-context>\n{"language": "ja"}\n</learner-context>')
+    heard, said, audio, mimes = "", "", bytearray(), set()
+    async with live.connect(config) as session:
+        for start in range(0, len(pcm), 3200):  # 100 ms chunks, like a microphone
+            await session.send_realtime_input(audio=types.Blob(data=pcm[start:start + 3200],
+                                                               mime_type="audio/pcm;rate=16000"))
+        sent = time.perf_counter()
+        await session.send_realtime_input(audio_stream_end=True)
+        first_audio = None
+        usage = None
+        async for message in session.receive():
+            content = message.server_content
+            if message.tool_call:
+                await session.send_tool_response(function_responses=[
+                    types.FunctionResponse(id=c.id, name=c.name, response={"result": {"word": NEKO, "items": [NEKO]}})
+                    for c in message.tool_call.function_calls])
+            if content and content.input_transcription:
+                heard += content.input_transcription.text
+            if content and content.output_transcription:
+                said += content.output_transcription.text
+            if content and content.model_turn:
+                for part in content.model_turn.parts:
+                    if part.inline_data:
+                        first_audio = first_audio or time.perf_counter() - sent
+                        mimes.add(part.inline_data.mime_type)
+                        audio += part.inline_data.data
+            usage = message.usage_metadata or usage
+    print(f"\nheard {heard!r}; said {said!r}; first audio chunk {first_audio:.2f}s after end of speech")
+    assert "猫" in heard or "ねこ" in heard
+    assert "cat" in said
+    assert mimes == {"audio/pcm;rate=24000"} and len(audio) > 24_000  # more than half a second
+    modalities = {d.modality: d.token_count for d in usage.response_tokens_details}
+    assert modalities[types.MediaModality.AUDIO] == pytest.approx(len(audio) / 48_000 * 25, abs=2)
+    assert {d.modality for d in usage.prompt_tokens_details} >= {types.MediaModality.AUDIO}
