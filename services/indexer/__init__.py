@@ -1,0 +1,1 @@
+"""Indexer job: embed items, build FAISS + lexical snapshots, publish them to the snapshot store."""

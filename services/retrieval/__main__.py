@@ -1,0 +1,5 @@
+import asyncio
+
+from services.retrieval.server import serve
+
+asyncio.run(serve())

@@ -1,0 +1,25 @@
+"""Canary query: a snapshot must find one of its own items by written form before it is served."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from services.retrieval.engine import SearchEngine
+from services.retrieval.snapshot import Snapshot
+
+
+def canary_check(snap: Snapshot, embed_query: Callable[[str], np.ndarray]) -> dict:
+    if snap.count == 0:
+        return {"ok": True, "query": "", "note": "empty snapshot"}
+    # A deterministic, ordinary item: the first word (else the first item) in id order.
+    pos = next((p for p, it in enumerate(snap.items) if it.get("type") == "word"), 0)
+    item = snap.items[pos]
+    vector = embed_query(item["written"])
+    if vector.shape[-1] != snap.index.d:
+        return {"ok": False, "query": item["written"],
+                "error": f"query vectors have {vector.shape[-1]} dimensions, index has {snap.index.d}"}
+    result = SearchEngine(snap, embed_query).search(item["written"], top_k=5, vector=vector)
+    ids = [snap.items[h.pos]["id"] for h in result.hits]
+    return {"ok": item["id"] in ids, "query": item["written"], "expect": item["id"], "got": ids}
