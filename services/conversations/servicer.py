@@ -93,7 +93,7 @@ class Conversations(pb_grpc.ConversationsServicer):
         await asyncio.gather(self.io(self.store.add_turn_counters, row), self.io(self.store.touch_session_day, row),
                              self.io(self.store.mark_day, day))
         if self.worker is not None:
-            self.worker.offer(TurnKey(row["sessionId"], row["timestamp"]))
+            self.worker.offer(TurnKey(row["sessionId"], row["timestamp"]), row)
         turn_log.info("turn", extra={"event": "turn", "turn": _log_view(row)})
         return pb.AppendTurnResponse(stored=True)
 

@@ -142,27 +142,39 @@ class ConversationStore:
                 return False
             raise
 
-    def after_summary(self, row: dict[str, Any], summary: dict[str, Any] | None, status: str) -> None:
-        sk = row["timestamp"]
-        adds: dict[str, Any] = {"sumPending": -1}
-        if status == "failed":
-            adds["sumFailed"] = 1
-        if summary:
-            adds[f"c_{records.safe_name(summary['category'])}"] = 1
-        self._add(records.stats_key(row["day"], row["turnId"]), adds)
-        if summary:
-            self.client.put_item(TableName=self.table, Item={
-                **records.summary_key(sk),
-                **to_item({"turnSessionId": row["sessionId"], "category": summary["category"], "summary": summary,
-                           "startedAt": row["startedAt"], "ttl": row["ttl"]}),
-            })
+    def after_summaries(self, done: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+        """Counters, summary rows and marker removal for a batch of summarised turns, in few calls:
+        one ADD per stats shard and per session-day, BatchWriteItem for the rest."""
+        stats_adds: dict[tuple[str, str], dict[str, Any]] = {}
+        session_cats: dict[tuple[str, str], set[str]] = {}
+        writes: list[dict[str, Any]] = []
+        for row, summary in done:
+            key = (row["day"], row["turnId"])
+            shard_key = (row["day"], str(records.shard(row["turnId"])))
+            adds = stats_adds.setdefault(shard_key, {"sumPending": 0, "_turn": key})
+            adds["sumPending"] -= 1
+            if summary is None:
+                adds["sumFailed"] = adds.get("sumFailed", 0) + 1
+            else:
+                name = f"c_{records.safe_name(summary['category'])}"
+                adds[name] = adds.get(name, 0) + 1
+                session_cats.setdefault((row["day"], row["sessionId"]), set()).add(summary["category"])
+                writes.append({"PutRequest": {"Item": {
+                    **records.summary_key(row["timestamp"]),
+                    **to_item({"turnSessionId": row["sessionId"], "category": summary["category"], "summary": summary,
+                               "startedAt": row["startedAt"], "ttl": row["ttl"]})}}})
+            writes.append({"DeleteRequest": {"Key": records.pending_key(row["timestamp"])}})
+        for adds in stats_adds.values():
+            day, turn_id = adds.pop("_turn")
+            self._add(records.stats_key(day, turn_id), adds)
+        for (day, session_id), categories in session_cats.items():
             try:
-                self._add(records.session_day_key(row["day"], row["sessionId"]),
-                          {"categories": {summary["category"]}}, condition="attribute_exists(#pk)")
+                self._add(records.session_day_key(day, session_id), {"categories": categories},
+                          condition="attribute_exists(#pk)")
             except ClientError as exc:
                 if not _conditional_failed(exc):
                     raise
-        self.client.delete_item(TableName=self.table, Key=records.pending_key(sk))
+        self._batch_write(writes)
 
     def pending_keys(self) -> list[TurnKey]:
         keys: list[TurnKey] = []
@@ -300,8 +312,11 @@ class ConversationStore:
         return deleted
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        for batch in chunks(keys, 25):
-            request = {self.table: [{"DeleteRequest": {"Key": k}} for k in batch]}
+        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys])
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for batch in chunks(requests, 25):
+            request = {self.table: batch}
             for attempt in range(10):
                 reply = self.client.batch_write_item(RequestItems=request)
                 request = reply.get("UnprocessedItems") or {}
@@ -309,4 +324,4 @@ class ConversationStore:
                     break
                 time.sleep(0.05 * (attempt + 1))
             else:
-                raise RuntimeError("DynamoDB kept throttling the erase; try again")
+                raise RuntimeError("DynamoDB kept throttling a batch write; try again")

@@ -28,7 +28,8 @@ class SummaryWorker:
         self.store = store
         self.summariser = summariser
         self.io = io
-        self.queue: asyncio.Queue[TurnKey] = asyncio.Queue(maxsize=queue_size)
+        # (key, row): a fresh turn comes with its row, a recovered one is read back first.
+        self.queue: asyncio.Queue[tuple[TurnKey, dict[str, Any] | None]] = asyncio.Queue(maxsize=queue_size)
         self.batch_size = batch_size
         self.retries = retries
         self.backoff_seconds = backoff_seconds
@@ -38,12 +39,12 @@ class SummaryWorker:
         self._task: asyncio.Task[None] | None = None
         self._queued: set[str] = set()
 
-    def offer(self, key: TurnKey) -> bool:
+    def offer(self, key: TurnKey, row: dict[str, Any] | None = None) -> bool:
         """Queue a turn without waiting; a full queue leaves it to recover()."""
         if key.sk in self._queued:
             return True
         try:
-            self.queue.put_nowait(key)
+            self.queue.put_nowait((key, row))
         except asyncio.QueueFull:
             self.dropped += 1
             return False
@@ -87,7 +88,7 @@ class SummaryWorker:
             except Exception:  # noqa: BLE001 - the worker must outlive any one bad batch
                 log.exception("summary batch failed; its turns stay pending until the next recovery")
             finally:
-                for key in batch:
+                for key, _ in batch:
                     self._queued.discard(key.sk)
                     self.queue.task_done()
             if self.dropped and self.queue.empty():
@@ -100,10 +101,13 @@ class SummaryWorker:
         except Exception:  # noqa: BLE001
             log.exception("pending summary recovery failed")
 
-    async def _process(self, batch: list[TurnKey]) -> None:
-        rows = await asyncio.gather(*(self.io(self.store.get_turn, key) for key in batch))
+    async def _process(self, batch: list[tuple[TurnKey, dict[str, Any] | None]]) -> None:
+        async def load(key: TurnKey, row: dict[str, Any] | None) -> dict[str, Any] | None:
+            return row if row is not None else await self.io(self.store.get_turn, key)
+
+        rows = await asyncio.gather(*(load(key, row) for key, row in batch))
         live: list[dict[str, Any]] = []
-        for key, row in zip(batch, rows, strict=True):
+        for (key, _), row in zip(batch, rows, strict=True):
             if row is None or row.get("summaryStatus") != "pending":
                 await self.io(self.store.drop_pending, key)  # erased, expired or already done
             else:
@@ -122,16 +126,17 @@ class SummaryWorker:
                 delay = self.backoff_seconds * (2 ** attempt) * (0.5 + random.random())
                 log.info("summary retry", extra={"attempt": attempt + 1, "delay_s": round(delay, 2), "error": str(exc)})
                 await asyncio.sleep(delay)
-        await asyncio.gather(*(self._save(row, summaries[i] if summaries else None) for i, row in enumerate(live)))
-
-    async def _save(self, row: dict[str, Any], summary: dict[str, Any] | None) -> None:
-        status = "done" if summary else "failed"
-        key = TurnKey(row["sessionId"], row["timestamp"])
-        if await self.io(self.store.save_summary, key, summary, status):
-            await self.io(self.store.after_summary, row, summary, status)
-            if summary:
-                self.done += 1
-            else:
-                self.failed += 1
-        else:
-            await self.io(self.store.drop_pending, key)
+        results = [summaries[i] if summaries else None for i in range(len(live))]
+        saved = await asyncio.gather(*(
+            self.io(self.store.save_summary, TurnKey(row["sessionId"], row["timestamp"]), summary,
+                    "done" if summary else "failed")
+            for row, summary in zip(live, results, strict=True)))
+        # A turn erased meanwhile (or summarised by another replica) is not counted again.
+        done = [(row, summary) for row, summary, ok in zip(live, results, saved, strict=True) if ok]
+        gone = [row for row, ok in zip(live, saved, strict=True) if not ok]
+        for row in gone:
+            await self.io(self.store.drop_pending, TurnKey(row["sessionId"], row["timestamp"]))
+        if done:
+            await self.io(self.store.after_summaries, done)
+            self.done += sum(1 for _, s in done if s)
+            self.failed += sum(1 for _, s in done if not s)
