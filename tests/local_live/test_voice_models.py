@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,16 +87,17 @@ async def test_barge_in_stops_synthesis_after_the_first_chunk(pipeline: VoicePip
     assert await asyncio.wait_for(pipeline.transcribe(silence_pcm16(0.5), "ja"), 30) == ""
 
 
-async def test_busy_voice_fails_fast() -> None:
-    voice = VoicePipeline(VoiceConfig(model_cache=models.cache_root(), max_pending=1))
+async def test_busy_voice_fails_fast(pipeline: VoicePipeline) -> None:
+    config = pipeline.config
+    pipeline.config = replace(config, max_pending=1)
     try:
-        stream = voice.synthesize("はい。", "ja")
-        await anext(stream)
-        with pytest.raises(VoiceBusyError):
-            await voice.transcribe(silence_pcm16(1.0), "ja")
-        await stream.aclose()
+        first = asyncio.create_task(pipeline.transcribe(silence_pcm16(1.0), "ja"))
+        await asyncio.sleep(0)  # let it take the only slot
+        with pytest.raises(VoiceBusyError, match="busy"):
+            await pipeline.transcribe(silence_pcm16(1.0), "ja")
+        assert await first == ""
     finally:
-        voice.close()
+        pipeline.config = config
 
 
 async def test_round_trip_japanese(pipeline: VoicePipeline) -> None:

@@ -73,7 +73,7 @@ class VoiceConfig:
     speed: float = 1.0
     english: str = "auto"  # auto | piper | espeak
     chunk_ms: int = 100
-    stt_beam_size: int = 1
+    stt_beam_size: int = 5
     max_pending: int = 8
 
     @classmethod
@@ -87,7 +87,7 @@ class VoiceConfig:
             speed=env_float(env, "KOTOBA_VOICE_SPEED", 1.0, minimum=0.5),
             english=env_choice(env, "KOTOBA_VOICE_EN", "auto", ("auto", "piper", "espeak")),
             chunk_ms=env_int(env, "KOTOBA_VOICE_CHUNK_MS", 100, minimum=10, maximum=1000),
-            stt_beam_size=env_int(env, "KOTOBA_STT_BEAM_SIZE", 1, minimum=1, maximum=5),
+            stt_beam_size=env_int(env, "KOTOBA_STT_BEAM_SIZE", 5, minimum=1, maximum=5),
             max_pending=env_int(env, "KOTOBA_VOICE_MAX_PENDING", 8, minimum=1),
         )
 
