@@ -18,12 +18,15 @@ from services.local_live.voice import (
     models,
 )
 from services.local_live.voice.audio import pcm16_to_float, rms
+from services.local_live.voice.pipeline import english_backend
 from services.local_live.voice.testaudio import noise_pcm16, silence_pcm16, speech_pcm16_16k
 from services.local_live.voice.text import reading
 from services.local_live.voice.tts import plan_speech
 
 OK, WHY = available()
 pytestmark = [pytest.mark.voice, pytest.mark.skipif(not OK, reason=WHY)]
+needs_english_voice = pytest.mark.skipif(english_backend() is None,
+                                         reason="no English voice: apt-get install espeak-ng")
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +109,7 @@ async def test_round_trip_japanese(pipeline: VoicePipeline) -> None:
     assert reading(text) == reading("猫はかわいいです。") == "ネコワカワイイデス"
 
 
+@needs_english_voice
 async def test_round_trip_english(pipeline: VoicePipeline) -> None:
     pcm = speech_pcm16_16k("What does neko mean? It means cat.", "en")
     prompt = "The student asks what Japanese words like neko, inu and kawaii mean."
@@ -113,6 +117,7 @@ async def test_round_trip_english(pipeline: VoicePipeline) -> None:
     assert "cat" in text and "mean" in text
 
 
+@needs_english_voice
 async def test_mixed_answer_uses_both_voices(pipeline: VoicePipeline) -> None:
     assert [p.voice for p in plan_speech("The word ねこ means cat.", "en")] == ["en", "ja", "en"]
     assert [p.voice for p in plan_speech("「猫」は英語で cat です。", "ja")] == ["ja", "en", "ja"]
