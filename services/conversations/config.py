@@ -27,6 +27,7 @@ class ConversationsConfig:
     summary_retries: int
     summary_backoff_seconds: float
     summary_timeout_seconds: float
+    db_threads: int
 
     @property
     def addr(self) -> str:
@@ -68,4 +69,5 @@ class ConversationsConfig:
             summary_retries=env_int(env, "KOTOBA_SUMMARY_RETRIES", 4, minimum=0, maximum=20),
             summary_backoff_seconds=env_float(env, "KOTOBA_SUMMARY_BACKOFF_SECONDS", 1.0, minimum=0.0),
             summary_timeout_seconds=env_float(env, "KOTOBA_SUMMARY_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+            db_threads=env_int(env, "KOTOBA_CONVERSATIONS_DB_THREADS", 8, minimum=1, maximum=64),
         )

@@ -53,8 +53,9 @@ class App:
 
 
 def build(config: ConversationsConfig, summariser: Summariser | None = None, addr: str | None = None) -> App:
-    # boto3 calls block: they run in this bounded pool (one pooled HTTP connection each).
-    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dynamodb")
+    # boto3 calls block: they run in this bounded pool (one pooled HTTP connection each). The bound
+    # also caps how hard a logging flood can push the store that chat turns read from.
+    executor = ThreadPoolExecutor(max_workers=config.db_threads, thread_name_prefix="dynamodb")
     store = ConversationStore(dynamodb_client(config.common.aws), config.table, config.settings_table)
     servicer = Conversations(config, store, TokenVerifier(config.common.auth), executor)
     worker = SummaryWorker(store, summariser or make_summariser(config), servicer.io,
