@@ -132,8 +132,8 @@ async def start_server(embedder):
         await server.grpc_service.stop(0)
 
 
-async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate, seconds: float = 20.0, interval: float = 0.05):
+    deadline = asyncio.get_running_loop().time() + seconds
     while True:
         value = await predicate()
         if value:
