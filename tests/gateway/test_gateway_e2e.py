@@ -252,3 +252,22 @@ async def test_per_learner_session_cap(stack):
     finally:
         for c in clients:
             await c.close()
+
+
+@pytest.mark.voice
+async def test_voice_turn_has_transcripts_and_audio(stack):
+    from services.local_live.voice.testaudio import speech_pcm16_16k
+
+    pcm = speech_pcm16_16k("What does taberu mean?", "en")
+    client = await ChatClient.open(stack.url, stack.token("demo-n4"))
+    async with client:
+        session = await client.start("audio")
+        result = await client.say(pcm, wait_s=120)
+    assert session["mode"] == "audio"
+    assert not result.errors, result.errors
+    assert result.transcript("user").strip() and result.transcript("tutor").strip()
+    assert len(result.audio) > 24000 * 2 * 0.5 and len(result.audio) % 2 == 0  # > 0.5 s of 24 kHz PCM16
+    assert result.first_audio_s is not None
+    assert result.usage["audio_in_tokens"] > 0 and result.usage["audio_out_tokens"] > 0
+    print("voice:", result.transcript("user"), "→", result.transcript("tutor")[:120],
+          f"first audio {result.first_audio_s:.2f}s")
