@@ -8,7 +8,7 @@ const state = {
   play: {ctx: null, cursor: 0, sources: []}, mic: null, recording: false,
 };
 // Exposed for tests and debugging.
-window.kotoba = {state, stats: {audioChunksIn: 0, audioBytesIn: 0, audioChunksOut: 0, micRms: 0, interrupted: 0,
+window.kotoba = {state, stats: {audioChunksIn: 0, audioBytesIn: 0, audioChunksOut: 0, micRms: 0, micPeakRms: 0, interrupted: 0,
                                 turns: 0, errors: []}};
 
 function setStatus(text) { $("status").textContent = text; }
@@ -214,7 +214,8 @@ async function micStart() {
     const source = ctx.createMediaStreamSource(stream);
     const node = new AudioWorkletNode(ctx, "mic-capture");
     node.port.onmessage = (ev) => {
-      window.kotoba.stats.micRms = Math.max(window.kotoba.stats.micRms * 0.9, ev.data.rms);
+      window.kotoba.stats.micRms = ev.data.rms;
+      window.kotoba.stats.micPeakRms = Math.max(window.kotoba.stats.micPeakRms, ev.data.rms);
       if (state.recording && state.ws && state.ws.readyState === WebSocket.OPEN) {
         state.ws.send(ev.data.pcm);
         window.kotoba.stats.audioChunksOut++;
