@@ -22,8 +22,10 @@ from services.gateway.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 
-MESSAGE_KINDS = ("setup_complete", "server_content", "tool_call", "tool_call_cancellation", "usage_metadata",
-                 "go_away", "session_resumption_update")
+# Order matters when one frame carries several: usage and the new handle belong to the turn that the
+# same frame's turnComplete closes, and a goAway is acted on only after that.
+MESSAGE_KINDS = ("setup_complete", "usage_metadata", "session_resumption_update", "tool_call_cancellation",
+                 "server_content", "tool_call", "go_away")
 
 
 class LiveHandler(Protocol):

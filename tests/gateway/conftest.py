@@ -7,7 +7,6 @@ plus a gateway process in front of them. Reusable by fault tests: `stack.env()` 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
