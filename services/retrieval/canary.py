@@ -14,7 +14,8 @@ def canary_check(snap: Snapshot, embed_query: Callable[[str], np.ndarray]) -> di
     if snap.count == 0:
         return {"ok": True, "query": "", "note": "empty snapshot"}
     # A deterministic, ordinary item: the first word (else the first item) in id order.
-    pos = next((p for p, it in enumerate(snap.items) if it.get("type") == "word"), 0)
+    words = np.flatnonzero(snap.type_mask["word"])
+    pos = int(words[0]) if len(words) else 0
     item = snap.items[pos]
     vector = embed_query(item["written"])
     if vector.shape[-1] != snap.index.d:

@@ -27,7 +27,7 @@ CANDIDATES = 50
 
 # Exact-match bonuses: larger than anything fusion can add (max ≈ 0.05), ordered by how sure a match is.
 EXACT = {"written": 3.0, "reading": 2.6, "romaji": 2.5, "romaji_loose": 2.3, "meaning_first": 2.0,
-         "meaning": 1.7, "translation": 2.0}
+         "meaning": 1.95, "translation": 2.0}
 WEIGHTS = {"ja": 1.0, "en": 1.0, "vector": 1.0}
 # With no intent, a bare meaning is most often asked about a word, then a kanji.
 TYPE_PRIOR = {"word": 0.006, "kanji": 0.003, "kana": 0.002, "sentence": 0.0}
@@ -115,12 +115,14 @@ class SearchEngine:
             add("reading", hira(normalise(span)))
         if pq.latin:
             add("romaji", pq.latin.replace(" ", "").replace("-", ""))
-            add("romaji_loose", romaji_key(pq.latin))
             key = meaning_key(pq.latin)
             if key:
                 add("meaning_first", key)
                 add("meaning", key)
                 add("translation", key)
+            # Loose romaji ("moon" folds to "mon") only when the Latin text is not an English meaning.
+            if not any(kind.startswith("meaning") for _, kind in found.values()):
+                add("romaji_loose", romaji_key(pq.latin))
         if not found and pq.text and not pq.ja_spans and not pq.latin:
             add("written", pq.text)
         return found
@@ -133,12 +135,17 @@ class SearchEngine:
             for token in {hira(normalise(span)), *japanese_tokens(span)} if len(japanese_tokens(span)) == 1 \
                     else {hira(normalise(span))}:
                 out.update(int(p) for p in snap.lexical.ja.docs_for(token))
-        for pos, (_, kind) in exact.items():
-            if snap.items[pos].get("type") == "word" and kind != "translation":
-                out.update(snap.sentences_for_word.get(pos, ()))
-        if pq.ja_spans:
-            out.update(p for p in np.flatnonzero(snap.type_mask["sentence"])
-                       if any(s in snap.items[p]["written"] for s in pq.ja_spans))
+        words = [(bonus + LEVEL_WEIGHT_EXACT * float(snap.level_rank[pos]), pos)
+                 for pos, (bonus, kind) in exact.items()
+                 if snap.type_of(pos) == "word" and kind != "translation"]
+        if words:
+            # The word the learner most likely means (best match, then easiest), not every homonym.
+            best = max(words)[0]
+            for score, pos in words:
+                if score >= best - 1e-9:
+                    out.update(int(p) for p in snap.sentences_for_word(pos))
+        for span in pq.ja_spans:
+            out.update(snap.sentences_containing(span))
         return out
 
     # -- search
@@ -150,8 +157,7 @@ class SearchEngine:
         allowed = self._allowed(types, levels)
         intent_types = INTENT_TYPES.get(pq.intent, ())
         if pq.intent == "kana" and pq.kana_script:
-            intent_allowed = allowed & snap.type_mask["kana"] & np.array(
-                [it.get("script") == pq.kana_script for it in snap.items])
+            intent_allowed = allowed & snap.type_mask["kana"] & snap.script_mask[pq.kana_script]
         else:
             intent_allowed = allowed & np.logical_or.reduce(
                 [snap.type_mask[t] for t in intent_types]) if intent_types else allowed
@@ -199,8 +205,7 @@ class SearchEngine:
         for pos, score in fused.items():
             if not pool[pos]:
                 continue
-            item = snap.items[pos]
-            itype = item.get("type", "")
+            itype = snap.type_of(pos)
             score += TYPE_PRIOR.get(itype, 0.0) if pq.intent == "any" else (
                 0.01 if itype in intent_types else 0.0)
             if pq.intent == "kana" or (len(pq.ja_spans) == 1 and len(pq.ja_spans[0]) == 1

@@ -45,7 +45,7 @@ word words japanese english kanji kanjis hiragana katakana kana example examples
 vocabulary vocab character characters
 """.split())
 _STOP_EN = frozenset("""
-a an the of to in on at for by with and or is are was be it its this that as from do does did i you me
+a an the of to in on at for by with and or is are was be it its as from do does did i you me
 my we how what which who why when where can could would should will please tell show give find get let
 s there like into
 """.split())

@@ -18,6 +18,10 @@ SERVICE_NAME = retrieval_pb2.DESCRIPTOR.services_by_name["Retrieval"].full_name
 
 def create(common: CommonConfig, config: RetrievalConfig,
            embedder: Embedder | None = None) -> tuple[GrpcService, RetrievalService]:
+    import faiss
+
+    # Single queries on one thread: a second one only fights the query embedder for the other core.
+    faiss.omp_set_num_threads(1)
     embedder = embedder or make_embedder(EmbedderConfig.from_env(threads=1))
     servicer = RetrievalService(config, embedder, open_store(config.snapshot_uri, common.aws))
     grpc_service = GrpcService("retrieval", config.addr, [SERVICE_NAME], common.drain_seconds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -103,10 +102,8 @@ def _corrupt_copy(store: FileStore, version: str, how: str) -> str:
         bad = store.publish(files, model=manifest.model, dim=8, count=manifest.count)
         return bad.version
     bad = store.publish(files, model=manifest.model, dim=manifest.dim, count=manifest.count)
-    path = store.root / bad.version / "items.json"
-    items = json.loads(path.read_bytes())
-    items[0]["meanings"] = ["tampered"]
-    path.write_bytes(json.dumps(items).encode())
+    path = store.root / bad.version / "items.jsonl"
+    path.write_bytes(path.read_bytes().replace(b'"meanings":[', b'"meanings":["tampered",', 1))
     return bad.version
 
 
