@@ -271,3 +271,16 @@ async def test_voice_turn_has_transcripts_and_audio(stack):
     assert result.usage["audio_in_tokens"] > 0 and result.usage["audio_out_tokens"] > 0
     print("voice:", result.transcript("user"), "→", result.transcript("tutor")[:120],
           f"first audio {result.first_audio_s:.2f}s")
+
+
+def test_kotoba_chat_cli_json(stack):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "services.cli", "chat", "--url", stack.url, "--user", "demo-n4",
+                          "--json", "What does 泳ぐ mean?", "How do you read it?"], env=stack.env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    turns = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(turns) == 2 and turns[0]["session_id"] == turns[1]["session_id"]
+    assert "swim" in turns[0]["answer"] and "およぐ" in turns[1]["answer"]
