@@ -31,6 +31,14 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s" + (f": {last}" if last else ""))
 
 
+def _open_log(path: Path | None):
+    """A log file for a child process (created with its folder); devnull when none is wanted."""
+    if path is None:
+        return open(os.devnull, "ab")  # noqa: SIM115 - handed to the child
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "ab")  # noqa: SIM115
+
+
 def dynamodb_answers(endpoint: str) -> bool:
     """Readiness by a real call: dynalite prints "listening" even when its store cannot be opened."""
     import boto3
@@ -44,7 +52,7 @@ def dynamodb_answers(endpoint: str) -> bool:
 def start_moto(port: int | None = None, log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
     """A moto server process (DynamoDB + S3) on a free port. Logs go to a file: a full pipe blocks moto."""
     port = port or free_port()
-    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - handed to the child
+    log = _open_log(log_path)
     proc = subprocess.Popen(
         [str(Path(os.sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL,
@@ -61,7 +69,7 @@ def start_dynalite(port: int, path: Path | None, log_path: Path | None = None,
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         args += ["--path", str(path)]
-    log = open(log_path or os.devnull, "ab")  # noqa: SIM115
+    log = _open_log(log_path)
     proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     wait_until(lambda: proc.poll() is None and dynamodb_answers(endpoint), 30, "dynalite")
