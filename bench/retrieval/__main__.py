@@ -1,0 +1,5 @@
+import sys
+
+from bench.retrieval.run import main
+
+sys.exit(main())
