@@ -1,0 +1,185 @@
+"""The full stack for the benchmark, under `make run` settings with the local engine, but fresh: a temp folder,
+a temp dynalite (persistent store inside it), free ports, its own dev CA. Nothing of the developer's running
+stack is touched.
+
+Setup steps (tables, seed load, index build) are timed apart from the cold start proper: every service process
+launched at once at t0 → each one ready (health SERVING / TCP / HTTP /readyz) → the first answer through
+/v1/chat.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common import procs
+from services.common.auth import mint_token
+from services.common.config import CommonConfig
+from services.common.tls import ensure_dev_ca
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ("retrieval", "tools", "conversations", "local_live", "gateway")
+ADDR_VARS = {"retrieval": "KOTOBA_RETRIEVAL_ADDR", "tools": "KOTOBA_TOOLS_ADDR",
+             "conversations": "KOTOBA_CONVERSATIONS_ADDR", "local_live": "KOTOBA_LIVE_ADDR",
+             "gateway": "KOTOBA_GATEWAY_ADDR"}
+
+
+def _grpc_ready(addr: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(addr) as ch:
+        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _tcp_ready(addr: str) -> bool:
+    import socket
+
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=1):
+        return True
+
+
+def _http_ready(addr: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{addr}/readyz", timeout=1) as r:
+        return r.status == 200
+
+
+READY = {"retrieval": _grpc_ready, "tools": _grpc_ready, "conversations": _grpc_ready, "local_live": _tcp_ready,
+         "gateway": _http_ready}
+
+
+@dataclass
+class BenchStack:
+    root: Path
+    env: dict[str, str]
+    dynalite: subprocess.Popen | None = None
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    setup_s: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, extra_env: dict[str, str] | None = None) -> BenchStack:
+        root = Path(tempfile.mkdtemp(prefix="kotoba-bench-"))
+        (root / "logs").mkdir()
+        ensure_dev_ca(root / "tls")
+        port = procs.free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KOTOBA_", "AWS_ENDPOINT", "OTEL_"))}
+        env.update({
+            "KOTOBA_ENV": "local", "KOTOBA_DATA_DIR": str(root), "KOTOBA_TABLE_PREFIX": "kotoba-",
+            "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+            "KOTOBA_SNAPSHOT_URI": (root / "snapshots").as_uri(), "KOTOBA_LIVE_CA_FILE": str(root / "tls" / "ca.pem"),
+            "KOTOBA_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
+        })
+        for var in ADDR_VARS.values():
+            env[var] = f"127.0.0.1:{procs.free_port()}"
+        env.update(extra_env or {})
+        return cls(root, env)
+
+    @property
+    def config(self) -> CommonConfig:
+        return CommonConfig.from_env(self.env)
+
+    def addr(self, service: str) -> str:
+        return self.env[ADDR_VARS[service]]
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.addr('gateway')}/v1/chat"
+
+    def token(self, user: str, *roles: str) -> str:
+        return mint_token(self.config.auth, user, roles)
+
+    def _cli(self, *args: str, timeout: float = 1800) -> None:
+        out = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=REPO,
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode:
+            raise RuntimeError(f"kotoba {' '.join(args)} failed: {out.stderr[-2000:]}")
+
+    def prepare(self, fixture: bool) -> None:
+        """dynalite, tables, seed, snapshot — timed step by step (what `make run` does before the services)."""
+        started = time.perf_counter()
+        port = int(self.env["AWS_ENDPOINT_URL_DYNAMODB"].rsplit(":", 1)[1])
+        self.dynalite, _ = procs.start_dynalite(port, self.root / "dynamodb", self.root / "logs" / "dynalite.log")
+        self.setup_s["dynalite"] = time.perf_counter() - started
+        for step, args in (("tables", ("db", "create-tables")),
+                           ("seed_load", ("seed", "load", "--no-progress", *(("--fixture",) if fixture else ()))),
+                           ("index_build", ("index", "build"))):
+            t = time.perf_counter()
+            self._cli(*args)
+            self.setup_s[step] = time.perf_counter() - t
+
+    def spawn(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env or self.env, cwd=REPO,
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.procs[name] = proc
+        return proc
+
+    def cold_start(self, timeout: float = 180) -> dict[str, float]:
+        """Launch every service at once; seconds from launch until each is ready."""
+        t0 = time.perf_counter()
+        for name in SERVICES:
+            self.spawn(name)
+        ready: dict[str, float] = {}
+        deadline = t0 + timeout
+        while len(ready) < len(SERVICES):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"not ready after {timeout:.0f}s: {set(SERVICES) - set(ready)}")
+            for name in SERVICES:
+                if name in ready:
+                    continue
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({proc.returncode}); see {self.root / 'logs' / name}.log")
+                try:
+                    if READY[name](self.addr(name)):
+                        ready[name] = time.perf_counter() - t0
+                except Exception:  # noqa: BLE001 - not yet
+                    pass
+            time.sleep(0.05)
+        ready["all"] = max(ready.values())
+        return ready
+
+    def stop_service(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            procs.stop(proc, timeout=10)
+
+    def start_service(self, name: str, timeout: float = 120) -> float:
+        t0 = time.perf_counter()
+        proc = self.spawn(name)
+        procs.wait_until(lambda: proc.poll() is None and READY[name](self.addr(name)), timeout, name, interval=0.1)
+        return time.perf_counter() - t0
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.procs.items() if p.poll() is None}
+
+    def rss_mb(self) -> dict[str, float]:
+        import psutil
+
+        out = {}
+        for name, pid in self.pids().items():
+            try:
+                out[name] = psutil.Process(pid).memory_info().rss / 2**20
+            except psutil.Error:
+                pass
+        return out
+
+    def stop(self, keep: bool = False) -> None:
+        for name in list(self.procs):
+            self.stop_service(name)
+        if self.dynalite is not None:
+            procs.stop(self.dynalite)
+            self.dynalite = None
+        if not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
