@@ -151,7 +151,7 @@ class SearchEngine:
     # -- search
     def search(self, query: str, top_k: int = 5, types: Sequence[str] = (), levels: Sequence[str] = (),
                learner_level: str = "", parsed: ParsedQuery | None = None,
-               vector: np.ndarray | None = None) -> SearchResult:
+               vector: np.ndarray | None = None, use_vectors: bool = True) -> SearchResult:
         snap = self.snap
         pq = parsed or parse_query(query)
         allowed = self._allowed(types, levels)
@@ -193,7 +193,7 @@ class SearchEngine:
             scores = snap.lexical.en.scores(en_tokens, snap.count)
             if scores is not None:
                 merge(_rrf(_top(scores, pool, CANDIDATES), WEIGHTS["en"]), "lexical")
-        if vector is None:
+        if vector is None and use_vectors:
             vector = self.embed_query(pq.content)
         merge(_rrf(self._vector_top(vector, pool, CANDIDATES), WEIGHTS["vector"]), "vector")
 

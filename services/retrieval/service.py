@@ -193,16 +193,22 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             return response
         loop = asyncio.get_running_loop()
         parsed = parse_query(request.query)
-        vector = await loop.run_in_executor(self._embed_pool, self._embed, parsed.content)
+        try:
+            vector = await loop.run_in_executor(self._embed_pool, self._embed, parsed.content)
+        except Exception:  # noqa: BLE001 - degrade to lexical + exact rather than fail the turn
+            log.exception("query embedding failed; answering from lexical and exact matches only")
+            vector = None
         result = await loop.run_in_executor(
             self._search_pool, lambda: engine.search(request.query, top_k, list(request.types),
                                                      list(request.levels), request.learner_level,
-                                                     parsed=parsed, vector=vector))
+                                                     parsed=parsed, vector=vector,
+                                                     use_vectors=vector is not None))
         response = retrieval_pb2.SearchResponse(intent=result.intent, snapshot_version=result.version)
         for hit in result.hits:
             response.hits.add(item=item_proto(engine.snap.items[hit.pos]), score=hit.score,
                               matched_by="+".join(hit.matched_by))
-        self._cache.put(key, response)
+        if vector is not None:  # a degraded answer is not worth remembering
+            self._cache.put(key, response)
         return response
 
     async def GetIndexInfo(self, request: retrieval_pb2.GetIndexInfoRequest,

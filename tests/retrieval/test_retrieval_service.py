@@ -134,3 +134,45 @@ async def test_no_snapshot_builds_from_dynamodb(loaded, start_server, snapshot_u
     assert "building one from DynamoDB" in caplog.text
     info = await server.stub().GetIndexInfo(retrieval_pb2.GetIndexInfoRequest(), timeout=5)
     assert info.count == len(fixture_items)
+
+
+class FlakyEmbedder:
+    def __init__(self, inner) -> None:
+        self.inner, self.model, self.dim = inner, inner.model, inner.dim
+        self.fail = False
+
+    def embed_queries(self, texts):
+        if self.fail:
+            raise RuntimeError("embedder down")
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts):
+        return self.inner.embed_passages(texts)
+
+
+async def test_embedder_outage_degrades_to_lexical(loaded, make_indexer, snapshot_uri, embedder):
+    from services.common.procs import free_port
+    from services.retrieval.config import RetrievalConfig
+    from services.retrieval.server import create
+
+    make_indexer(loaded).build()
+    flaky = FlakyEmbedder(embedder)
+    flaky.fail = True  # down from the start: the service still loads and answers
+    addr = f"127.0.0.1:{free_port()}"
+    grpc_service, servicer = create(loaded, RetrievalConfig.from_env(
+        {"KOTOBA_RETRIEVAL_ADDR": addr, "KOTOBA_SNAPSHOT_URI": snapshot_uri}), embedder=flaky)
+    await grpc_service.start()
+    try:
+        await servicer.start(build_if_missing=False)
+        async with grpc.aio.insecure_channel(addr) as channel:
+            from kotoba.v1 import retrieval_pb2_grpc
+
+            stub = retrieval_pb2_grpc.RetrievalStub(channel)
+            reply = await stub.Search(retrieval_pb2.SearchRequest(query="asatte"), timeout=10)
+            assert reply.hits[0].item.written == "あさって" and "vector" not in reply.hits[0].matched_by
+            flaky.fail = False
+            reply = await stub.Search(retrieval_pb2.SearchRequest(query="asatte"), timeout=10)
+            assert not reply.cached and "vector" in reply.hits[0].matched_by
+    finally:
+        await servicer.stop()
+        await grpc_service.stop(0)
