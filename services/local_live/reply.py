@@ -95,7 +95,7 @@ class Reply:
         if self.conn.faults.never_answer:
             await asyncio.Event().wait()  # a stalled model: only an interruption or a close ends it
         tutor = Tutor(self.session.learner, self.session.declared, self.session.memory,
-                      cite=not self.session.audio_out)
+                      cite=not self.session.audio_out, speech=self.session.audio_out)
         thought = tutor.think(turn)
         try:
             calls = next(thought)
@@ -159,12 +159,17 @@ class Reply:
             await asyncio.sleep(0)  # let an interruption in between deltas
 
     async def _speak(self, sentences: list[str], drop: bool) -> None:
+        """Audio sentence by sentence; each sentence's outputTranscription goes out just before its
+        first chunk, so the transcript follows the voice instead of running ahead of it."""
         assert self.conn.voice is not None
-        text = "".join(s + ("" if not _NEEDS_SPACE.search(s) else " ") for s in sentences).strip()
-        if self.session.output_transcription:
-            await self.conn.send(p.output_transcription(text))
-        sent = 0
-        async for chunk in self.conn.voice.synthesize(text, self.session.language):
+        sent, spoken = 0, -1
+        async for index, chunk in self.conn.voice.speak(sentences, self.session.language):
+            if index != spoken and self.session.output_transcription:
+                sentence = sentences[index]
+                last = index == len(sentences) - 1
+                await self.conn.send(p.output_transcription(
+                    sentence + ("" if last or not _NEEDS_SPACE.search(sentence) else " ")))
+            spoken = index
             await self.conn.send(p.audio_chunk(chunk))
             sent += len(chunk)
             self.usage.audio_out = audio_tokens(sent, p.OUTPUT_RATE)

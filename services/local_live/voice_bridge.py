@@ -39,6 +39,15 @@ class Voice:
         finally:
             await stream.aclose()  # barge-in: drop the queued sentence at once
 
+    async def speak(self, sentences: list[str], language: str) -> AsyncIterator[tuple[int, bytes]]:
+        """(sentence index, PCM16 24 kHz chunk) pairs, rendered sentence by sentence."""
+        stream = self.pipeline.speak(sentences, language)
+        try:
+            async for pair in stream:
+                yield pair
+        finally:
+            await stream.aclose()
+
 
 _voice: Voice | None = None
 _error: str | None = None

@@ -3,19 +3,35 @@
 Every fact in an answer is a field of an item or a tool result passed in here; the templates add
 only framing ("Here's an example"). Each function returns a list of sentences, streamed as
 separate deltas.
+
+With `speech=True` (AUDIO responses) the same facts are phrased to be heard, not read: no item
+ids, no romaji or readings in parentheses (the voice says the word itself; a word is spoken from
+its kana reading, which the Japanese voice never misreads), no "(…)" asides, times as words the
+voices read well. Japanese runs are spoken by the Japanese voice and English by the English one
+(services/local_live/voice/text.py splits by script and writes digits as kanji numerals).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from services.local_live.brain.facts import as_int, meanings
 
+_CITATION = re.compile(r"\s*\[[^\]]*:[^\]]*\]")
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+def speakable(sentence: str) -> str:
+    """Last guard for spoken answers: no bracketed item ids ever reach the voice."""
+    return _CITATION.sub("", sentence).strip()
+
 
 class Composer:
-    def __init__(self, language: str = "en", cite: bool = True, name: str = "") -> None:
+    def __init__(self, language: str = "en", cite: bool = True, name: str = "", speech: bool = False) -> None:
         self.ja = language == "ja"
-        self.cite = cite
+        self.speech = speech
+        self.cite = cite and not speech
         self.name = name
 
     def t(self, en: str, ja: str, /, **values: Any) -> str:
@@ -24,8 +40,13 @@ class Composer:
     # ---- pieces ---------------------------------------------------------------------------------
 
     def label(self, item: dict[str, Any]) -> str:
-        """「猫」(ねこ, neko) — the written form with its reading where it differs."""
+        """「猫」(ねこ, neko) — the written form with its reading where it differs.
+
+        Spoken: the kana reading alone (it is what the written form sounds like, and the voice
+        cannot misread it), the character for a kanji."""
         written, reading, romaji = item.get("written", ""), item.get("reading", ""), item.get("romaji", "")
+        if self.speech:
+            return written if item.get("type") == "kanji" or not reading else reading
         extras = [x for x in (reading if reading != written else "", romaji) if x]
         if item.get("type") == "kanji":
             extras = []
@@ -46,6 +67,21 @@ class Composer:
             return ""
         return self.t(" It's a JLPT {level} {kind}.", "JLPT {level}の{kind}です。", level=level,
                       kind=self.kind_name(item))
+
+    def clock(self, label: str) -> str:
+        """19:00 → "7 PM" / 19時: a clock face is read digit by digit by one voice and as a ratio by another."""
+        match = _CLOCK.match(label.strip())
+        if not match:
+            return label
+        hour, minute = int(match.group(1)), int(match.group(2))
+        if self.ja:
+            return f"{hour}時" + (f"{minute}分" if minute else "")
+        suffix = "AM" if hour < 12 else "PM"
+        twelve = hour % 12 or 12
+        return f"{twelve}{':' + match.group(2) if minute else ''} {suffix}"
+
+    def pair(self, a: str, b: str) -> str:
+        return self.t("{a} or {b}", "{a}と{b}", a=a, b=b) if self.speech else f"{a} / {b}"
 
     def kind_name(self, item: dict[str, Any]) -> str:
         names = {"word": ("word", "単語"), "kanji": ("kanji", "漢字"), "kana": ("kana", "かな"),
@@ -84,9 +120,9 @@ class Composer:
         first = items[0]
         if first.get("type") == "kanji":
             return self.kanji(first, "readings")
+        romaji = f" ({first['romaji']})" if first.get("romaji") and not self.speech else ""
         out = [self.t("{written} is read {reading}{romaji}.", "{written}は「{reading}」と読みます{romaji}。",
-                      written=first.get("written", ""), reading=first.get("reading", ""),
-                      romaji=f" ({first['romaji']})" if first.get("romaji") else "")]
+                      written=first.get("written", ""), reading=first.get("reading", ""), romaji=romaji)]
         for other in items[1:3]:
             if other.get("reading") and other.get("reading") != first.get("reading"):
                 out.append(self.t("It can also be read {reading}, meaning “{gloss}”.",
@@ -113,6 +149,8 @@ class Composer:
     def kanji(self, item: dict[str, Any], aspect: str, words: list[dict[str, Any]] | None = None) -> list[str]:
         char = item.get("written", "")
         on, kun = item.get("onyomi") or [], item.get("kunyomi") or []
+        if self.speech:  # き.く / -かた: dictionary markers for okurigana, not something to say
+            on, kun = [_bare(r) for r in on], [_bare(r) for r in kun]
         strokes = as_int(item.get("strokes"))
         out: list[str] = []
         if aspect in ("strokes", "all"):
@@ -134,7 +172,8 @@ class Composer:
         if aspect == "all" and item.get("level"):
             out.append(self.t("It's a JLPT {level} kanji.", "JLPT {level}の漢字です。", level=item["level"]))
         if words and aspect in ("all", "meaning", "readings"):
-            labels = ", ".join(f"{w.get('written')} ({w.get('reading')})" for w in words[:3] if w.get("written"))
+            labels = ", ".join(self.label(w) if self.speech else f"{w.get('written')} ({w.get('reading')})"
+                               for w in words[:3] if w.get("written"))
             if labels:
                 out.append(self.t("Common words: {w}.", "よく使う言葉：{w}。", w=labels))
         return out + self.ids([item])
@@ -144,6 +183,8 @@ class Composer:
         out = [self.t("The kanji for “{en}” is {char}.", "「{en}」の漢字は{char}です。", en=english,
                       char=first.get("written", ""))]
         on, kun = first.get("onyomi") or [], first.get("kunyomi") or []
+        if self.speech:
+            on, kun = [_bare(r) for r in on], [_bare(r) for r in kun]
         if on or kun:
             out.append(self.t("Readings: {r}.", "読み：{r}。", r=", ".join(on + kun)))
         if as_int(first.get("strokes")):
@@ -163,10 +204,15 @@ class Composer:
             out.append(sentence.get("written", ""))
             translation = sentence.get("translation") or (meanings(sentence) or [""])[0]
             if translation:
-                out.append(self.t("“{tr}”", "（{tr}）", tr=translation))
+                if self.speech:
+                    out.append(self.t("That means “{tr}”", "意味は「{tr}」です。", tr=translation.rstrip("。.")) +
+                               ("" if self.ja else "."))
+                else:
+                    out.append(self.t("“{tr}”", "（{tr}）", tr=translation))
         if level and not any(s.get("level") for s in sentences[:2]):
-            out.append(self.t("(My example sentences aren't tagged with JLPT levels, so I can't promise it's {level}.)",
-                              "（例文にはJLPTレベルの情報がないので、{level}かどうかはわかりません。）", level=level))
+            note = self.t("My example sentences aren't tagged with JLPT levels, so I can't promise it's {level}.",
+                          "例文にはJLPTレベルの情報がないので、{level}かどうかはわかりません。", level=level)
+            out.append(note if self.speech else self.t("({n})", "（{n}）", n=note))
         return out + self.ids(sentences[:2])
 
     def compare(self, pairs: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
@@ -177,6 +223,15 @@ class Composer:
                 out.append(self.t("I don't have {term} in my dictionary.", "{term}は辞書にありません。", term=term))
                 continue
             item = items[0]
+            if self.speech:  # both words usually share a reading: say the written form, level in words
+                label = item.get("written") or self.label(item)
+                if item.get("level"):
+                    out.append(self.t("{label} is {level} and means “{gloss}”.", "{label}は{level}で、「{gloss}」という意味です。",
+                                      label=label, level=item["level"], gloss=self.gloss(item, 4)))
+                else:
+                    out.append(self.t("{label} means “{gloss}”.", "{label}は「{gloss}」という意味です。",
+                                      label=label, gloss=self.gloss(item, 4)))
+                continue
             level = f" ({item['level']})" if item.get("level") else ""
             out.append(self.t("{label}{level} means “{gloss}”.", "{label}{level}は「{gloss}」という意味です。",
                               label=self.label(item), level=level, gloss=self.gloss(item, 4)))
@@ -205,6 +260,14 @@ class Composer:
             en, ja = names.get(entity, (entity, entity))
             pct = round(100 * learned / total) if total else 0
             level = row.get("level") or "?"
+            if self.speech:
+                out.append(self.t(
+                    "{level} {what}: you've learned {learned} of {total}, that's {pct} percent.",
+                    "{level}の{what}は、{total}個のうち{learned}個を覚えました。{pct}パーセントです。",
+                    level=level, what=ja if self.ja else en, learned=learned, total=total, pct=pct))
+                out.append(self.t("{learning} are in progress and {due} are due for review.",
+                                  "学習中は{learning}個、復習待ちは{due}個です。", learning=learning, due=due))
+                continue
             out.append(self.t(
                 "{level} {what}: {learned} of {total} learned ({pct}%), {learning} in progress, {due} due for review.",
                 "{level}の{what}：{total}個中{learned}個習得（{pct}%）、学習中{learning}個、復習待ち{due}個です。",
@@ -224,14 +287,23 @@ class Composer:
                       h=hours, total=total)]
         if overdue and period in ("today", "hours", "week", "evening"):
             out.append(self.t("You have {n} reviews overdue right now.", "今、期限切れの復習が{n}個あります。", n=overdue))
-        if slots:
+        if slots and self.speech:
+            listed = self.t("; ", "、").join(self.t("{n} at {time}", "{time}に{n}個", n=as_int(s.get("count")),
+                                                    time=self.clock(str(s.get("label", "")))) for s in slots[:6])
+            total = sum(as_int(s.get("count")) for s in slots)
+            out.append(self.t("Scheduled {when}: {listed}. That's {total} in all.", "{when}の予定は、{listed}で、合計{total}個です。",
+                              when=ja if self.ja else en, listed=listed, total=total))
+        elif slots:
             listed = ", ".join(f"{s.get('label', '')}: {as_int(s.get('count'))}" for s in slots[:6])
             total = sum(as_int(s.get("count")) for s in slots)
             out.append(self.t("Scheduled {when}: {listed} — {total} in all.", "{when}の予定：{listed}、合計{total}個です。",
                               when=ja if self.ja else en, listed=listed, total=total))
         else:
             out.append(self.t("Nothing is scheduled {when}.", "{when}の復習予定はありません。", when=ja if self.ja else en))
-        if timezone:
+        if timezone and self.speech:
+            place = timezone.rsplit("/", 1)[-1].replace("_", " ")
+            out.append(self.t("Times are {place} time.", "時刻は{place}時間です。", place=place))
+        elif timezone:
             out.append(self.t("(Times are in {tz}.)", "（時刻は{tz}です。）", tz=timezone))
         return out
 
@@ -242,9 +314,12 @@ class Composer:
         for entry in items[:5]:
             item = entry.get("item") or {}
             gloss = (meanings(item) or [""])[0]
-            labels.append(f"{self.label(item)}{' — ' + gloss if gloss else ''}")
+            if self.speech:
+                labels.append(self.label(item) + (self.t(", meaning “{g}”", "、「{g}」", g=gloss) if gloss else ""))
+            else:
+                labels.append(f"{self.label(item)}{' — ' + gloss if gloss else ''}")
         out = [self.t("You have {n} items due for review.", "復習待ちが{n}個あります。", n=total or len(items)),
-               self.t("Start with: {items}.", "まずはこちらから：{items}。", items="; ".join(labels))]
+               self.t("Start with: {items}.", "まずはこちらから：{items}。", items=self.t("; ", "、").join(labels))]
         return out + self.ids([e.get("item") or {} for e in items[:3]])
 
     def learned(self, items: list[dict[str, Any]], more: bool) -> list[str]:
@@ -254,8 +329,10 @@ class Composer:
         for entry in items[:6]:
             item = entry.get("item") or {}
             prof = entry.get("proficiency")
-            labels.append(self.label(item) + (f" ({as_int(prof)}%)" if prof is not None else ""))
-        out = [self.t("Here are items you've learned: {items}.", "習得した項目：{items}。", items=", ".join(labels))]
+            shown = prof is not None and not self.speech  # a percentage per word is noise when heard
+            labels.append(self.label(item) + (f" ({as_int(prof)}%)" if shown else ""))
+        out = [self.t("Here are items you've learned: {items}.", "習得した項目：{items}。",
+                      items=("、" if self.ja and self.speech else ", ").join(labels))]
         if more or len(items) > 6:
             out.append(self.t("There are more — ask me to narrow it down by level or type.",
                               "他にもあります。レベルや種類で絞り込めます。"))
@@ -314,3 +391,7 @@ class Composer:
 
     def misheard(self) -> list[str]:
         return [self.t("Sorry, I didn't catch that. Could you say it again?", "すみません、聞き取れませんでした。もう一度お願いします。")]
+
+
+def _bare(reading: str) -> str:
+    return reading.replace(".", "").replace("-", "")

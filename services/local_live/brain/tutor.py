@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services.local_live.brain.compose import Composer
+from services.local_live.brain.compose import Composer, speakable
 from services.local_live.brain.context import Learner, TurnInput
 from services.local_live.brain.facts import ItemPool, as_int, meanings, stems, walk_items
 from services.local_live.brain.intent import Intent, recognise
@@ -44,11 +44,12 @@ Thought = Generator[list[Call], Results, Reply]
 
 class Tutor:
     def __init__(self, learner: Learner, declared: dict[str, dict[str, Any]], memory: Memory,
-                 cite: bool = True) -> None:
+                 cite: bool = True, speech: bool = False) -> None:
         self.learner = learner
         self.declared = declared
         self.memory = memory
-        self.say = Composer(learner.language, cite=cite, name=learner.display_name)
+        self.speech = speech  # the answer will be spoken (AUDIO): phrase it to be heard
+        self.say = Composer(learner.language, cite=cite, name=learner.display_name, speech=speech)
         self._called: list[str] = []
         self._errors: list[str] = []
 
@@ -68,6 +69,8 @@ class Tutor:
         else:
             handler = getattr(self, f"_{intent.kind}", self._unknown)
             sentences, topic = yield from handler(intent, pool)
+        if self.speech:
+            sentences = [speakable(s) for s in sentences]
         reply = Reply([s for s in sentences if s], intent.kind, topic, list(self._called))
         topic_items = pool.find(topic) if topic and intent.kind in LOOKUP_KINDS else []
         self.memory.remember(turn.text, " ".join(reply.sentences), intent.kind, topic, topic_items)
@@ -277,7 +280,7 @@ class Tutor:
             self._absorb(pool, (yield from self._call(calls)))
         pairs = [(a, pool.find(a)), (b, pool.find(b))]
         if not pairs[0][1] and not pairs[1][1]:
-            return self.say.unknown_item(f"{a} / {b}", self._unavailable), a
+            return self.say.unknown_item(self.say.pair(a, b), self._unavailable), a
         return self.say.compare(pairs), a
 
     # ---- the learner's data ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ import importlib.util
 import shutil
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,7 +22,7 @@ from services.common.config import env_choice, env_float, env_int, env_str
 from .audio import TTS_RATE, frames
 from .models import cache_root
 from .stt import LANGUAGES, SpeechToText, SttOptions
-from .tts import TextToSpeech, piper_available
+from .tts import SENTENCE_PAUSE_S, Piece, TextToSpeech, piper_available
 
 T = TypeVar("T")
 
@@ -162,22 +162,40 @@ class VoicePipeline:
         the iterator (barge-in) drops the queued sentence; at most the one already
         on the worker finishes (sentences are kept short for that reason).
         """
+        stream = self.speak([text], language)
+        try:
+            async for _index, chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # at once: an abandoned generator would hold its worker slot
+
+    async def speak(self, sentences: list[str], language: str) -> AsyncIterator[tuple[int, bytes]]:
+        """Like synthesize, for an answer given as sentences: (sentence index, chunk) pairs, so the
+        caller can show each sentence's transcript as its audio starts. Sentences with nothing to
+        say produce no chunks (and so no index)."""
         if language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
         self._admit()
         upcoming: asyncio.Future[bytes] | None = None
         try:
             tts = await self._on_worker(self._get_tts)
-            pieces = tts.plan(text, language)
+            pieces: list[tuple[int, Piece]] = []
+            for index, sentence in enumerate(sentences):
+                planned = tts.plan(sentence, language)
+                if planned and pieces:  # the pause a sentence would have had inside one text
+                    last_index, last = pieces[-1]
+                    pieces[-1] = (last_index, replace(last, pause_after=max(last.pause_after, SENTENCE_PAUSE_S)))
+                pieces += [(index, piece) for piece in planned]
             chunk_bytes = self.sample_rate_out * 2 * self.config.chunk_ms // 1000
             if pieces:
-                upcoming = self._on_worker(tts.render, pieces[0])
-            for index in range(len(pieces)):
+                upcoming = self._on_worker(tts.render, pieces[0][1])
+            for position, (index, _piece) in enumerate(pieces):
                 assert upcoming is not None
                 pcm = await upcoming
-                upcoming = self._on_worker(tts.render, pieces[index + 1]) if index + 1 < len(pieces) else None
+                following = pieces[position + 1][1] if position + 1 < len(pieces) else None
+                upcoming = self._on_worker(tts.render, following) if following is not None else None
                 for chunk in frames(pcm, chunk_bytes):
-                    yield chunk
+                    yield index, chunk
         finally:
             if upcoming is not None:
                 upcoming.cancel()
