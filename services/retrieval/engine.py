@@ -46,6 +46,24 @@ class Hit:
 
 
 @dataclass
+class Prepared:
+    """The vector-free part of a search: parsed query, candidate pool, exact and lexical contributions."""
+
+    pq: ParsedQuery
+    pool: np.ndarray
+    exact: dict[int, tuple[float, str]]
+    intent_types: tuple[str, ...]
+    learner_level: str
+    fused: dict[int, float] = field(default_factory=dict)
+    matched: dict[int, set[str]] = field(default_factory=dict)
+
+    def merge(self, contrib: dict[int, float], label: str) -> None:
+        for p, s in contrib.items():
+            self.fused[p] = self.fused.get(p, 0.0) + s
+            self.matched.setdefault(p, set()).add(label)
+
+
+@dataclass
 class SearchResult:
     hits: list[Hit]
     intent: str
@@ -148,10 +166,17 @@ class SearchEngine:
             out.update(snap.sentences_containing(span))
         return out
 
-    # -- search
+    # -- search: `prepare` (lexical + exact, no vector) can run while the query is being embedded
     def search(self, query: str, top_k: int = 5, types: Sequence[str] = (), levels: Sequence[str] = (),
                learner_level: str = "", parsed: ParsedQuery | None = None,
                vector: np.ndarray | None = None, use_vectors: bool = True) -> SearchResult:
+        prepared = self.prepare(query, types, levels, learner_level, parsed)
+        if vector is None and use_vectors:
+            vector = self.embed_query(prepared.pq.content)
+        return self.finish(prepared, vector, top_k)
+
+    def prepare(self, query: str, types: Sequence[str] = (), levels: Sequence[str] = (),
+                learner_level: str = "", parsed: ParsedQuery | None = None) -> Prepared:
         snap = self.snap
         pq = parsed or parse_query(query)
         allowed = self._allowed(types, levels)
@@ -164,39 +189,39 @@ class SearchEngine:
         hard = pq.intent in HARD_FILTER and intent_allowed.any()
         pool = intent_allowed if hard else allowed
 
-        exact = {p: v for p, v in self._exact(pq).items() if pool[p]}
+        all_exact = self._exact(pq)
+        exact = {p: v for p, v in all_exact.items() if pool[p]}
         if pq.intent == "sentence":
-            with_word = self._sentences_with(pq, self._exact(pq))
+            with_word = self._sentences_with(pq, all_exact)
             required = np.zeros(snap.count, dtype=bool)
             required[list(with_word)] = True
             if (required & pool).any():
                 pool = pool & required
             exact = {p: v for p, v in exact.items() if pool[p]}
 
-        fused: dict[int, float] = {}
-        matched: dict[int, set[str]] = {}
-
-        def merge(contrib: dict[int, float], label: str) -> None:
-            for p, s in contrib.items():
-                fused[p] = fused.get(p, 0.0) + s
-                matched.setdefault(p, set()).add(label)
-
+        prepared = Prepared(pq=pq, pool=pool, exact=exact, intent_types=intent_types, learner_level=learner_level)
         ja_tokens = [t for s in pq.ja_spans for t in japanese_tokens(s)] + [hira(normalise(s)) for s in pq.ja_spans]
         if ja_tokens:
             scores = snap.lexical.ja.scores(ja_tokens, snap.count)
             if scores is not None:
-                merge(_rrf(_top(scores, pool, CANDIDATES), WEIGHTS["ja"]), "lexical")
+                prepared.merge(_rrf(_top(scores, pool, CANDIDATES), WEIGHTS["ja"]), "lexical")
         en_tokens = list(pq.latin_tokens)
         if pq.latin:
             en_tokens.append(romaji_key(pq.latin))
         if en_tokens:
             scores = snap.lexical.en.scores(en_tokens, snap.count)
             if scores is not None:
-                merge(_rrf(_top(scores, pool, CANDIDATES), WEIGHTS["en"]), "lexical")
-        if vector is None and use_vectors:
-            vector = self.embed_query(pq.content)
-        merge(_rrf(self._vector_top(vector, pool, CANDIDATES), WEIGHTS["vector"]), "vector")
+                prepared.merge(_rrf(_top(scores, pool, CANDIDATES), WEIGHTS["en"]), "lexical")
+        return prepared
 
+    def finish(self, prepared: Prepared, vector: np.ndarray | None, top_k: int = 5) -> SearchResult:
+        snap, pq, pool, exact = self.snap, prepared.pq, prepared.pool, prepared.exact
+        fused, matched = dict(prepared.fused), {p: set(m) for p, m in prepared.matched.items()}
+        for p, s in _rrf(self._vector_top(vector, pool, CANDIDATES), WEIGHTS["vector"]).items():
+            fused[p] = fused.get(p, 0.0) + s
+            matched.setdefault(p, set()).add("vector")
+
+        learner_level = prepared.learner_level
         learner_rank = 5 - LEVELS.index(learner_level) if learner_level in LEVELS else 0
         for pos, (bonus, _) in exact.items():
             fused[pos] = fused.get(pos, 0.0) + bonus
@@ -207,7 +232,7 @@ class SearchEngine:
                 continue
             itype = snap.type_of(pos)
             score += TYPE_PRIOR.get(itype, 0.0) if pq.intent == "any" else (
-                0.01 if itype in intent_types else 0.0)
+                0.01 if itype in prepared.intent_types else 0.0)
             if pq.intent == "kana" or (len(pq.ja_spans) == 1 and len(pq.ja_spans[0]) == 1
                                        and itype == "kana" and pq.intent in ("any", "reading")):
                 score += 0.05 if itype == "kana" else 0.0

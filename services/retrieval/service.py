@@ -193,16 +193,17 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             return response
         loop = asyncio.get_running_loop()
         parsed = parse_query(request.query)
+        # Embedding (one thread) and the lexical side (search pool) run at the same time.
+        embedding = loop.run_in_executor(self._embed_pool, self._embed, parsed.content)
+        prepared = await loop.run_in_executor(
+            self._search_pool, engine.prepare, request.query, list(request.types), list(request.levels),
+            request.learner_level, parsed)
         try:
-            vector = await loop.run_in_executor(self._embed_pool, self._embed, parsed.content)
+            vector = await embedding
         except Exception:  # noqa: BLE001 - degrade to lexical + exact rather than fail the turn
             log.exception("query embedding failed; answering from lexical and exact matches only")
             vector = None
-        result = await loop.run_in_executor(
-            self._search_pool, lambda: engine.search(request.query, top_k, list(request.types),
-                                                     list(request.levels), request.learner_level,
-                                                     parsed=parsed, vector=vector,
-                                                     use_vectors=vector is not None))
+        result = await loop.run_in_executor(self._search_pool, engine.finish, prepared, vector, top_k)
         response = retrieval_pb2.SearchResponse(intent=result.intent, snapshot_version=result.version)
         for hit in result.hits:
             response.hits.add(item=item_proto(engine.snap.items[hit.pos]), score=hit.score,
