@@ -41,7 +41,7 @@ def test_process_serves_and_cli_search(loaded, make_indexer, snapshot_uri, aws_e
         assert proc.wait(30) == 0 or proc.returncode in (0, -signal.SIGTERM)
 
 
-def test_index_and_eval_commands(loaded, snapshot_uri, aws_env, tmp_path):
+def test_index_and_eval_commands(loaded, put_items, embedder, snapshot_uri, aws_env, tmp_path):
     env = {**aws_env, "KOTOBA_SNAPSHOT_URI": snapshot_uri}
 
     def kotoba(*args: str) -> dict:
@@ -63,5 +63,9 @@ def test_index_and_eval_commands(loaded, snapshot_uri, aws_env, tmp_path):
     report = kotoba("eval", "retrieval", "--queries", str(queries))
     assert report["recall_at_1"] == 1.0 and set(report["by_kind"]) == {"kanji", "romaji", "sentence"}
     assert {"recall_at_5", "mrr"} <= set(report)
-    second = kotoba("index", "build")
-    assert kotoba("index", "rollback") == {"from": second["version"], "to": built["version"]}
+    put_items(loaded, [{"id": "word:雪だるま:ゆきだるま", "type": "word", "level": "N3", "written": "雪だるま",
+                        "reading": "ゆきだるま", "romaji": "yukidaruma", "meanings": ["snowman"],
+                        "updated_at": "2026-11-24T12:00:00Z"}], None, embedder.model, dirty=True)
+    watched = kotoba("index", "watch", "--once")
+    assert watched["action"] == "update" and watched["changed"] == 1 and watched["parent"] == built["version"]
+    assert kotoba("index", "rollback") == {"from": watched["version"], "to": built["version"]}
