@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from services.local_live import protocol as p
 from services.local_live.brain.context import TurnInput
+from services.local_live.brain.lexicon import has_japanese
+from services.local_live.brain.memory import Memory
 from services.local_live.brain.tutor import Call, Tutor
 from services.local_live.session import SessionState
 from services.local_live.tokens import audio_tokens, text_tokens
@@ -27,6 +29,38 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _NEEDS_SPACE = re.compile(r"[\x21-\x7e”’]$")
+
+
+def transcription_prompt(memory: Memory, language: str) -> str:
+    """The Whisper prompt for the learner's next utterance: the conversation's topic, written the way
+    the learner would say it in that language.
+
+    Measured on espeak-ng English questions (see docs/local-live.md): with the topic in Japanese
+    script ("…words like 泳ぐ mean") "What does sushi mean?" came out as "What does 泳ぐ mean?" and
+    "oyogu" itself was still misheard; with the topic in romaji ("…like oyogu mean") nothing was
+    forced and "oyogu"/"kawaii" were heard right. A fixed list of level words was forced instead
+    (kawaii → gakkou), so only the topic goes in. Japanese questions were heard right either way.
+    """
+    from services.local_live.voice import prompt_from_vocabulary
+
+    topic = memory.topic
+    if topic and language != "ja" and has_japanese(topic):
+        topic = _romaji_for(topic, memory.topic_items)
+    return prompt_from_vocabulary([topic] if topic else [], language)
+
+
+def _romaji_for(term: str, items: list[dict[str, Any]]) -> str:
+    """Romaji for a Japanese topic: the item's own romaji, else its kana reading romanised."""
+    import jaconv
+
+    for item in items:
+        if item.get("written") == term or item.get("reading") == term:
+            if item.get("romaji"):
+                return str(item["romaji"])
+            term = item.get("reading") or term
+            break
+    romaji = jaconv.kana2alphabet(jaconv.kata2hira(term))
+    return romaji if romaji.isascii() else ""  # kanji with no known reading: no prompt word
 
 
 @dataclass
@@ -118,10 +152,7 @@ class Reply:
 
     async def _transcribe(self, pcm: bytes) -> TurnInput:
         assert self.conn.voice is not None
-        topic = self.session.memory.topic
-        from services.local_live.voice import prompt_from_vocabulary
-
-        prompt = prompt_from_vocabulary([topic] if topic else [], self.session.language)
+        prompt = transcription_prompt(self.session.memory, self.session.language)
         text = (await self.conn.voice.transcribe(pcm, self.session.language, prompt)).strip()
         if self.session.input_transcription:
             await self.conn.send(p.input_transcription(text))
