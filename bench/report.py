@@ -85,7 +85,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"Run `{m.get('command')}` at {m.get('started')} on {m.get('cpus')} CPUs, commit `{m.get('commit')}`, "
              f"{m.get('duration_s')} s in all. Full stack under `make run` settings with the local Live engine "
              f"(fresh processes on free ports, temp dynalite). Every figure below comes from that command; "
-             f"raw numbers in `bench/out/report.json`.", ""]
+             f"raw numbers in `report.json` beside this file.", ""]
     checks = report.get("targets") or []
     if checks:
         lines += ["## Promises checked", "", "| target | this run | limit | ok |", "|---|---|---|---|"]
