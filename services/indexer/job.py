@@ -173,6 +173,11 @@ class Indexer:
                                       parent=parent, keep=self.config.keep)
         report.version, report.parent, report.count, report.model = manifest.version, parent, len(rows), self.model
 
+    def _clear_dirty(self, keys: list[tuple[str, str | None]]) -> None:
+        # After publishing: an item that changed again meanwhile keeps its flag (conditional on updated_at).
+        with cf.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: ddb.clear_dirty(self.client, self.table, k[0], k[1]), keys))
+
     # -- commands
     def build(self) -> JobReport:
         started = time.monotonic()
@@ -181,9 +186,7 @@ class Indexer:
         log.info("scanned %d items", len(rows))
         vectors = self._vectors_for(rows, report)
         self._publish(rows, vectors, report, parent=self.store.latest() or "")
-        for item in rows:
-            if item.get("dirty") and item["id"] in vectors:
-                ddb.clear_dirty(self.client, self.table, item["id"], item.get("updated_at"))
+        self._clear_dirty([(it["id"], it.get("updated_at")) for it in rows if it.get("dirty") and it["id"] in vectors])
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
@@ -222,10 +225,12 @@ class Indexer:
         vectors.update(self._vectors_for(changed, report))
         report.changed = len(changed)
         self._publish(list(rows.values()), vectors, report, parent=latest)
+        done = []
         for key in keys:
             item = rows_now.get(key["id"])
             if item is None or item["id"] in vectors or item.get("deleted"):
-                ddb.clear_dirty(self.client, self.table, key["id"], (item or key).get("updated_at"))
+                done.append((key["id"], (item or key).get("updated_at")))
+        self._clear_dirty(done)
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
