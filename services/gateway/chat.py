@@ -395,6 +395,8 @@ class ChatSession:
         async with self._reconnect_lock:
             if gen is not None and gen != self._upstream_gen:
                 return  # another path already replaced this upstream
+            if reason == "go_away" and not self.state.go_away:
+                return  # the turn worker and the goAway handler both ask; one reconnect is enough
             self.ready.clear()
             if self.upstream is not None:
                 await self.upstream.close()

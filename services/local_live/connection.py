@@ -20,6 +20,7 @@ from websockets.frames import Frame, Opcode
 
 from services.local_live import protocol as p
 from services.local_live.brain.context import TurnInput
+from services.local_live.brain.tutor import recall
 from services.local_live.faults import SETUP_FIELD, Faults, FaultSpecError
 from services.local_live.protocol import ProtocolError
 from services.local_live.protocol import field as get
@@ -108,7 +109,7 @@ class Connection:
         self.session = session
         await self.send(p.setup_complete(self.conn_id))
         if session.resumption:
-            await self.send(p.resumption_update(self.engine.resumption.issue(session.snapshot())))
+            await self.send(p.resumption_update(self.issue_handle()))
         if self.faults.goaway_after_seconds:
             self._timers.append(asyncio.create_task(self._go_away_later(self.faults.goaway_after_seconds)))
         log.info("session started", extra={"conn": self.conn_id, "model": session.model,
@@ -122,12 +123,23 @@ class Connection:
         if not isinstance(turns, list):
             raise ProtocolError(p.CLOSE_INVALID_DATA, "client_content.turns must be a list of Content")
         assert self.session is not None
+        primed = False
         for content in turns:
             texts = p.content_text(content)
             if content.get("role") == "model":
+                # Earlier turns the client replays (a fresh session primed with recent turns): the
+                # user text before a model turn was answered, so it is history, not a new question.
+                if self.user_parts:
+                    question, self.user_parts = TurnInput.from_texts(self.user_parts).text, []
+                    self.session.memory.add("user", question)
                 self.session.memory.add("model", " ".join(texts))
+                primed = True
             else:
                 self.user_parts.extend(texts)
+        if primed:
+            recall(self.session.memory)
+            if self.session.resumption:  # the replayed turns are part of the conversation a handle restores
+                await self.send(p.resumption_update(self.issue_handle()))
         if get(body, "turn_complete") is True and self.user_parts:
             texts, self.user_parts = self.user_parts, []
             usage = TurnUsage(text_in=sum(text_tokens(t) for t in texts))
@@ -246,6 +258,14 @@ class Connection:
         await self.close(p.CLOSE_GOING_AWAY, "session lifetime reached (goAway sent earlier)")
 
     # ---- sending, faults, teardown ----------------------------------------------------------------
+
+    def issue_handle(self) -> str:
+        """A resumption handle for the conversation so far (one that will be refused under the
+        reject_resume fault: it is never stored)."""
+        assert self.session is not None
+        if self.faults.reject_resume:
+            return "kr-rejected-" + uuid.uuid4().hex
+        return self.engine.resumption.issue(self.session.snapshot())
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self._closed:

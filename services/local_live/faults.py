@@ -35,6 +35,7 @@ class Faults:
     never_answer: bool = False  # take turns but never reply (a stalled model)
     ping_delay_ms: int = 0  # answer WebSocket pings this late
     record: bool = False  # keep every frame for GET /debug/frames/<session id>
+    reject_resume: bool = False  # handles issued on this connection are refused later (resumption impossible)
 
     @classmethod
     def parse(cls, spec: str, base: Faults | None = None) -> Faults:

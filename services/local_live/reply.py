@@ -143,8 +143,7 @@ class Reply:
         await self.conn.send(p.generation_complete())
         self.session.turns += 1
         if self.session.resumption:
-            handle = self.conn.engine.resumption.issue(self.session.snapshot())
-            await self.conn.send(p.resumption_update(handle))
+            await self.conn.send(p.resumption_update(self.conn.issue_handle()))
         final = p.turn_complete()
         final.update(self.usage.frame())
         await self.conn.send(final)

@@ -199,3 +199,29 @@ async def test_server_wide_faults_and_frame_recording(live_factory):
     assert frames[0]["dir"] == "in" and "setup" in frames[0]["frame"]
     assert any("setupComplete" in f["frame"] for f in frames if f["dir"] == "out")
     assert any(f["frame"].get("serverContent", {}).get("turnComplete") for f in frames if f["dir"] == "out")
+
+
+async def test_reject_resume_fault_makes_every_handle_of_the_connection_unusable(live):
+    config = live.config(session_resumption=types.SessionResumptionConfig())
+    async with live.connect(config, headers={"x-kotoba-faults": "reject_resume=1"}) as session:
+        await session.send_client_content(turns=text_turn("what does 泳ぐ mean?", [SWIM]))
+        turn = await run_turn(session)
+    handle = [m.session_resumption_update.new_handle for m in turn.messages if m.session_resumption_update][-1]
+    with pytest.raises(errors.APIError) as caught:
+        async with live.connect(live.config(session_resumption=types.SessionResumptionConfig(handle=handle))) as s:
+            await s.send_client_content(turns=text_turn("and its reading?"))
+            await run_turn(s)
+    assert caught.value.code == 1008 and "unknown or expired" in str(caught.value)
+
+
+async def test_a_session_primed_with_recent_turns_resolves_follow_ups(live):
+    """What the gateway does when resumption is impossible: replay recent turns (turn_complete=False)."""
+    primed = [types.Content(role="user", parts=[types.Part(text="What does 泳ぐ mean?")]),
+              types.Content(role="model", parts=[types.Part(text="泳ぐ (およぐ, oyogu) means “to swim”. "
+                                                                 "[word:泳ぐ:およぐ]")])]
+    async with live.connect() as session:
+        await session.send_client_content(turns=primed, turn_complete=False)
+        await session.send_client_content(turns=text_turn("and its reading?"))
+        turn = await run_turn(session, {"get_word_details": {"result": {"word": SWIM}}})
+    assert [(c.name, c.args) for c in turn.tool_calls] == [("get_word_details", {"written": "泳ぐ"})]
+    assert "およぐ" in turn.text

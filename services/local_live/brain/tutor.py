@@ -7,6 +7,7 @@ layer turns each yield into one `toolCall` frame, so the brain never touches the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -369,6 +370,33 @@ class Tutor:
     def _unknown(self, intent: Intent, pool: ItemPool):
         return self.say.misheard(), self.memory.topic
         yield
+
+
+def recall(memory: Memory) -> None:
+    """Find the topic again in replayed history (a fresh session primed with recent turns), so a
+    follow-up like "and its reading?" still resolves. The item an answer cited names the topic
+    exactly ([word:泳ぐ:およぐ] → 泳ぐ); a spoken answer cites nothing, so then the term asked about."""
+    topic, kind = memory.topic, memory.last_kind
+    history = memory.history
+    for n, entry in enumerate(history):
+        if entry.get("role") != "user":
+            continue
+        intent = recognise(entry.get("text", ""), kind)
+        kind = intent.kind
+        if intent.kind not in LOOKUP_KINDS:
+            continue
+        answer = history[n + 1].get("text", "") if n + 1 < len(history) and history[n + 1].get("role") == "model" else ""
+        cited = _CITED.search(answer)
+        if cited:
+            topic = cited.group(1)
+        elif intent.terms:
+            topic = intent.terms[0]
+    if topic != memory.topic:
+        memory.topic, memory.topic_items = topic, []
+    memory.last_kind = kind
+
+
+_CITED = re.compile(r"\[(?:word|kanji|kana):([^:\],]+)")
 
 
 def _slots_in(slots: list[dict[str, Any]], period: str, timezone: str) -> list[dict[str, Any]]:
