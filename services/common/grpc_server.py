@@ -14,6 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -36,6 +37,43 @@ CHANNEL_OPTIONS = (
 )
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message, so the handler can refuse it."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class RequestDecodeGuard(grpc.aio.ServerInterceptor):
+    """Undecodable requests (e.g. invalid UTF-8 in a string field) get INVALID_ARGUMENT.
+
+    grpc-python deserialises before the handler runs and answers a DecodeError with UNKNOWN,
+    which tells a client nothing. This wraps each unary handler's deserializer so the error
+    reaches the handler, which aborts with a clear status.
+    """
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        deserialize, behaviour = handler.request_deserializer, handler.unary_unary
+
+        def safe_deserialize(data: bytes):
+            try:
+                return deserialize(data)
+            except DecodeError as exc:
+                return _Undecodable(str(exc))
+
+        async def guarded(request, context):
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"the request is not a valid message: {request.error}")
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, request_deserializer=safe_deserialize, response_serializer=handler.response_serializer)
+
+
 class GrpcService:
     """One service's gRPC server: servicers, health, reflection, telemetry, graceful stop."""
 
@@ -44,7 +82,9 @@ class GrpcService:
         self.addr = addr
         self.service_names = list(service_names)
         self.drain_seconds = drain_seconds
-        self.server = grpc.aio.server(interceptors=telemetry.server_interceptors(), options=SERVER_OPTIONS)
+        # The decode guard sits innermost, so telemetry records the status it sets.
+        self.server = grpc.aio.server(interceptors=[*telemetry.server_interceptors(), RequestDecodeGuard()],
+                                      options=SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

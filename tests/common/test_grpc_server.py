@@ -38,3 +38,25 @@ async def test_health_and_reflection():
         except grpc.aio.AioRpcError:
             pass  # already closed: also fine
         await stop
+
+
+async def test_undecodable_request_is_invalid_argument():
+    """Invalid UTF-8 in a string field: INVALID_ARGUMENT with a message, not UNKNOWN; the server keeps serving."""
+    service = GrpcService("skeleton", "127.0.0.1:0", [], drain_seconds=0.1)
+    port = await service.start()
+    await service.mark_ready()
+    try:
+        async with channel(f"127.0.0.1:{port}") as ch:
+            check = ch.unary_unary("/grpc.health.v1.Health/Check", request_serializer=None,
+                                   response_deserializer=health_pb2.HealthCheckResponse.FromString)
+            bad = b"\x0a\x04\xff\xfe\xc3\x28"  # field 1 (service, a string) with bytes that are not UTF-8
+            try:
+                await check(bad, timeout=2)
+                raise AssertionError("undecodable request was accepted")
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+                assert "not a valid message" in err.details()
+            reply = await check(health_pb2.HealthCheckRequest().SerializeToString(), timeout=2)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await service.stop(grace=0.1)

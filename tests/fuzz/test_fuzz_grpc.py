@@ -145,10 +145,6 @@ def _invalid_utf8_request(descriptor) -> bytes | None:
 RAW = [(svc, m) for svc, m in METHODS if _invalid_utf8_request(SERVICES[svc].methods_by_name[m].input_type)]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="grpc.aio answers UNKNOWN ('Unexpected DecodeError: ... String field had bad "
-                   "UTF-8') for a request that is not valid protobuf (e.g. invalid UTF-8 in a string field) before the "
-                   "handler runs; services/common/grpc_server.py would need to parse requests itself "
-                   "(bytes in, INVALID_ARGUMENT on DecodeError) — reported to the lead")
 @pytest.mark.parametrize(("svc", "method"), RAW)
 def test_invalid_utf8_on_the_wire_is_invalid_argument(stack, callers, svc, method):
     payload = _invalid_utf8_request(SERVICES[svc].methods_by_name[method].input_type)
