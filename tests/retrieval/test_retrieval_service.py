@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -74,7 +75,18 @@ async def test_upserted_item_searchable_after_update_while_serving(loaded, put_i
     before = await _search(server, "yukidaruma")
     assert all(h.item.id != new["id"] for h in before.hits)
     put_items(loaded, [new], None, embedder.model, dirty=True)  # as the tools service writes it
-    report = make_indexer(loaded).update()
+    stop = asyncio.Event()
+    answered: list[str] = []
+
+    async def keep_searching():  # requests in flight across the swap must all succeed
+        n = 0
+        while not stop.is_set():
+            n += 1
+            reply = await _search(server, f"kanji for one {n}")
+            answered.append(reply.snapshot_version)
+
+    searching = asyncio.create_task(keep_searching())
+    report = await asyncio.to_thread(make_indexer(loaded).update)
     assert report.parent == first.version and report.embedded == 1
 
     async def swapped():
@@ -82,6 +94,10 @@ async def test_upserted_item_searchable_after_update_while_serving(loaded, put_i
         return info.version == report.version
 
     await wait_for(swapped)
+    await asyncio.sleep(0.2)
+    stop.set()
+    await searching  # raises if any search failed
+    assert first.version in answered and report.version in answered
     for query in ("yukidaruma", "雪だるま", "snowman"):
         reply = await _search(server, query)
         assert reply.hits[0].item.id == new["id"], query
