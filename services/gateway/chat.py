@@ -644,6 +644,7 @@ class ChatSession:
             task = self._tool_tasks.get(call_id)
             if task is not None:
                 task.cancel()
+                log.info("tool call cancelled", extra={"call_id": call_id, "session_id": self.session_id})
 
     async def _on_usage_metadata(self, meta: types.UsageMetadata) -> None:
         usage = from_metadata(meta, self.app.config.prices)
