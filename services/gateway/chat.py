@@ -519,7 +519,8 @@ class ChatSession:
         outcome = "interrupted" if turn.interrupted else "ok"
         turn.span.set_attribute("outcome", outcome)
         with trace.use_span(turn.span, end_on_exit=True):
-            self.app.turnlog.submit(self._turn_record(turn, question, answer, total_ms), self.identity.token)
+            self.app.turnlog.submit(self._turn_record(turn, question, answer, total_ms), self.identity.token,
+                                    user_id=self.identity.user_id, expires_at=self.identity.expires_at)
         self._spawn(self.app.limits.record(self.identity.user_id, turn.usage))
         self._spawn(self._persist())
         _record_turn_metrics(turn, total_ms, outcome, self.app.config.live.kind)

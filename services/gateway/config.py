@@ -66,7 +66,9 @@ class GatewayConfig:
     reconnect_attempts: int
     reconnect_base_delay_s: float
     turnlog_queue_size: int
-    turnlog_attempts: int
+    turnlog_max_backoff_s: float
+    turnlog_attempt_timeout_s: float
+    service_token_file: Path | None
     allow_fault_header: bool
     compression_trigger_tokens: int
     compression_target_tokens: int
@@ -123,7 +125,13 @@ class GatewayConfig:
             reconnect_attempts=env_int(env, "KOTOBA_GATEWAY_RECONNECT_ATTEMPTS", 5, minimum=1),
             reconnect_base_delay_s=env_float(env, "KOTOBA_GATEWAY_RECONNECT_BASE_DELAY_S", 0.2, minimum=0.0),
             turnlog_queue_size=env_int(env, "KOTOBA_GATEWAY_TURNLOG_QUEUE", 1000, minimum=1),
-            turnlog_attempts=env_int(env, "KOTOBA_GATEWAY_TURNLOG_ATTEMPTS", 4, minimum=1),
+            # Turn logs are retried until delivered (turnlog.py): these shape the retries, not their number.
+            turnlog_max_backoff_s=env_float(env, "KOTOBA_GATEWAY_TURNLOG_MAX_BACKOFF_S", 5.0, minimum=0.1),
+            turnlog_attempt_timeout_s=env_float(env, "KOTOBA_GATEWAY_TURNLOG_ATTEMPT_TIMEOUT_S", 3.0, minimum=0.1),
+            # Production: a mounted Secret holding a "service"-role token, for turn logs whose learner token
+            # expired while queued. Local mode mints one from the dev secret instead.
+            service_token_file=Path(env["KOTOBA_GATEWAY_SERVICE_TOKEN_FILE"])
+            if env.get("KOTOBA_GATEWAY_SERVICE_TOKEN_FILE") else None,
             # Lets a test pass the local engine's fault controls through; never honoured for real backends.
             allow_fault_header=env_bool(env, "KOTOBA_GATEWAY_ALLOW_FAULTS", False) and kind == "local",
             compression_trigger_tokens=env_int(env, "KOTOBA_LIVE_COMPRESSION_TRIGGER_TOKENS", 25_600, minimum=1000),

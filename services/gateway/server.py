@@ -23,7 +23,7 @@ from services.gateway.config import GatewayConfig
 from services.gateway.connections import ConnectionStore, SessionRow
 from services.gateway.live import make_client
 from services.gateway.tools_bridge import ToolBridge
-from services.gateway.turnlog import TurnLog
+from services.gateway.turnlog import ServiceToken, TurnLog
 from services.gateway.usage import Limits, UsageStore
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class App:
         self.limits = Limits(usage_store, config.messages_per_minute, config.audio_seconds_per_minute,
                              config.daily_budget_usd)
         self.turnlog = TurnLog(self.backends.conversations, maxsize=config.turnlog_queue_size,
-                               attempts=config.turnlog_attempts)
+                               max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
+                               service_token=ServiceToken(common.auth, config.service_token_file))
         self.sessions: dict[str, ChatSession] = {}
         self.ready = False
         self._identities: dict[int, tuple[Identity, str]] = {}

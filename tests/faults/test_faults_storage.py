@@ -35,13 +35,7 @@ def behind_proxy(stack, kit):
         proxy.stop()
 
 
-TURNLOG_BUG = ("gateway bug: services/gateway/turnlog.py gives up after KOTOBA_GATEWAY_TURNLOG_ATTEMPTS=4 tries "
-               "(~1.4 s of backoff); when DynamoDB refuses connections Conversations fails fast, so turns finished "
-               "during the outage are dropped ('turn not logged') — reported to the lead")
-
-
-@pytest.mark.parametrize("mode", [pytest.param("refuse", marks=pytest.mark.xfail(strict=True, reason=TURNLOG_BUG)),
-                                  "blackhole"])
+@pytest.mark.parametrize("mode", ["refuse", "blackhole"])
 async def test_dynamodb_unreachable_for_ten_seconds(behind_proxy, stack, kit, mode):
     side, proxy = behind_proxy
     own = await asyncio.to_thread(kit.progress_fingerprint, stack, "demo-n4")

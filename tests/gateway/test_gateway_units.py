@@ -174,12 +174,17 @@ class FlakyConversations(conversations_pb2_grpc.ConversationsServicer):
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.stored: list[str] = []
+        self.senders: list[tuple[str, str]] = []
 
     async def AppendTurn(self, request, context):
+        bearer = dict(context.invocation_metadata()).get("authorization", "")
+        if bearer == "Bearer expired":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "not signed in: token expired")
         if self.failures:
             self.failures -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "try later")
         self.stored.append(request.turn.turn_id)
+        self.senders.append((request.turn.user_id, bearer))
         return conversations_pb2.AppendTurnResponse(stored=True)
 
 
@@ -226,20 +231,65 @@ async def test_bridge_runs_calls_in_parallel_and_answers_every_id(fake_backends)
 
 async def test_turnlog_retries_and_flushes(fake_backends):
     backends, _, conv = fake_backends
-    log = TurnLog(backends.conversations, maxsize=10, attempts=4, base_delay_s=0.01)
+    log = TurnLog(backends.conversations, maxsize=10, base_delay_s=0.01)
     log.start()
     for i in range(3):
         log.submit(conversations_pb2.Turn(turn_id=f"t{i}"), "tok")
     await log.close(5)
-    assert conv.stored == ["t0", "t1", "t2"] and log.sent == 3 and log.failed == 0
+    assert sorted(conv.stored) == ["t0", "t1", "t2"] and log.sent == 3 and log.failed == 0 and log.dropped == 0
+
+
+async def test_turnlog_retries_until_delivered_through_a_long_outage(fake_backends):
+    backends, _, conv = fake_backends
+    conv.failures = 40  # far more than any fixed number of attempts
+    log = TurnLog(backends.conversations, maxsize=10, base_delay_s=0.005, max_delay_s=0.02, senders=1)
+    log.start()
+    log.submit(conversations_pb2.Turn(turn_id="t-outage"), "tok")
+    await log.close(30)
+    assert conv.stored == ["t-outage"] and log.retries == 40 and log.dropped == 0 and log.failed == 0
+
+
+async def test_turnlog_uses_the_service_token_once_the_learner_token_expired(fake_backends, config):
+    from services.gateway.turnlog import ServiceToken
+
+    backends, _, conv = fake_backends
+    conv.failures = 0
+    log = TurnLog(backends.conversations, maxsize=10, service_token=ServiceToken(config.auth))
+    log.start()
+    log.submit(conversations_pb2.Turn(turn_id="t-valid"), "tok", user_id="learner-1")
+    log.submit(conversations_pb2.Turn(turn_id="t-refused"), "expired", user_id="learner-1")  # UNAUTHENTICATED
+    log.submit(conversations_pb2.Turn(turn_id="t-known"), "tok", user_id="learner-1", expires_at=1.0)
+    await log.close(5)
+    by_turn = dict(zip(conv.stored, conv.senders, strict=True))
+    assert by_turn["t-valid"] == ("", "Bearer tok")  # the learner's own token while it is valid
+    for tid in ("t-refused", "t-known"):
+        user_id, bearer = by_turn[tid]
+        assert user_id == "learner-1" and bearer.startswith("Bearer ") and bearer != "Bearer tok"
+    # Without a service token such a record is refused and counted, never retried for ever.
+    plain = TurnLog(backends.conversations, maxsize=10)
+    plain.start()
+    plain.submit(conversations_pb2.Turn(turn_id="t-orphan"), "expired", user_id="learner-1")
+    await plain.close(5)
+    assert plain.failed == 1 and "t-orphan" not in conv.stored
 
 
 async def test_turnlog_is_bounded_and_never_blocks():
-    log = TurnLog(None, maxsize=2, attempts=1)  # no worker: nothing drains
+    log = TurnLog(None, maxsize=2)  # no worker: nothing drains
     for i in range(5):
         log.submit(conversations_pb2.Turn(turn_id=f"t{i}"), "tok")
     assert log.queue.qsize() == 2 and log.dropped == 3
     assert [log.queue.get_nowait().turn.turn_id for _ in range(2)] == ["t3", "t4"]
+
+
+async def test_turnlog_counts_what_the_flush_deadline_leaves_behind(fake_backends):
+    backends, _, conv = fake_backends
+    conv.failures = 10_000  # Conversations never comes back
+    log = TurnLog(backends.conversations, maxsize=10, base_delay_s=0.01, max_delay_s=0.05, senders=1)
+    log.start()
+    for i in range(3):
+        log.submit(conversations_pb2.Turn(turn_id=f"t{i}"), "tok")
+    await log.close(0.3)
+    assert log.dropped == 3 and log.sent == 0 and log.queue.qsize() == 0
 
 
 def test_config_reads_env_and_rejects_bad_values(aws_env):
