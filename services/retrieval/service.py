@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import grpc
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
 from kotoba.v1 import items_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.embeddings.base import Embedder
@@ -120,11 +121,20 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         try:
             snap = await asyncio.get_running_loop().run_in_executor(self._search_pool, self.check_and_load, latest)
         except SnapshotError as exc:
-            self.refused[latest] = str(exc)
-            log.error("snapshot refused; still serving %s: %s", current, exc)
-            return False
+            return self._refuse(latest, current, str(exc))
+        except (OSError, BotoCoreError, ClientError):
+            raise  # the store could not be read this time: the watcher retries
+        except Exception as exc:  # noqa: BLE001
+            # Version folders are immutable and these files passed their checksums, so a decode
+            # failure (FAISS, numpy, JSON) will fail the same way every time: refuse it once.
+            return self._refuse(latest, current, f"snapshot {latest} does not load: {exc!r}")
         self.swap(snap)
         return True
+
+    def _refuse(self, version: str, current: str | None, reason: str) -> bool:
+        self.refused[version] = reason
+        log.error("snapshot refused; still serving %s: %s", current, reason)
+        return False
 
     async def start(self, build_if_missing: bool | None = None, build=None) -> None:
         """First load (building a snapshot from DynamoDB when the store has none), then watch LATEST."""

@@ -76,9 +76,6 @@ async def test_dynamodb_unreachable_for_ten_seconds(behind_proxy, stack, kit, mo
         await kit.assert_all_turns_stored(side, sent, session_id=session, within_s=30)
 
 
-@pytest.mark.xfail(strict=True, reason="gateway bug: ChatSession.start() calls ConnectionStore.attached_count() "
-                   "unguarded, so a session opened while DynamoDB is unreachable dies with WebSocket close 1011 "
-                   "(internal error) instead of an error frame or a fail-open session — reported to the lead")
 async def test_new_session_while_dynamodb_is_unreachable_gets_a_clear_answer(behind_proxy, kit):
     side, proxy = behind_proxy
     proxy.pause("refuse")
@@ -194,10 +191,6 @@ def test_corrupted_snapshots_are_refused_and_the_old_one_keeps_serving(stack, ki
         side.stop_all()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="retrieval bug: services/retrieval/service.py "
-                   "load_latest() records only SnapshotError in `refused`; a snapshot whose files pass their "
-                   "checksums but do not load (FAISS/numpy errors) is re-read, re-hashed and re-logged with a "
-                   "traceback on every watch cycle instead of being refused once — reported to the lead")
 def test_undecodable_snapshot_is_refused_once_not_retried_forever(stack, kit, tmp_path):
     src = Path(urlparse(stack.base_env["KOTOBA_SNAPSHOT_URI"]).path)
     root = tmp_path / "snapshots"
