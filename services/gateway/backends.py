@@ -12,9 +12,9 @@ from services.common.config import CommonConfig
 from services.common.grpc_server import CHANNEL_OPTIONS
 
 # gRPC's default reconnect backoff grows to 120 s: a backend back after a long outage would stay unused
-# that long. Capped at 5 s, a restarted service is found within seconds.
-RECONNECT_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
-                     ("grpc.max_reconnect_backoff_ms", 5000))
+# that long. Capped at 5 s, a restarted service is found within seconds. (Not the min backoff: gRPC also
+# uses it as the connect timeout, and a short one fails calls to a slow-to-handshake backend at once.)
+RECONNECT_OPTIONS = (("grpc.max_reconnect_backoff_ms", 5000),)
 
 
 def channel(addr: str) -> grpc.aio.Channel:
