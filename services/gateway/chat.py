@@ -271,16 +271,15 @@ class ChatSession:
             resumed = True
         else:
             self.session_id = uuid.uuid4().hex
-        if app.store is not None:
-            attached = await app.store.attached_count(self.identity.user_id, exclude=self.session_id)
-            if attached >= app.config.max_sessions_per_learner:
-                await self.send_error(protocol.TOO_MANY_SESSIONS,
-                                      f"at most {app.config.max_sessions_per_learner} sessions at once")
-                await self.ws.close(1008, "too many sessions")
-                raise Closing()
+        if await self._attached_elsewhere() >= app.config.max_sessions_per_learner:
+            await self.send_error(protocol.TOO_MANY_SESSIONS,
+                                  f"at most {app.config.max_sessions_per_learner} sessions at once")
+            await self.ws.close(1008, "too many sessions")
+            raise Closing()
         with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
                                            attributes={"session.id": self.session_id}):
-            self.context, _ = await asyncio.gather(self._learner_context(), app.limits.load(self.identity.user_id))
+            self.context, _ = await asyncio.gather(
+                self._learner_context(), self._store_call(app.limits.load(self.identity.user_id), "usage", None))
             self.mode = mode or "text"
             self.language = language or (self.context.settings.language if self.context else "") or "en"
             if self.language not in protocol.LANGUAGES:
@@ -299,9 +298,33 @@ class ChatSession:
         self._active_mode = _mode_attr(self.mode)
         metrics.active_sessions.add(1, {"mode": self._active_mode})
         self._worker = asyncio.create_task(self._turn_worker(), name="turn-worker")
-        await self._persist()
+        self._spawn(self._persist())  # in the background: a slow connections table must not hold the answer
         await self.send(protocol.frame("session", session_id=self.session_id, mode=self.mode,
                                        language=self.language, resumed=resumed))
+
+    async def _store_call(self, coro, what: str, default: Any) -> Any:
+        """A DynamoDB read at session start, bounded: when the table is slow or unreachable the learner is
+        still answered (the Live engine and tools may well work) and the gap is logged and counted."""
+        try:
+            return await asyncio.wait_for(coro, self.app.config.store_deadline_s)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("store unavailable at session start; going on without it",
+                        extra={"what": what, "error": repr(exc), "session_id": self.session_id})
+            metrics.errors.add(1, {"component": "gateway", "code": "store_unavailable"})
+            return default
+
+    async def _attached_elsewhere(self) -> int:
+        """Open sessions of this learner besides this one: the connections table (all gateways) when it
+        answers in time, else this gateway's own sessions only (fail open: a learner is not refused for a
+        storage outage; the per-learner rate limits and the global cap still hold)."""
+        uid = self.identity.user_id
+        here = sum(1 for s in self.app.sessions.values()
+                   if s.identity.user_id == uid and s.session_id != self.session_id and not s._closed)
+        if self.app.store is None:
+            return here
+        stored = await self._store_call(self.app.store.attached_count(uid, exclude=self.session_id),
+                                        "session cap", None)
+        return here if stored is None else max(here, stored)
 
     async def _learner_context(self) -> tools_pb2.GetUserContextResponse | None:
         try:

@@ -55,6 +55,7 @@ class GatewayConfig:
     idle_timeout_s: float
     resume_window_s: float
     max_sessions_per_learner: int
+    store_deadline_s: float
     rag_deadline_s: float
     rag_top_k: int
     tool_deadline_s: float
@@ -114,6 +115,8 @@ class GatewayConfig:
             idle_timeout_s=env_float(env, "KOTOBA_GATEWAY_IDLE_TIMEOUT_S", 600.0, minimum=1.0),
             resume_window_s=env_float(env, "KOTOBA_GATEWAY_RESUME_WINDOW_S", 2 * 3600.0, minimum=1.0),
             max_sessions_per_learner=env_int(env, "KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER", 3, minimum=1),
+            # Session start reads the connections/usage tables; past this it goes on without them (fail open).
+            store_deadline_s=env_float(env, "KOTOBA_GATEWAY_STORE_DEADLINE_S", 1.0, minimum=0.05),
             rag_deadline_s=env_float(env, "KOTOBA_GATEWAY_RAG_DEADLINE_S", 0.15, minimum=0.01),
             rag_top_k=env_int(env, "KOTOBA_GATEWAY_RAG_TOP_K", 5, minimum=1, maximum=20),
             tool_deadline_s=env_float(env, "KOTOBA_GATEWAY_TOOL_DEADLINE_S", 3.0, minimum=0.05),

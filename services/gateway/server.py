@@ -15,6 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from services.common import metrics
 from services.common.auth import AuthError, Identity, TokenVerifier, bearer_from_header
 from services.common.aws import dynamodb_client, dynamodb_resource
 from services.gateway.backends import Backends
@@ -71,14 +72,16 @@ class App:
         return files
 
     async def sessions_store_get(self, session_id: str) -> SessionRow | None:
+        live = self.sessions.get(session_id)
+        in_memory = SessionRow(session_id, live.identity.user_id, handle=live.state.handle) if live else None
         if self.store is None:
-            live = self.sessions.get(session_id)
-            return SessionRow(session_id, live.identity.user_id, handle=live.state.handle) if live else None
+            return in_memory
         try:
-            return await self.store.get(session_id)
-        except Exception:  # noqa: BLE001
-            log.warning("connections table unreadable", exc_info=True)
-            return None
+            return await asyncio.wait_for(self.store.get(session_id), self.config.store_deadline_s)
+        except Exception as exc:  # noqa: BLE001 - a session on this gateway can still be resumed from memory
+            log.warning("connections table unreadable", extra={"error": repr(exc)})
+            metrics.errors.add(1, {"component": "gateway", "code": "store_unavailable"})
+            return in_memory
 
     # ------------------------------------------------------------------ HTTP side of the server
 
