@@ -55,6 +55,7 @@ class GatewayConfig:
     idle_timeout_s: float
     resume_window_s: float
     max_sessions_per_learner: int
+    max_connections: int
     store_deadline_s: float
     rag_deadline_s: float
     rag_top_k: int
@@ -115,6 +116,9 @@ class GatewayConfig:
             idle_timeout_s=env_float(env, "KOTOBA_GATEWAY_IDLE_TIMEOUT_S", 600.0, minimum=1.0),
             resume_window_s=env_float(env, "KOTOBA_GATEWAY_RESUME_WINDOW_S", 2 * 3600.0, minimum=1.0),
             max_sessions_per_learner=env_int(env, "KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER", 3, minimum=1),
+            # Global: WebSocket connections this process holds (each is at most one session). Beyond it a
+            # new one gets HTTP 503 before the upgrade, so the learners already here keep their answers.
+            max_connections=env_int(env, "KOTOBA_GATEWAY_MAX_CONNECTIONS", 1000, minimum=1),
             # Session start reads the connections/usage tables; past this it goes on without them (fail open).
             store_deadline_s=env_float(env, "KOTOBA_GATEWAY_STORE_DEADLINE_S", 1.0, minimum=0.05),
             rag_deadline_s=env_float(env, "KOTOBA_GATEWAY_RAG_DEADLINE_S", 0.15, minimum=0.01),

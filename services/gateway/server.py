@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import http
 import importlib
+import json
 import logging
 import mimetypes
 import signal
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,6 +32,8 @@ from services.gateway.usage import Limits, UsageStore
 log = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat"
+HANDSHAKE_GRACE_S = 30.0
+BUSY_RETRY_AFTER_S = 5
 
 
 class App:
@@ -55,7 +59,10 @@ class App:
                                service_token=ServiceToken(common.auth, config.service_token_file))
         self.sessions: dict[str, ChatSession] = {}
         self.ready = False
-        self._identities: dict[int, tuple[Identity, str]] = {}
+        # Handshakes accepted but not yet handled (they count against the cap), by connection.
+        self._identities: dict[int, tuple[Identity, str, float]] = {}
+        self.connections = 0  # WebSocket connections being handled
+        self.refused_busy = 0
         self._static = self._load_static(config.static_dir)
         self._admin = None
 
@@ -118,8 +125,10 @@ class App:
                 return self._respond(401, f"not signed in: {exc}\n".encode())
             if not self.ready:
                 return self._respond(503, b"not ready\n")
+            if self._open_connections() >= self.config.max_connections:
+                return self._busy()
             faults = request.headers.get("x-kotoba-faults", "") if self.config.allow_fault_header else ""
-            self._identities[id(connection)] = (identity, faults)
+            self._identities[id(connection)] = (identity, faults, time.monotonic())
             return None
         if path.startswith("/api/v1/admin") or path == "/admin" or path.startswith("/admin/"):
             handler = self._admin_handler()
@@ -136,12 +145,32 @@ class App:
             return self._respond(200, body, ctype)
         return self._respond(404, b"not found\n")
 
+    def _open_connections(self) -> int:
+        # A handshake that failed after process_request never reaches `handle`: forget it after a while.
+        stale = time.monotonic() - HANDSHAKE_GRACE_S
+        for key in [k for k, v in self._identities.items() if v[2] < stale]:
+            del self._identities[key]
+        return self.connections + len(self._identities)
+
+    def _busy(self) -> Response:
+        self.refused_busy += 1
+        metrics.errors.add(1, {"component": "gateway", "code": "server_busy"})
+        log.warning("connection refused: server busy", extra={"open": self._open_connections(),
+                                                              "max": self.config.max_connections})
+        body = json.dumps({"error": {"code": "server_busy", "message": "the tutor is busy right now; try again in "
+                                     f"{BUSY_RETRY_AFTER_S} seconds"}}).encode() + b"\n"
+        return self._respond(503, body, "application/json", {"Retry-After": str(BUSY_RETRY_AFTER_S)})
+
     async def handle(self, connection: ServerConnection) -> None:
-        identity, faults = self._identities.pop(id(connection), (None, ""))
+        identity, faults, _ = self._identities.pop(id(connection), (None, "", 0.0))
         if identity is None:
             await connection.close(1008, "not signed in")
             return
-        await ChatSession(self, connection, identity, faults).run()
+        self.connections += 1
+        try:
+            await ChatSession(self, connection, identity, faults).run()
+        finally:
+            self.connections -= 1
 
     async def close(self, drain_s: float) -> None:
         self.ready = False

@@ -284,3 +284,29 @@ def test_kotoba_chat_cli_json(stack):
     turns = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(turns) == 2 and turns[0]["session_id"] == turns[1]["session_id"]
     assert "swim" in turns[0]["answer"] and "およぐ" in turns[1]["answer"]
+
+
+async def test_global_connection_cap_refuses_with_a_json_503_and_frees_on_close(stack):
+    addr = await asyncio.to_thread(stack.start_gateway, "gateway-cap1", KOTOBA_GATEWAY_MAX_CONNECTIONS="1")
+    url = f"ws://{addr}/v1/chat"
+    try:
+        first = await ChatClient.open(url, stack.token("cap-a"))
+        await first.start("text")
+        with pytest.raises(InvalidStatus) as refused:
+            await ChatClient.open(url, stack.token("cap-b"))
+        response = refused.value.response
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert json.loads(response.body)["error"]["code"] == "server_busy"
+        await first.close()
+        for _ in range(50):  # the slot frees once the gateway has seen the close
+            try:
+                second = await ChatClient.open(url, stack.token("cap-b"))
+                break
+            except InvalidStatus:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the slot never freed")
+        async with second:
+            assert (await second.start("text"))["type"] == "session"
+    finally:
+        await asyncio.to_thread(stack.stop_service, "gateway-cap1")
