@@ -176,7 +176,15 @@ async def _sections(stack: BenchStack, args, only: set[str], report: dict[str, A
         try:
             from services.local_live.voice.testaudio import speech_pcm16_16k
 
-            pcm = await asyncio.to_thread(speech_pcm16_16k, "What does taberu mean?", "en")
+            # A question the engine's STT hears reliably and that goes through a tool; a short tail of
+            # silence, as when a hold-to-talk button is released.
+            pcm = await asyncio.to_thread(lambda: speech_pcm16_16k("How is my N5 progress?", "en",
+                                                                   tail_silence=0.3))
+            # One session alone first: the floor a single learner sees, to read the concurrent figure against.
+            single = await load.voice_level(stack, 1, pcm, 2 if args.quick else 4, 3.0, prefix="bench-v1")
+            single.pop("_turns_by_session")
+            single.pop("rss_samples_mb")
+            report["voice_single"] = single
             idle_now = stack.rss_mb()
             result = await load.voice_level(stack, n, pcm, 1 if args.quick else 3, 6.0, prefix="bench-v",
                                             sampler=stack.rss_mb)
@@ -193,12 +201,28 @@ async def _sections(stack: BenchStack, args, only: set[str], report: dict[str, A
         log(f"churn: {total} sessions opened and closed …")
         await asyncio.sleep(2)
         before = stack.rss_mb()
-        result = await load.churn(stack, total, 10 if args.quick else 25, prefix="bench-c")
+        # Two halves: growth that goes on in the second half (not just warm-up of pools/allocator) is a leak.
+        conc = 10 if args.quick else 25
+        first = await load.churn(stack, total // 2, conc, prefix="bench-c1")
+        await asyncio.sleep(5)
+        middle = stack.rss_mb()
+        second = await load.churn(stack, total - total // 2, conc, prefix="bench-c2")
         await asyncio.sleep(5)  # let closes and detaches settle
         after = stack.rss_mb()
-        growth = sum(after.get(k, 0) - before.get(k, 0) for k in ("gateway", "local_live"))
+        result = {"sessions": total, "concurrency": conc, "opened": first["opened"] + second["opened"],
+                  "refused": {k: first["refused"].get(k, 0) + second["refused"].get(k, 0)
+                              for k in {*first["refused"], *second["refused"]}},
+                  "wall_s": round(first["wall_s"] + second["wall_s"], 1)}
+
+        def grown(a: dict[str, float], b: dict[str, float]) -> float:
+            return sum(b.get(k, 0) - a.get(k, 0) for k in ("gateway", "local_live"))
+
+        growth = grown(before, after)
         result.update({"before_mb": {k: round(v, 1) for k, v in before.items()},
+                       "middle_mb": {k: round(v, 1) for k, v in middle.items()},
                        "after_mb": {k: round(v, 1) for k, v in after.items()},
+                       "growth_first_half_mb": round(grown(before, middle), 1),
+                       "growth_second_half_mb": round(grown(middle, after), 1),
                        "growth_mb": round(growth, 1), "bound_mb": CHURN_BOUND_MB, "ok": growth < CHURN_BOUND_MB})
         report["memory"]["churn"] = result
         log(f"  growth {growth:.1f} MB, refused {result['refused']}")
@@ -225,11 +249,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect-timeout", type=float, default=1200.0, help="per collected bench, seconds")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     p.add_argument("--keep", action="store_true", help="keep the temp stack folder (logs) afterwards")
+    p.add_argument("--merge", action="store_true",
+                   help="update the sections run in an existing report.json instead of replacing it")
     args = p.parse_args(argv)
     args.levels = args.levels or ("1,10" if args.quick else "1,50,200,500")
     args.window = args.window or (15.0 if args.quick else 75.0)
     args.think = args.think or (4.0 if args.quick else 15.0)
     report = asyncio.run(run(args))
+    existing = args.out / "report.json"
+    if args.merge and existing.exists():
+        import json
+
+        base = json.loads(existing.read_text())
+        meta = report.pop("meta")
+        if not args.only or "collect" not in args.only:
+            report.pop("collected", None)
+        notes = base.get("notes", []) + report.pop("notes", [])
+        only = set(args.only.split(",")) if args.only else set(SECTIONS)
+        if "cold" not in only:  # a re-run's own startup is not the report's cold start: keep it as a note
+            cold = report.pop("cold_start", None)
+            report.pop("setup", None)
+            if cold:
+                notes.append(f"cold start during the re-run `{meta['command']}`: all ready {cold.get('all')} s, "
+                             f"first answer {cold.get('first_answer')} s")
+        for key, value in report.items():
+            if value in (None, {}, []):
+                continue
+            if key == "memory" and isinstance(base.get(key), dict):
+                base[key].update(value)  # idle and churn are measured by different sections
+            else:
+                base[key] = value
+        base["notes"] = notes
+        base.setdefault("meta", {}).setdefault("reruns", []).append(
+            {"command": meta["command"], "started": meta["started"], "commit": meta["commit"],
+             "duration_s": meta["duration_s"]})
+        report = base
     js, md = report_mod.write(report, args.out)
     log(f"wrote {js} and {md}")
     print(md.read_text())

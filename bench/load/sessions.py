@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics
 import time
@@ -136,11 +137,55 @@ async def text_level(stack, n: int, duration_s: float, think_s: float, *, prefix
             "rss_samples_mb": sampled, "_turns_by_session": tally.turn_ids}
 
 
+async def voice_turn(client: ChatClient, pcm: bytes, chunk_ms: int = 100, wait_s: float = 180) -> dict[str, Any]:
+    """Stream one utterance in real time while a reader timestamps what comes back (nothing is misattributed
+    to a later turn). Times count from audio_end; an answer that starts before it (the engine's VAD ended
+    the utterance first) counts as 0."""
+    loop = asyncio.get_running_loop()
+    marks: dict[str, float] = {}
+    errors: list[dict] = []
+    seen: dict[str, int] = {}
+
+    async def reader() -> None:
+        while True:
+            raw = await client.ws.recv()
+            now = loop.time()
+            if isinstance(raw, bytes):
+                marks.setdefault("first_audio", now)
+                continue
+            frame = json.loads(raw)
+            kind = frame.get("type")
+            if kind == "error":
+                errors.append(frame)
+            elif kind in ("interrupted", "transcript"):
+                seen[f"{kind}:{frame.get('role', '')}"] = seen.get(f"{kind}:{frame.get('role', '')}", 0) + 1
+            if kind == "turn_complete":
+                marks["turn_complete"] = now
+                return
+
+    task = asyncio.create_task(reader())
+    step = 16000 * 2 * chunk_ms // 1000
+    for i in range(0, len(pcm), step):
+        await client.ws.send(pcm[i:i + step])
+        await asyncio.sleep(chunk_ms / 1000)
+    audio_end = loop.time()
+    await client.send(type="audio_end")
+    try:
+        await asyncio.wait_for(task, wait_s)
+    finally:
+        task.cancel()
+    first = marks.get("first_audio")
+    return {"first_audio_s": None if first is None else max(0.0, first - audio_end),
+            "total_s": max(0.0, marks["turn_complete"] - audio_end), "errors": errors, "seen": seen,
+            "early_s": None if first is None else max(0.0, audio_end - first)}
+
+
 async def voice_level(stack, n: int, pcm: bytes, turns_per_session: int, think_s: float, *,
                       prefix: str, sampler=None) -> dict[str, Any]:
     tally = Tally()
     rng = random.Random(7 * n)
     sampled: list[dict[str, float]] = []
+    shapes: dict[str, int] = {}  # what the turns looked like: audio or not, interrupted, user transcript
     t0 = time.perf_counter()
 
     async def session(i: int) -> None:
@@ -152,11 +197,19 @@ async def voice_level(stack, n: int, pcm: bytes, turns_per_session: int, think_s
             for _ in range(turns_per_session):
                 await asyncio.sleep(rng.uniform(0.5, think_s))
                 try:
-                    result = await client.say(pcm, chunk_ms=100, realtime=True, wait_s=180)
+                    r = await voice_turn(client, pcm)
                 except Exception as exc:  # noqa: BLE001
                     tally.errors[_reason(exc)] += 1
                     return
-                tally.add(client.session.get("session_id", ""), result)
+                for e in r["errors"]:
+                    tally.errors[e.get("code", "?")] += 1
+                tally.turns += 1
+                shape = ("audio" if r["first_audio_s"] is not None else "no-audio") + "".join(
+                    f",{k}" for k in sorted(r["seen"]) if k.startswith("interrupted") or k == "transcript:user")
+                shapes[shape] = shapes.get(shape, 0) + 1
+                tally.total.append(r["total_s"])
+                if r["first_audio_s"] is not None:
+                    tally.first_audio.append(r["first_audio_s"])
                 if sampler is not None and i == 0:
                     sampled.append(sampler())
         finally:
@@ -166,7 +219,7 @@ async def voice_level(stack, n: int, pcm: bytes, turns_per_session: int, think_s
     return {"sessions": n, "turns": tally.turns, "wall_s": round(time.perf_counter() - t0, 1),
             "refused": dict(tally.refused), "errors": dict(tally.errors),
             "first_audio_after_audio_end": summary(tally.first_audio), "turn_complete": summary(tally.total),
-            "rss_samples_mb": sampled, "_turns_by_session": tally.turn_ids}
+            "turn_shapes": shapes, "rss_samples_mb": sampled, "_turns_by_session": tally.turn_ids}
 
 
 async def churn(stack, total: int, concurrency: int, *, prefix: str) -> dict[str, Any]:
