@@ -107,6 +107,9 @@ class ChatSession:
         self._budget_error_sent = False
         self._errors: collections.deque[float] = collections.deque()
         self._background: set[asyncio.Task] = set()
+        # connections-row writes: in order (a lock), never cancelled, so the row ends with the latest state.
+        self._persist_lock = asyncio.Lock()
+        self._persists: set[asyncio.Task] = set()
         self._closed = False
         self._turn_index = 0
         self._active_mode = ""
@@ -253,16 +256,22 @@ class ChatSession:
         app = self.app
         row: SessionRow | None = None
         resumed = False
+        held: ChatSession | None = None
         if resume:
+            # Looked up before the row is read: a session closing meanwhile leaves app.sessions once its
+            # last row is written, and the row read may predate that write.
+            held = app.sessions.get(resume)
             row = await app.sessions_store_get(resume)
             if row is None or row.user_id != self.identity.user_id:
                 # Same answer for "unknown" and "someone else's": nothing leaks about other sessions.
                 await self.send_error(protocol.RESUME_FAILED, "that session cannot be resumed; starting a new one")
                 row = None
         if row is not None:
-            old = app.sessions.get(row.session_id)
+            old = app.sessions.get(row.session_id) or held
             if old is not None and old is not self:
+                # Still held here (open, or closing and writing its last row): its memory is the newest state.
                 await old.supersede()
+                await old.settle()
                 self.state.handle, self.state.history = old.state.handle, list(old.state.history)
             else:
                 self.state.handle, self.state.history = row.handle, list(row.recent)
@@ -298,7 +307,7 @@ class ChatSession:
         self._active_mode = _mode_attr(self.mode)
         metrics.active_sessions.add(1, {"mode": self._active_mode})
         self._worker = asyncio.create_task(self._turn_worker(), name="turn-worker")
-        self._spawn(self._persist())  # in the background: a slow connections table must not hold the answer
+        self._persist_soon()  # in the background: a slow connections table must not hold the answer
         await self.send(protocol.frame("session", session_id=self.session_id, mode=self.mode,
                                        language=self.language, resumed=resumed))
 
@@ -358,23 +367,44 @@ class ChatSession:
         await self._shutdown_tasks()
         if not self.started:
             return
-        if self.app.sessions.get(self.session_id) is self:
-            del self.app.sessions[self.session_id]
         if self._active_mode:
             metrics.active_sessions.add(-1, {"mode": self._active_mode})
             self._active_mode = ""
         if not self.superseded:
-            await self._persist(state="detached")
+            # Written before the session leaves app.sessions: a resume arriving meanwhile (a learner
+            # reconnecting at once) finds it here and takes the in-memory state instead of a row that may
+            # still lack the last turn's handle. Bounded: a DynamoDB outage must not hold the slot.
+            task = self._persist_soon(state="detached")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), 3 * self.app.config.store_deadline_s)
+        if self.app.sessions.get(self.session_id) is self:
+            del self.app.sessions[self.session_id]
+
+    def _persist_soon(self, state: str = "attached") -> asyncio.Task:
+        task = asyncio.create_task(self._persist(state))
+        self._persists.add(task)
+        task.add_done_callback(self._persists.discard)
+        return task
+
+    async def settle(self) -> None:
+        """Wait (bounded) until this session's connections-row writes so far are done."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*self._persists, return_exceptions=True),
+                                   3 * self.app.config.store_deadline_s)
 
     async def _persist(self, state: str = "attached") -> None:
-        if self.app.store is None or self.superseded:
+        if self.app.store is None:
             return
-        row = SessionRow(self.session_id, self.identity.user_id, handle=self.state.handle, state=state,
-                         language=self.language, mode=self.mode, recent=self.state.history)
-        try:
-            await self.app.store.put(row)
-        except Exception:  # noqa: BLE001 - losing resumability is not worth failing a turn
-            log.warning("connections row not written", exc_info=True)
+        async with self._persist_lock:
+            if self.superseded:
+                return  # the resuming connection owns the row now
+            # Built under the lock, so each write carries the newest handle and turns.
+            row = SessionRow(self.session_id, self.identity.user_id, handle=self.state.handle, state=state,
+                             language=self.language, mode=self.mode, recent=self.state.history)
+            try:
+                await self.app.store.put(row)
+            except Exception:  # noqa: BLE001 - losing resumability is not worth failing a turn
+                log.warning("connections row not written", exc_info=True)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
@@ -535,17 +565,19 @@ class ChatSession:
             return
         self.turn = None
         total_ms = turn.elapsed_ms()
-        await self.send(protocol.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict()))
         answer = "".join(turn.answer)
         question = turn.question or "".join(turn.transcript_in)
         self.state.remember(question, answer)
+        # The row with this turn's handle is on its way before the learner hears "complete" (and may
+        # reconnect at once, possibly to another gateway).
+        self._persist_soon()
+        await self.send(protocol.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict()))
         outcome = "interrupted" if turn.interrupted else "ok"
         turn.span.set_attribute("outcome", outcome)
         with trace.use_span(turn.span, end_on_exit=True):
             self.app.turnlog.submit(self._turn_record(turn, question, answer, total_ms), self.identity.token,
                                     user_id=self.identity.user_id, expires_at=self.identity.expires_at)
         self._spawn(self.app.limits.record(self.identity.user_id, turn.usage))
-        self._spawn(self._persist())
         _record_turn_metrics(turn, total_ms, outcome, self.app.config.live.kind)
         turn.done.set()
         self.idle.set()
