@@ -6,6 +6,7 @@ Tests never patch boto3 in-process: they talk HTTP to moto (or dynalite) like pr
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from services.common.config import CommonConfig
 from services.common.tables import create_tables
 
 REPO = Path(__file__).resolve().parents[1]
+# Test support modules (the end-to-end stack, fault helpers) live in tests/support.
+sys.path.insert(0, str(REPO / "tests" / "support"))
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -78,3 +81,21 @@ def token_for(config: CommonConfig):
         return mint_token(config.auth, user, roles, ttl_seconds=ttl)
 
     return mint
+
+
+@pytest.fixture(scope="session")
+def stack(moto_endpoint: str, tmp_path_factory):
+    """The whole product as real processes, once per test session (see tests/support/kotoba_stack.py)."""
+    from kotoba_stack import start_stack
+
+    running = start_stack(moto_endpoint, tmp_path_factory.mktemp("stack"), make_env)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture(scope="session")
+def kit():
+    """Fault, fuzz and abuse helpers (tests/support/faultkit.py)."""
+    import faultkit
+
+    return faultkit

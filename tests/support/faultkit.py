@@ -1,52 +1,18 @@
-"""Shared by the fault, fuzz and abuse tests: the gateway engineer's `Stack` (loaded by path, one instance per
-test session for all three folders), a pausable TCP proxy to make DynamoDB unreachable, turn counting through
-the Conversations admin API, and small polling helpers.
-
-Loaded by each folder's conftest under a fixed module name, so its globals (the shared stack) are shared.
-"""
+"""Helpers for the fault, fuzz and abuse tests (the `kit` fixture): derived stacks with their own processes,
+a pausable TCP proxy to make DynamoDB unreachable, turn counting through the Conversations admin API, and
+small polling helpers. The shared stack itself is tests/support/kotoba_stack.py."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
-
-REPO = Path(__file__).resolve().parents[2]
-GATEWAY_CONFTEST = REPO / "tests" / "gateway" / "conftest.py"
-_MODULE = "kotoba_tests_gateway_stack"
-
-_shared: dict[str, Any] = {}
-
-
-def gateway_stack_module():
-    """tests/gateway/conftest.py as a module (its `Stack` class and `stack` fixture), loaded once."""
-    mod = sys.modules.get(_MODULE)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(_MODULE, GATEWAY_CONFTEST)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[_MODULE] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-def shared_stack(request, moto_endpoint: str, tmp_path_factory):
-    """One Stack for faults/fuzz/abuse, built by the gateway fixture's own code and torn down at session end."""
-    if "stack" not in _shared:
-        fixture = gateway_stack_module().stack
-        raw = fixture._get_wrapped_function() if hasattr(fixture, "_get_wrapped_function") else fixture.__wrapped__
-        gen = raw(moto_endpoint, tmp_path_factory)
-        _shared["stack"] = next(gen)
-        request.addfinalizer(lambda: (next(gen, None), _shared.clear()))
-    return _shared["stack"]
 
 
 def derived_stack(stack, name: str, **env: str):

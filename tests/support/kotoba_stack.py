@@ -1,0 +1,143 @@
+"""The whole product as real processes for end-to-end tests: retrieval, tools, conversations and the local
+Live engine (free ports, the session moto server, a fixture seed load and a snapshot from `kotoba index
+build`), plus a gateway in front of them. One instance per test session (the `stack` fixture in
+tests/conftest.py) serves the gateway, fault, fuzz and abuse tests: `stack.env()` gives the environment,
+`stack.start_gateway(**env)` another gateway with different settings, `stack.stop_service(name)` /
+`stack.start_service(name)` take a backend down and up again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common import procs
+from services.common.auth import mint_token
+from services.common.config import CommonConfig
+from services.common.tls import ensure_dev_ca
+
+REPO = Path(__file__).resolve().parents[2]
+
+BACKENDS = {"retrieval": "retrieval", "tools": "tools", "conversations": "conversations", "local_live": "live"}
+
+
+def _grpc_ready(addr: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(addr) as ch:
+        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _tcp_ready(addr: str) -> bool:
+    import socket
+
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=1):
+        return True
+
+
+def _http_ready(addr: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{addr}/readyz", timeout=1) as r:
+        return r.status == 200
+
+
+@dataclass
+class Stack:
+    base_env: dict[str, str]
+    logs: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    gateway_addr: str = ""
+
+    @property
+    def config(self) -> CommonConfig:
+        return CommonConfig.from_env(self.base_env)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**self.base_env, **extra}
+
+    def addr(self, service: str) -> str:
+        return self.base_env[f"KOTOBA_{BACKENDS.get(service, service).upper()}_ADDR"]
+
+    def token(self, user: str, *roles: str) -> str:
+        return mint_token(self.config.auth, user, roles)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.gateway_addr}/v1/chat"
+
+    def run_cli(self, *args: str, timeout: float = 300) -> str:
+        out = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.base_env, cwd=REPO,
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode:
+            raise RuntimeError(f"kotoba {' '.join(args)} failed: {out.stderr[-2000:]}")
+        return out.stdout
+
+    def spawn(self, name: str, module: str, env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO, stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+        self.procs[name] = proc
+        return proc
+
+    def start_service(self, name: str, timeout: float = 120) -> None:
+        proc = self.spawn(name, f"services.{name}", self.base_env)
+        addr = self.addr(name)
+        check = _tcp_ready if name == "local_live" else _grpc_ready
+        procs.wait_until(lambda: proc.poll() is None and check(addr), timeout, name, interval=0.1)
+
+    def stop_service(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            procs.stop(proc)
+
+    def start_gateway(self, name: str = "gateway", **extra: str) -> str:
+        """A gateway process on a free port; returns its host:port."""
+        addr = f"127.0.0.1:{procs.free_port()}"
+        proc = self.spawn(name, "services.gateway", self.env(KOTOBA_GATEWAY_ADDR=addr, **extra))
+        procs.wait_until(lambda: proc.poll() is None and _http_ready(addr), 60, name, interval=0.1)
+        return addr
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop_service(name)
+
+
+def start_stack(moto_endpoint: str, root: Path, make_env) -> Stack:
+    """Create tables, load the fixture seed, build a snapshot and start every service under `root`."""
+    logs = root / "logs"
+    logs.mkdir()
+    tls = root / "tls"
+    ensure_dev_ca(tls)
+    ports = {f"KOTOBA_{s.upper()}_ADDR": f"127.0.0.1:{procs.free_port()}" for s in ("retrieval", "tools",
+                                                                                     "conversations", "live")}
+    env = make_env(moto_endpoint, f"gw{uuid.uuid4().hex[:6]}-", **ports,
+                   KOTOBA_DATA_DIR=str(root), KOTOBA_SNAPSHOT_URI=(root / "snapshots").as_uri(),
+                   KOTOBA_LIVE_CA_FILE=str(tls / "ca.pem"), KOTOBA_LOG_LEVEL="INFO",
+                   KOTOBA_GATEWAY_ALLOW_FAULTS="1", KOTOBA_GATEWAY_MESSAGES_PER_MINUTE="2000",
+                   KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER="6", KOTOBA_GATEWAY_RECONNECT_BASE_DELAY_S="0.05",
+                   KOTOBA_DRAIN_SECONDS="1")
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    s = Stack(env, logs)
+    started = time.monotonic()
+    try:
+        s.run_cli("db", "create-tables")
+        s.run_cli("seed", "load", "--fixture", "--no-progress")
+        s.run_cli("index", "build")
+        for name in ("retrieval", "tools", "conversations", "local_live"):
+            s.start_service(name)
+        s.gateway_addr = s.start_gateway()
+    except Exception:
+        s.stop_all()
+        for log in logs.iterdir():
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
+    print(f"stack up in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return s
