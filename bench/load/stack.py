@@ -30,32 +30,10 @@ ADDR_VARS = {"retrieval": "KOTOBA_RETRIEVAL_ADDR", "tools": "KOTOBA_TOOLS_ADDR",
              "gateway": "KOTOBA_GATEWAY_ADDR"}
 
 
-def _grpc_ready(addr: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(addr) as ch:
-        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def _tcp_ready(addr: str) -> bool:
-    import socket
-
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=1):
-        return True
-
-
-def _http_ready(addr: str) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://{addr}/readyz", timeout=1) as r:
-        return r.status == 200
-
-
-READY = {"retrieval": _grpc_ready, "tools": _grpc_ready, "conversations": _grpc_ready, "local_live": _tcp_ready,
-         "gateway": _http_ready}
+READY = {"retrieval": procs.grpc_serving, "tools": procs.grpc_serving, "conversations": procs.grpc_serving,
+         "local_live": procs.tcp_open, "gateway": procs.http_ready}
 
 
 @dataclass

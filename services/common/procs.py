@@ -31,6 +31,30 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s" + (f": {last}" if last else ""))
 
 
+def grpc_serving(addr: str) -> bool:
+    """True when the gRPC health service at addr says SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(addr) as ch:
+        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def tcp_open(addr: str) -> bool:
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=1):
+        return True
+
+
+def http_ready(addr: str) -> bool:
+    """The gateway's /readyz answers 200."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{addr}/readyz", timeout=1) as r:
+        return r.status == 200
+
+
 def _open_log(path: Path | None):
     """A log file for a child process (created with its folder); devnull when none is wanted."""
     if path is None:

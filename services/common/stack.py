@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.config import REPO_ROOT, CommonConfig
-from services.common.procs import dynamodb_answers, start_dynalite, wait_until
+from services.common.procs import (
+    dynamodb_answers,
+    grpc_serving,
+    http_ready,
+    start_dynalite,
+    tcp_open,
+    wait_until,
+)
 
 # Services in start order; a service without a __main__ yet is skipped.
 SERVICES = ("retrieval", "tools", "conversations", "local_live", "gateway")
@@ -104,17 +111,8 @@ class Stack:
         if self._pid(name) is None:
             raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
         if name in GRPC_SERVICES:
-            import grpc
-            from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-            with grpc.insecure_channel(addr) as ch:
-                reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                return reply.status == health_pb2.HealthCheckResponse.SERVING
-        import socket
-
-        host, port = addr.rsplit(":", 1)
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
+            return grpc_serving(addr)
+        return http_ready(addr) if name == "gateway" else tcp_open(addr)
 
     def down(self) -> None:
         for name in [*reversed(SERVICES), "dynalite"]:

@@ -25,28 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 BACKENDS = {"retrieval": "retrieval", "tools": "tools", "conversations": "conversations", "local_live": "live"}
 
 
-def _grpc_ready(addr: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(addr) as ch:
-        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def _tcp_ready(addr: str) -> bool:
-    import socket
-
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=1):
-        return True
-
-
-def _http_ready(addr: str) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://{addr}/readyz", timeout=1) as r:
-        return r.status == 200
 
 
 @dataclass
@@ -90,7 +68,7 @@ class Stack:
     def start_service(self, name: str, timeout: float = 120) -> None:
         proc = self.spawn(name, f"services.{name}", self.base_env)
         addr = self.addr(name)
-        check = _tcp_ready if name == "local_live" else _grpc_ready
+        check = procs.tcp_open if name == "local_live" else procs.grpc_serving
         procs.wait_until(lambda: proc.poll() is None and check(addr), timeout, name, interval=0.1)
 
     def stop_service(self, name: str) -> None:
@@ -102,7 +80,7 @@ class Stack:
         """A gateway process on a free port; returns its host:port."""
         addr = f"127.0.0.1:{procs.free_port()}"
         proc = self.spawn(name, "services.gateway", self.env(KOTOBA_GATEWAY_ADDR=addr, **extra))
-        procs.wait_until(lambda: proc.poll() is None and _http_ready(addr), 60, name, interval=0.1)
+        procs.wait_until(lambda: proc.poll() is None and procs.http_ready(addr), 60, name, interval=0.1)
         return addr
 
     def stop_all(self) -> None:
