@@ -22,6 +22,8 @@ from services.common.tables import create_tables
 REPO = Path(__file__).resolve().parents[1]
 # Test support modules (the end-to-end stack, fault helpers) live in tests/support.
 sys.path.insert(0, str(REPO / "tests" / "support"))
+from kotoba_stack import make_env  # noqa: E402
+
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -36,21 +38,6 @@ def moto_endpoint(tmp_path_factory) -> Iterator[str]:
     procs.stop(proc)
 
 
-def make_env(endpoint: str, prefix: str, **extra: str) -> dict[str, str]:
-    """Environment for a service or CLI run against the test moto server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KOTOBA_", "AWS_ENDPOINT"))}
-    env.update({
-        "KOTOBA_ENV": "local",
-        "KOTOBA_TABLE_PREFIX": prefix,
-        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-        "AWS_ENDPOINT_URL_S3": endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "PYTHONPATH": str(REPO),
-    })
-    env.update(extra)
-    return env
 
 
 @pytest.fixture
@@ -88,7 +75,7 @@ def stack(moto_endpoint: str, tmp_path_factory):
     """The whole product as real processes, once per test session (see tests/support/kotoba_stack.py)."""
     from kotoba_stack import start_stack
 
-    running = start_stack(moto_endpoint, tmp_path_factory.mktemp("stack"), make_env)
+    running = start_stack(moto_endpoint, tmp_path_factory.mktemp("stack"))
     yield running
     running.stop_all()
 

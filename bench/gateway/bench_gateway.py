@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-
-def _stack_module():
-    spec = importlib.util.spec_from_file_location("gateway_stack", REPO / "tests" / "gateway" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gateway_stack"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
 def rss_kib(pid: int) -> int:
@@ -155,31 +145,20 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=50)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from services.common import procs
-    from services.common.tls import ensure_dev_ca
+    from kotoba_stack import start_stack
 
-    gc = _stack_module()
+    from services.common import procs
+
     moto, endpoint = procs.start_moto()
     root = Path(tempfile.mkdtemp(prefix="kotoba-bench-gw-"))
-    (root / "logs").mkdir()
-    ensure_dev_ca(root / "tls")
-    ports = {f"KOTOBA_{s.upper()}_ADDR": f"127.0.0.1:{procs.free_port()}"
-             for s in ("retrieval", "tools", "conversations", "live")}
-    env = gc.make_env(endpoint, f"bench{uuid.uuid4().hex[:4]}-", **ports, KOTOBA_DATA_DIR=str(root),
-                      KOTOBA_SNAPSHOT_URI=(root / "snapshots").as_uri(), KOTOBA_LIVE_CA_FILE=str(root / "tls" / "ca.pem"),
-                      KOTOBA_GATEWAY_MESSAGES_PER_MINUTE="100000", KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER="1000",
-                      KOTOBA_LOG_LEVEL="WARNING")
-    stack = gc.Stack(env, root / "logs")
+    stack = None
     try:
-        stack.run_cli("db", "create-tables")
-        stack.run_cli("seed", "load", "--fixture", "--no-progress")
-        stack.run_cli("index", "build")
-        for name in ("retrieval", "tools", "conversations", "local_live"):
-            stack.start_service(name)
-        stack.gateway_addr = stack.start_gateway()
+        stack = start_stack(endpoint, root, KOTOBA_GATEWAY_MESSAGES_PER_MINUTE="100000",
+                            KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER="1000", KOTOBA_LOG_LEVEL="WARNING")
         result = asyncio.run(bench(stack, stack.procs["gateway"].pid, args.text_runs, args.audio_runs, args.idle))
     finally:
-        stack.stop_all()
+        if stack is not None:
+            stack.stop_all()
         procs.stop(moto)
     if args.json:
         print(json.dumps(result))

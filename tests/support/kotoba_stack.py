@@ -8,6 +8,7 @@ tests/conftest.py) serves the gateway, fault, fuzz and abuse tests: `stack.env()
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -88,8 +89,27 @@ class Stack:
             self.stop_service(name)
 
 
-def start_stack(moto_endpoint: str, root: Path, make_env) -> Stack:
-    """Create tables, load the fixture seed, build a snapshot and start every service under `root`."""
+def make_env(endpoint: str, prefix: str, **extra: str) -> dict[str, str]:
+    """Environment for a service or CLI run against the test moto server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KOTOBA_", "AWS_ENDPOINT"))}
+    env.update({
+        "KOTOBA_ENV": "local",
+        "KOTOBA_TABLE_PREFIX": prefix,
+        "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONPATH": str(REPO),
+    })
+    env.update(extra)
+    return env
+
+
+def start_stack(moto_endpoint: str, root: Path, **overrides: str) -> Stack:
+    """Create tables, load the fixture seed, build a snapshot and start every service under `root`.
+
+    `overrides` replace the test defaults below (e.g. rate limits or log level for a benchmark)."""
     logs = root / "logs"
     logs.mkdir()
     tls = root / "tls"
@@ -102,6 +122,7 @@ def start_stack(moto_endpoint: str, root: Path, make_env) -> Stack:
                    KOTOBA_GATEWAY_ALLOW_FAULTS="1", KOTOBA_GATEWAY_MESSAGES_PER_MINUTE="2000",
                    KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER="6", KOTOBA_GATEWAY_RECONNECT_BASE_DELAY_S="0.05",
                    KOTOBA_DRAIN_SECONDS="1")
+    env.update(overrides)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     s = Stack(env, logs)
     started = time.monotonic()
