@@ -203,3 +203,15 @@ def test_plan_for_the_evening_lists_only_evening_slots():
     answer = " ".join(reply.sentences)
     assert calls[0].name == "get_user_plan" and "19:00: 5" in answer and "09:00" not in answer
     assert re.search(r"\b9 reviews in total", answer)
+
+
+def test_word_and_kanji_of_one_form_are_told_apart_and_repeats_dropped():
+    word = {"id": "word:日:ひ", "type": "word", "level": "N5", "written": "日", "reading": "ひ", "romaji": "hi",
+            "meanings": ["day"]}
+    kanji = {"id": "kanji:日", "type": "kanji", "level": "N5", "written": "日", "reading": "ひ", "romaji": "hi",
+             "meanings": ["day", "sun", "Japan"]}
+    same = {**kanji, "meanings": ["day"]}
+    answer = " ".join(ask("what does 日 mean?", items=[word, kanji])[0].sentences)
+    assert "As a kanji, 日 means “day; sun; Japan”." in answer
+    answer = " ".join(ask("what does 日 mean?", items=[word, same])[0].sentences)
+    assert answer.count("“day”") == 1 and "kanji:日" in answer

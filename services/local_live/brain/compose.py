@@ -99,9 +99,16 @@ class Composer:
         if level:
             out.append(level)
         for other in items[1:3]:
-            if meanings(other):
+            gloss = self.gloss(other) if meanings(other) else ""
+            if not gloss or gloss == self.gloss(first):
+                continue  # repeating the same meaning tells the learner nothing
+            if other.get("written") == first.get("written") and other.get("type") != first.get("type"):
+                # 日 the word and 日 the kanji: say which one this meaning belongs to
+                out.append(self.t("As a {kind}, {label} means “{gloss}”.", "{kind}の{label}は「{gloss}」という意味です。",
+                                  kind=self.kind_name(other), label=self.label(other), gloss=gloss))
+            else:
                 out.append(self.t("As {label} it can also mean “{gloss}”.", "{label}としては「{gloss}」という意味もあります。",
-                                  label=self.label(other), gloss=self.gloss(other)))
+                                  label=self.label(other), gloss=gloss))
         return out + self.ids(items[:3])
 
     def translate(self, english: str, items: list[dict[str, Any]]) -> list[str]:
