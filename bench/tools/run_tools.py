@@ -35,7 +35,7 @@ from services.common import procs  # noqa: E402
 from services.common.auth import auth_metadata, mint_token  # noqa: E402
 from services.common.aws import dynamodb_client  # noqa: E402
 from services.common.config import CommonConfig  # noqa: E402
-from services.common.tables import create_tables  # noqa: E402
+from services.common.tables import create_tables, query_all  # noqa: E402
 from services.seed.learners import PlannedRow, _review_offset, ensure_learners, progress_items  # noqa: E402
 from services.seed.load import batch_write, level_of, load_items  # noqa: E402
 from services.seed.reader import iter_items  # noqa: E402
@@ -135,17 +135,10 @@ def main() -> int:
         print(f"learner {BENCH_USER}: {n_rows} progress rows, {due.overdue} overdue, {due.total - due.overdue} due in 24h")
 
         def full_read_progress():
-            rows = []
-            kwargs = {"TableName": "bench-progress", "KeyConditionExpression": "userId = :u",
-                      "ProjectionExpression": "#t, #l, #s, nextReview",
-                      "ExpressionAttributeNames": {"#t": "type", "#l": "level", "#s": "status"},
-                      "ExpressionAttributeValues": {":u": {"S": BENCH_USER}}}
-            while True:
-                reply = client.query(**kwargs)
-                rows.extend(reply["Items"])
-                if "LastEvaluatedKey" not in reply:
-                    break
-                kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+            rows = query_all(client.query, TableName="bench-progress", KeyConditionExpression="userId = :u",
+                             ProjectionExpression="#t, #l, #s, nextReview",
+                             ExpressionAttributeNames={"#t": "type", "#l": "level", "#s": "status"},
+                             ExpressionAttributeValues={":u": {"S": BENCH_USER}})
             return Counter((r["type"]["S"], r.get("level", {}).get("S"), r.get("status", {}).get("S")) for r in rows)
 
         def aggregate_read():

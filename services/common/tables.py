@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +148,20 @@ def is_expired(row: Mapping[str, Any], now: float | None = None, attribute: str 
 def live_rows(rows: Iterable[Mapping[str, Any]], attribute: str = "ttl") -> list[Mapping[str, Any]]:
     now = time.time()
     return [r for r in rows if not is_expired(r, now, attribute)]
+
+
+def query_all(query: Callable[..., Mapping[str, Any]], **kwargs: Any) -> list[Any]:
+    """Every item of a Query (or Scan), following LastEvaluatedKey page by page.
+
+    `query` is a client's or a resource Table's `query`/`scan`: both page the same way.
+    """
+    rows: list[Any] = []
+    while True:
+        page = query(**kwargs)
+        rows.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return rows
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def chunks(seq: list, size: int = 25) -> Iterable[list]:

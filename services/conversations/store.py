@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from services.common.tables import chunks, is_expired
+from services.common.tables import chunks, is_expired, query_all
 from services.conversations import records, stats
 from services.conversations.records import TurnKey, from_item, to_attr, to_item
 
@@ -195,13 +195,7 @@ class ConversationStore:
         if projection:  # must use both #sk and #ttl: unused attribute names are an error
             args["ProjectionExpression"] = projection
             args["ExpressionAttributeNames"] = {**args["ExpressionAttributeNames"], "#sk": "timestamp", "#ttl": "ttl"}
-        rows: list[dict[str, Any]] = []
-        while True:
-            page = self.client.query(**args)
-            rows.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return rows
-            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_all(self.client.query, **args)
 
     def session_turns(self, session_id: str) -> list[dict[str, Any]]:
         now = time.time()
@@ -288,17 +282,10 @@ class ConversationStore:
             # A second pass catches turns appended while the first one ran; bounded
             # because a GSI read may still show rows that were just deleted.
             for _pass in range(3):
-                turns = []
-                args: dict[str, Any] = dict(
-                    TableName=self.table, IndexName="userId-timestamp-index",
+                turns = query_all(
+                    self.client.query, TableName=self.table, IndexName="userId-timestamp-index",
                     KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
                     ProjectionExpression="sessionId, #sk", ExpressionAttributeNames={"#sk": "timestamp"})
-                while True:
-                    page = self.client.query(**args)
-                    turns.extend(page.get("Items", []))
-                    if "LastEvaluatedKey" not in page:
-                        break
-                    args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
                 if not turns:
                     break
                 keys: dict[tuple[str, str], dict[str, Any]] = {}

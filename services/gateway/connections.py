@@ -16,7 +16,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from services.common.tables import is_expired
+from services.common.tables import is_expired, query_all
 
 RECENT_TURNS = 6
 
@@ -69,14 +69,7 @@ class ConnectionStore:
 
     async def attached_count(self, user_id: str, exclude: str = "") -> int:
         def query() -> list[dict[str, Any]]:
-            rows: list[dict[str, Any]] = []
-            kwargs: dict[str, Any] = {"IndexName": "userId-index", "KeyConditionExpression": Key("userId").eq(user_id)}
-            while True:
-                page = self.table.query(**kwargs)
-                rows.extend(page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return rows
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            return query_all(self.table.query, IndexName="userId-index", KeyConditionExpression=Key("userId").eq(user_id))
 
         now = time.time()
         return sum(1 for r in await asyncio.to_thread(query)

@@ -17,6 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from services.common.aws import dynamodb_client
 from services.common.config import CommonConfig
+from services.common.tables import query_all
 from services.tools.records import projection
 
 T = TypeVar("T")
@@ -108,13 +109,7 @@ class Store:
     # ---- progress ----------------------------------------------------------------------
 
     def query_all(self, **kwargs: Any) -> list[dict[str, dict]]:
-        rows: list[dict[str, dict]] = []
-        while True:
-            reply = self.client.query(**kwargs)
-            rows.extend(reply.get("Items", []))
-            if "LastEvaluatedKey" not in reply:
-                return rows
-            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        return query_all(self.client.query, **kwargs)
 
     def count(self, **kwargs: Any) -> int:
         total = 0

@@ -34,3 +34,22 @@ def test_expired_rows_filtered_on_read(tables):
                         ExpressionAttributeValues={":u": {"S": "u"}})["Items"]
     assert len(rows) == 2  # the store keeps expired rows (dynalite never deletes them)
     assert [r["sessionId"]["S"] for r in live_rows(rows)] == ["new"]
+
+
+def test_query_all_follows_every_page(tables):
+    """Client and resource Table both page with LastEvaluatedKey; query_all returns every row."""
+    from boto3.dynamodb.conditions import Key
+
+    from services.common.aws import dynamodb_resource
+    from services.common.tables import query_all
+
+    client = dynamodb_client(tables.aws)
+    name = tables.table("progress")
+    for i in range(7):
+        client.put_item(TableName=name, Item={"userId": {"S": "u"}, "itemId": {"S": f"i{i}"}})
+    rows = query_all(client.query, TableName=name, KeyConditionExpression="userId = :u",
+                     ExpressionAttributeValues={":u": {"S": "u"}}, Limit=2)  # 4 pages
+    assert sorted(r["itemId"]["S"] for r in rows) == [f"i{i}" for i in range(7)]
+    table = dynamodb_resource(tables.aws).Table(name)
+    rows = query_all(table.query, KeyConditionExpression=Key("userId").eq("u"), Limit=3)
+    assert len(rows) == 7
