@@ -40,7 +40,12 @@ async def test_goaway_after_every_turn_is_invisible_to_the_learner(storm, stack,
             assert ok(result.text), (question, result.text)  # the conversation survived every reconnect
         session = client.session["session_id"]
     log = (storm.logs / "gateway.log").read_text()
-    assert log.count("upstream reconnected") >= len(STORM_TURNS) - 1, "the storm did not happen"
+    go_aways, reconnects = log.count('"msg": "upstream goAway"'), log.count('"msg": "upstream reconnected"')
+    assert go_aways >= len(STORM_TURNS) - 1, "the storm did not happen"
+    # A goAway that lands just after the learner's next question went upstream is handled after that
+    # turn, on the still-open connection, so one reconnect may serve two goAways — never more, because
+    # the turn worker reconnects before the next turn once it has seen one.
+    assert reconnects >= max(1, go_aways // 2), (go_aways, reconnects)
     await kit.assert_all_turns_stored(stack, len(STORM_TURNS), session_id=session)
 
 
