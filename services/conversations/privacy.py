@@ -6,7 +6,7 @@ import hashlib
 import hmac
 
 from kotoba.v1 import conversations_pb2 as pb
-from services.conversations.redact import find_names, redact_json, redact_text
+from services.common.redact import find_names, redact_json, redact_text
 
 PSEUDONYM_PREFIX = "p_"
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kotoba.v1 import conversations_pb2 as pb
-from services.conversations.redact import redact_text
+from services.common.redact import redact_text
 from services.conversations.server import build
 from services.conversations.summarise import GeminiSummariser, classify, offline_summary
 
