@@ -21,10 +21,14 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class ConversationStore:
-    def __init__(self, client, table: str, settings_table: str) -> None:
+    def __init__(self, client, table: str, settings_table: str, connections_table: str = "",
+                 usage_table: str = "") -> None:
         self.client = client
         self.table = table
         self.settings_table = settings_table
+        # The gateway's tables: erased with the learner's logs (resumption rows hold recent turns).
+        self.connections_table = connections_table
+        self.usage_table = usage_table
         self._days_marked: set[str] = set()
 
     # ---- settings (privacy) -------------------------------------------------------------
@@ -43,6 +47,15 @@ class ConversationStore:
         )
 
     # ---- writes on AppendTurn ------------------------------------------------------------
+    def session_owners(self, session_id: str) -> set[str]:
+        """The user ids (or pseudonyms) on the session's newest live turn rows; empty for a new session."""
+        page = self.client.query(TableName=self.table, KeyConditionExpression="#pk = :pk", Limit=20,
+                                 ScanIndexForward=False, ExpressionAttributeNames={"#pk": "sessionId", "#ttl": "ttl"},
+                                 ExpressionAttributeValues={":pk": {"S": session_id}},
+                                 ProjectionExpression="userId, #ttl")
+        now = time.time()
+        return {r["userId"]["S"] for r in page.get("Items", []) if "userId" in r and not is_expired(r, now)}
+
     def put_turn(self, row: dict[str, Any]) -> bool:
         """Store a new turn; False when this turn id was already stored (idempotent retry)."""
         try:
@@ -276,9 +289,14 @@ class ConversationStore:
 
     # ---- erase ---------------------------------------------------------------------------
     def delete_user(self, user_ids: Iterable[str]) -> int:
-        """Erase every row that carries one of these ids (turns, summaries, pending markers, session rows)."""
+        """Erase every row that carries one of these ids: turns, summaries, pending markers and session rows
+        here, the learner's rows in connections (resumption handle and recent turns) and usage (daily counts
+        and costs). Settings stay: they hold the privacy choice (an opted-out learner must stay opted out
+        after erasing) and study preferences, which are not logs. Returns the number of turn rows."""
         deleted = 0
+        user_ids = list(user_ids)
         for user_id in user_ids:
+            self._delete_gateway_rows(user_id)
             # A second pass catches turns appended while the first one ran; bounded
             # because a GSI read may still show rows that were just deleted.
             for _pass in range(3):
@@ -298,12 +316,24 @@ class ConversationStore:
                 deleted += len(turns)
         return deleted
 
-    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys])
+    def _delete_gateway_rows(self, user_id: str) -> None:
+        if self.connections_table:
+            rows = query_all(self.client.query, TableName=self.connections_table, IndexName="userId-index",
+                             KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
+                             ProjectionExpression="sessionId")
+            self._batch_delete([{"sessionId": r["sessionId"]} for r in rows], self.connections_table)
+        if self.usage_table:
+            rows = query_all(self.client.query, TableName=self.usage_table, KeyConditionExpression="userId = :u",
+                             ExpressionAttributeValues={":u": {"S": user_id}}, ProjectionExpression="userId, #d",
+                             ExpressionAttributeNames={"#d": "day"})
+            self._batch_delete([{"userId": r["userId"], "day": r["day"]} for r in rows], self.usage_table)
 
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+    def _batch_delete(self, keys: list[dict[str, Any]], table: str | None = None) -> None:
+        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys], table)
+
+    def _batch_write(self, requests: list[dict[str, Any]], table: str | None = None) -> None:
         for batch in chunks(requests, 25):
-            request = {self.table: batch}
+            request = {table or self.table: batch}
             for attempt in range(10):
                 reply = self.client.batch_write_item(RequestItems=request)
                 request = reply.get("UnprocessedItems") or {}

@@ -19,6 +19,7 @@ from services.common.auth import auth_metadata
 from services.common.aws import dynamodb_client
 from services.conversations import records
 from services.conversations.config import ConversationsConfig
+from services.conversations.privacy import pseudonym
 
 
 def _start(aws_env: dict[str, str], log_path) -> tuple[subprocess.Popen, str]:
@@ -53,10 +54,10 @@ def test_process_logs_and_recovers_pending(tables, aws_env, token_for, tmp_path)
     try:
         with grpc.insecure_channel(addr) as ch:
             stub = pb_grpc.ConversationsStub(ch)
-            turn = pb.Turn(turn_id=uuid.uuid4().hex, session_id="s-live", mode="voice",
+            turn = pb.Turn(turn_id=uuid.uuid4().hex, session_id="s-live", mode="voice", user_id="learner-8",
                            question="My name is Kenji, mail kenji@example.org", answer="Hello Kenji!",
                            tool_calls=[pb.ToolCall(name="search_words", args_json='{"query": "call 03-1234-5678"}')])
-            assert stub.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=auth_metadata(token_for("learner-8")),
+            assert stub.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=auth_metadata(token_for("kotoba-gateway", "service")),
                                    timeout=10).stored
             admin = auth_metadata(token_for("admin", "admin"))
 
@@ -74,9 +75,11 @@ def test_process_logs_and_recovers_pending(tables, aws_env, token_for, tmp_path)
     turns = [line for line in lines if line.get("event") == "turn"]
     assert len(turns) == 1
     logged = turns[0]["turn"]
-    assert logged["turn_id"] == turn.turn_id and logged["user_id"] == "learner-8" and logged["mode"] == "voice"
+    # The learner id never appears in clear on stdout, only its keyed pseudonym (issue 15, finding 6).
+    assert logged["user_id"] == pseudonym(config.pseudonym_key, "learner-8")
+    assert logged["turn_id"] == turn.turn_id and logged["mode"] == "voice"
     text = json.dumps(turns[0], ensure_ascii=False)
-    for secret in ("Kenji", "kenji@example.org", "03-1234-5678"):
+    for secret in ("Kenji", "kenji@example.org", "03-1234-5678", "learner-8"):
         assert secret not in text
     assert "[name]" in logged["question"] and "[email]" in logged["question"] and "[name]" in logged["answer"]
     assert "[phone]" in logged["tool_calls"][0]["args_json"]
