@@ -84,3 +84,47 @@ def test_process_logs_and_recovers_pending(tables, aws_env, token_for, tmp_path)
     assert "[name]" in logged["question"] and "[email]" in logged["question"] and "[name]" in logged["answer"]
     assert "[phone]" in logged["tool_calls"][0]["args_json"]
     assert any(line.get("msg") == "pending summaries recovered" for line in lines)
+
+
+async def test_digit_runs_are_stored_fast_and_health_never_waits(tables, aws_env, token_for, tmp_path):
+    """Issue 15, finding 1: 24 digits and a letter took ~1.5 s on the event loop (doubling per digit), so
+    a 40-digit message froze the process, health checks included. Stored now in well under 100 ms.
+    Bounds are catastrophic-backtracking guards with a wide margin for a shared CI machine (the old
+    pattern needs ~1.5 s x 2^16 on 40 digits), not performance claims: bench/redact.py has the numbers."""
+    import asyncio
+
+    proc, addr = _start(aws_env, tmp_path / "conversations.log")
+    service = auth_metadata(token_for("kotoba-gateway", "service"))
+    try:
+        async with grpc.aio.insecure_channel(addr) as ch:
+            stub, health = pb_grpc.ConversationsStub(ch), health_pb2_grpc.HealthStub(ch)
+            waits: list[float] = []
+            done = asyncio.Event()
+
+            async def probe() -> None:
+                while not done.is_set():
+                    started = time.perf_counter()
+                    await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                    waits.append(time.perf_counter() - started)
+                    await asyncio.sleep(0.005)
+
+            async def append(question: str) -> float:
+                turn = pb.Turn(turn_id=uuid.uuid4().hex, session_id=f"s-{uuid.uuid4().hex[:8]}", user_id="learner-7",
+                               mode="text", question=question, answer="ok")
+                started = time.perf_counter()
+                assert (await stub.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=service, timeout=10)).stored
+                return time.perf_counter() - started
+
+            await append("warm-up")
+            baseline = min([await append("What does 猫 mean?") for _ in range(3)])
+            prober = asyncio.create_task(probe())
+            hostile = [await append(q) for q in ("1" * 24 + "a", "1" * 40 + "a", "1-" * 40 + "a", "１" * 40 + "a")]
+            done.set()
+            await prober
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"append baseline {baseline * 1000:.1f} ms, hostile {[round(h * 1000, 1) for h in hostile]} ms, "
+          f"health max {max(waits) * 1000:.1f} ms over {len(waits)} checks")
+    assert max(hostile) < baseline + 0.1, (baseline, hostile)
+    assert max(waits) < 0.25, sorted(waits)[-5:]
