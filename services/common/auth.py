@@ -95,6 +95,9 @@ class TokenVerifier:
             raise AuthError("token signature is invalid") from None
         except (jwt.PyJWTError, jwt.PyJWKClientError) as exc:
             raise AuthError(f"token is invalid: {exc}") from None
+        lifetime = self.auth.max_token_lifetime_seconds
+        if lifetime and float(claims["exp"]) - time.time() > lifetime + 5:
+            raise AuthError(f"token lifetime is too long (at most {lifetime // 3600} h here); sign in again")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub or len(sub) > 128:
             raise AuthError("token subject is invalid")
