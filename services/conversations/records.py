@@ -3,11 +3,11 @@
 Besides turn rows (pk sessionId, sk "<ISO time>#<turnId>") the table holds a few
 kinds of bookkeeping rows whose pk starts with "#" (never a valid session id):
 
-- "#stats#<day>#<shard>" / "agg": per-day counters (ADD), anonymous, no ttl.
+- "#stats#<day>#<shard>" / "agg": per-day counters (ADD), anonymous, ttl 400 days.
 - "#sessions#<day>#<shard>" / <sessionId>: one row per session and day for listing.
 - "#summaries#<day>#<shard>" / <turn sk>: the turn's summary, for ListSummaries.
 - "#pending#<shard>" / <turn sk>: turns whose summary has not been made yet.
-- "#days" / <day>: days that have rows, so listings skip empty days.
+- "#days" / <day>: days that have rows, so listings skip empty days (ttl 400 days).
 - "#optout#<turnId>" / "#": dedupes anonymous counting of opted-out turns.
 
 Counters and listing rows are spread over SHARDS partitions so a busy day

@@ -14,6 +14,12 @@ from services.conversations import records, stats
 from services.conversations.records import TurnKey, from_item, to_attr, to_item
 
 _NAMES = {"#pk": "sessionId", "#sk": "timestamp", "#ttl": "ttl"}
+# Anonymous per-day counters and the days index outlive the turns (dashboards compare months), not forever.
+STATS_TTL_DAYS = 400
+
+
+def _stats_ttl() -> int:
+    return int(time.time()) + STATS_TTL_DAYS * 86400
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -79,14 +85,19 @@ class ConversationStore:
             adds[f"ft_{stats.bucket(float(latencies['first_text_ms'])):02d}"] = 1
         if latencies.get("total_ms"):
             adds[f"tt_{stats.bucket(float(latencies['total_ms'])):02d}"] = 1
-        self._add(records.stats_key(row["day"], row["turnId"]), adds)
+        self._add(records.stats_key(row["day"], row["turnId"]), adds, ttl=_stats_ttl())
 
-    def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None) -> None:
+    def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None,
+             ttl: int | None = None) -> None:
         names = {f"#a{i}": name for i, name in enumerate(adds)}
         values = {f":a{i}": to_attr(value) for i, value in enumerate(adds.values())}
+        update = "ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
+        if ttl is not None:
+            update += " SET #ttl = :ttl"
+            names["#ttl"], values[":ttl"] = "ttl", {"N": str(ttl)}
         args: dict[str, Any] = dict(
             TableName=self.table, Key=key, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-            UpdateExpression="ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds))),
+            UpdateExpression=update,
         )
         if condition:
             args["ConditionExpression"] = condition
@@ -115,7 +126,8 @@ class ConversationStore:
     def mark_day(self, day: str) -> None:
         if day in self._days_marked:
             return
-        self.client.put_item(TableName=self.table, Item={"sessionId": {"S": "#days"}, "timestamp": {"S": day}})
+        self.client.put_item(TableName=self.table, Item={"sessionId": {"S": "#days"}, "timestamp": {"S": day},
+                                                         "ttl": {"N": str(_stats_ttl())}})
         self._days_marked.add(day)
 
     def count_opted_out(self, turn_id: str, day: str) -> None:
@@ -130,7 +142,7 @@ class ConversationStore:
             if _conditional_failed(exc):
                 return
             raise
-        self._add(records.stats_key(day, turn_id), {"turns": 1, "optedOut": 1})
+        self._add(records.stats_key(day, turn_id), {"turns": 1, "optedOut": 1}, ttl=_stats_ttl())
         self.mark_day(day)
 
     # ---- summaries -----------------------------------------------------------------------
@@ -179,7 +191,7 @@ class ConversationStore:
             writes.append({"DeleteRequest": {"Key": records.pending_key(row["timestamp"])}})
         for adds in stats_adds.values():
             day, turn_id = adds.pop("_turn")
-            self._add(records.stats_key(day, turn_id), adds)
+            self._add(records.stats_key(day, turn_id), adds, ttl=_stats_ttl())
         for (day, session_id), categories in session_cats.items():
             try:
                 self._add(records.session_day_key(day, session_id), {"categories": categories},

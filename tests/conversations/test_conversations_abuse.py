@@ -193,3 +193,29 @@ async def test_delete_user_data_erases_every_table(conv, new_turn):
     settings = {i["userId"]["S"]: i for i in _all_items(conv, "settings")}
     assert settings["leaver"]["loggingEnabled"] == {"BOOL": False}
     assert not (await conv.append("leaver", new_turn())).stored
+
+
+# ---- retention -----------------------------------------------------------------------------------------
+async def test_every_row_written_has_a_ttl(conv, new_turn):
+    """Every row of conversations (turns, summaries, counters, listings, markers) and usage expires."""
+    from services.common.tables import TABLES_BY_NAME
+    from services.gateway.usage import TurnUsage, UsageStore
+
+    await conv.append("learner-1", new_turn())
+    await conv.stub.UpdatePrivacySettings(pb.UpdatePrivacySettingsRequest(
+        settings=pb.PrivacySettings(logging_enabled=False)), metadata=conv.md("learner-2"))
+    await conv.append("learner-2", new_turn())  # the anonymous opted-out counter and its marker
+    await conv.settle()
+    rows = conv.scan()
+    assert {r["sessionId"]["S"].split("#")[1] for r in rows if r["sessionId"]["S"].startswith("#")} >= {
+        "stats", "days", "sessions", "summaries", "optout"}
+    missing = [(r["sessionId"]["S"], r["timestamp"]["S"]) for r in rows if "ttl" not in r]
+    assert not missing, missing
+
+    usage = UsageStore(conv.ddb, conv.config.common.table("usage"), conv.config.settings_table)
+    await usage.add("learner-1", TurnUsage(text_in_tokens=10, cost_usd=0.001))
+    item = _all_items(conv, "usage")[0]
+    assert 300 * 86400 < int(item["ttl"]["N"]) - time.time() < 500 * 86400
+    assert TABLES_BY_NAME["usage"].ttl_attribute == "ttl"
+    spec = conv.ddb.describe_time_to_live(TableName=conv.config.common.table("usage"))["TimeToLiveDescription"]
+    assert spec.get("AttributeName") == "ttl" and spec.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
