@@ -88,9 +88,9 @@ _ADDRESS_RES = (
                   r"\s{1,3}[0-9]{1,4}[a-z]?\b"),
     # 西新宿2丁目8番1号, 東京都新宿区西新宿2-8-1 (a bare 2-8-1 could be a date or a score: needs the prefecture)
     regex.compile(rf"{_DIGIT}{{1,4}}丁目{_DIGIT}{{1,4}}(?:番地?|[-－ー‐]){_DIGIT}{{1,4}}号?"),
-    # Anchored on the prefecture's last character; the run after it is possessive (it cannot hold a digit, so
-    # giving characters back could never help) and bounded.
-    regex.compile(rf"(?:都|道|府|県)[^\s、。！？!?,.0-9０-９]{{1,30}}+"
+    # Anchored on the prefecture's last character (once per run of such characters); the run after it is
+    # possessive (it cannot hold a digit, so giving characters back could never help) and bounded.
+    regex.compile(rf"(?<![都道府県])[都道府県][^\s、。！？!?,.0-9０-９]{{1,30}}+"
                   rf"{_DIGIT}{{1,4}}(?:丁目|[-－ー‐]){_DIGIT}{{1,4}}(?:(?:番地?|[-－ー‐]){_DIGIT}{{1,4}}号?)?"),
     # 〒160-0023
     regex.compile(rf"〒\s{{0,2}}{_DIGIT}{{3}}[-－ー‐]?{_DIGIT}{{4}}"),
