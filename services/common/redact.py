@@ -214,7 +214,10 @@ def redact_json(text: str, names: tuple[str, ...] = ()) -> str:
         value = json.loads(text)
     except (ValueError, RecursionError):
         return redact_text(text, names)
-    return json.dumps(_walk(value, names), ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(_walk(value, names), ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:  # nesting json.loads accepted but walking it does not: keep nothing of it
+        return MASKED
 
 
 def redact_text_bounded(text: str, names: tuple[str, ...] = (), deadline: float | None = None) -> str:

@@ -80,3 +80,9 @@ def test_timeout_masks_instead_of_keeping_raw_text(monkeypatch):
     secret = "call me on 090-1234-5678 " * 2000
     assert redact.redact_text_bounded(secret) == redact.MASKED
     assert redact.redact_text_bounded("x", deadline=time.monotonic() - 1) == redact.MASKED
+
+
+def test_deeply_nested_json_is_masked_not_an_error():
+    for depth in (500, 900, 5000):
+        out = redact.redact_json("[" * depth + '"call 090-1234-5678"' + "]" * depth)
+        assert "090-1234-5678" not in out
