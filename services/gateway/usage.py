@@ -17,6 +17,9 @@ from services.gateway.config import Prices
 log = logging.getLogger(__name__)
 
 AUDIO_TOKENS_PER_SECOND = 25
+# Daily usage rows serve today's budget check and cost reconciliation: kept 13 months, then expire
+# (docs/data-model.md, Retention).
+USAGE_TTL_DAYS = 400
 
 
 @dataclass
@@ -105,8 +108,10 @@ class UsageStore:
             self.client.update_item(
                 TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
                 UpdateExpression="ADD turns :one, textInTokens :ti, textOutTokens :to, audioInTokens :ai, "
-                                 "audioOutTokens :ao, costUsd :c",
+                                 "audioOutTokens :ao, costUsd :c SET #ttl = :ttl",
+                ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={
+                    ":ttl": {"N": str(int(time.time()) + USAGE_TTL_DAYS * 86400)},
                     ":one": {"N": "1"}, ":ti": {"N": str(u.text_in_tokens)}, ":to": {"N": str(u.text_out_tokens)},
                     ":ai": {"N": str(u.audio_in_tokens)}, ":ao": {"N": str(u.audio_out_tokens)},
                     ":c": {"N": str(Decimal(repr(u.cost_usd)).quantize(Decimal("1e-10")))},
