@@ -25,6 +25,15 @@ def mic_wav(tmp_path_factory) -> Path:
     return path
 
 
+def wait_turns(page, n: int, timeout_s: float) -> None:
+    """Polls from Python: wait_for_function needs 'unsafe-eval', which the page's CSP rightly forbids."""
+    for _ in range(int(timeout_s * 10)):
+        if page.evaluate("window.kotoba.stats.turns") >= n:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"fewer than {n} turns after {timeout_s} s")
+
+
 def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -45,7 +54,7 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
 
             page.fill("#message", "What does 泳ぐ mean?")
             page.click("#send")
-            page.wait_for_function("window.kotoba.stats.turns >= 1", timeout=20000)
+            wait_turns(page, 1, 20)
             answer = page.text_content(".msg.tutor")
             assert "swim" in answer.lower()
             page.check("input[value=furigana]")
@@ -59,7 +68,7 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
             page.mouse.down()
             page.wait_for_timeout(3500)
             page.mouse.up()
-            page.wait_for_function("window.kotoba.stats.turns >= 2", timeout=60000)
+            wait_turns(page, 2, 60)
             stats = page.evaluate("window.kotoba.stats")
             assert stats["micPeakRms"] > 0.02, stats  # the WAV really reached the worklet
             assert stats["audioChunksOut"] >= 20 and stats["audioBytesIn"] > 24000, stats
