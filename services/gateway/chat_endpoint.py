@@ -95,6 +95,9 @@ class ChatEndpoint:
             heartbeat=c.ping_interval_s,
             max_msg_size=c.max_frame_bytes,  # bigger frames close with 1009, cleanly
             timeout=CLOSE_TIMEOUT_S,
+            # No permessage-deflate: aiohttp's compressor (zlib memLevel 8, not configurable) costs ~90 KiB
+            # of resident memory per connection, and the bulk of the traffic, PCM audio, barely compresses.
+            compress=False,
         )
         # aiohttp waits heartbeat/2 for the pong; ours is its own setting (a test pins this attribute).
         ws._pong_heartbeat = c.ping_timeout_s

@@ -35,9 +35,12 @@ def wait_turns(page, n: int, timeout_s: float) -> None:
 
 
 def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
-    from playwright.sync_api import sync_playwright
+    import uuid
+
+    from playwright.sync_api import expect, sync_playwright
 
     url = f"http://{stack.gateway_addr}/"
+    privacy_user = f"browser-privacy-{uuid.uuid4().hex[:8]}"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -75,6 +78,17 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
             assert page.locator(".msg.learner.transcript").count() >= 1
             assert not stats["errors"], (stats, console)
             assert stats["interrupted"] == 0
+
+            # Privacy settings, as another learner (the panel uses the token box, over fetch with the header).
+            page.fill("#token", stack.token(privacy_user))
+            page.click("#privacy summary")
+            expect(page.locator("#privacy-status")).to_have_text("")
+            page.check("#pseudonymize")
+            page.click("#privacy-save")
+            expect(page.locator("#privacy-status")).to_have_text("saved")
+            page.click("#privacy-export")
+            expect(page.locator("#privacy-export-out")).to_contain_text(f'"user_id": "{privacy_user}"')
+            assert '"pseudonymize": true' in page.text_content("#privacy-export-out")
             shot = Path(os.environ.get("KOTOBA_SCREENSHOT", tmp_path / "web-client.png"))
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
