@@ -270,7 +270,7 @@ async function privacyLoad() {
     const s = await privacyCall("GET", "/api/v1/me/privacy");
     $("logging_enabled").checked = s.logging_enabled;
     $("pseudonymize").checked = s.pseudonymize;
-    privacyStatus("");
+    privacyStatus("loaded");
   } catch (e) { privacyStatus(e.message); }
 }
 $("privacy").addEventListener("toggle", () => { if ($("privacy").open) privacyLoad(); });
