@@ -35,7 +35,7 @@ PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no
                  "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
                                             "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; "
                                             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"}
-_STATUS = {
+GRPC_HTTP_STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -139,7 +139,7 @@ async def handle_admin(method: str, path: str, query: dict[str, str], headers: M
     try:
         reply = await rpc(request, metadata=auth_metadata(token), timeout=RPC_TIMEOUT_SECONDS)
     except grpc.aio.AioRpcError as exc:
-        status = _STATUS.get(exc.code(), 502)
+        status = GRPC_HTTP_STATUS.get(exc.code(), 502)
         return _error(status, exc.code().name, exc.details() or "conversations service error")
     return _json(200, json_format.MessageToDict(reply, preserving_proto_field_name=True,
                                                 always_print_fields_with_no_presence=True,

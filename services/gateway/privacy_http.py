@@ -18,6 +18,7 @@ from aiohttp import web
 from kotoba.v1 import conversations_pb2 as pb
 from services.common.auth import AuthError, Identity, auth_metadata, bearer_from_header
 from services.common.tables import query_all
+from services.gateway.admin import GRPC_HTTP_STATUS
 from services.gateway.httputil import json_error, json_response
 
 if TYPE_CHECKING:
@@ -28,14 +29,6 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 4096
 SETTINGS = ("logging_enabled", "pseudonymize")
-_STATUS = {
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
 
 
 class HttpError(Exception):
@@ -67,7 +60,7 @@ class PrivacyHandlers:
             return await getattr(self.app.backends.conversations, name)(
                 request, metadata=auth_metadata(identity.token), timeout=RPC_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
-            raise HttpError(_STATUS.get(exc.code(), 502), exc.code().name.lower(),
+            raise HttpError(GRPC_HTTP_STATUS.get(exc.code(), 502), exc.code().name.lower(),
                             exc.details() or "conversations service error") from None
 
     async def _wrap(self, request: web.Request, work) -> web.Response:
