@@ -133,6 +133,24 @@ class TurnLog:
                 except asyncio.QueueEmpty:
                     pass
 
+    def forget(self, user_id: str) -> int:
+        """A learner erased their data: drop their queued records (not lost logs, so not counted as dropped)."""
+        keep: list[Pending] = []
+        gone = 0
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self.queue.task_done()
+            if user_id in (item.user_id, item.turn.user_id):
+                gone += 1
+            else:
+                keep.append(item)
+        for item in keep:
+            self.queue.put_nowait(item)
+        return gone
+
     def _drop(self, items: list[Pending], why: str) -> None:
         if not items:
             return
