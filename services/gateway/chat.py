@@ -256,11 +256,15 @@ class ChatSession:
         app = self.app
         row: SessionRow | None = None
         resumed = False
-        held: ChatSession | None = None
+        # Looked up before the row is read: a session closing meanwhile leaves app.sessions once its
+        # last row is written, and the row read may predate that write.
+        held: ChatSession | None = app.sessions.get(resume) if resume else None
+        # The learner's slot is taken before any await: simultaneous starts cannot all pass the cap.
+        handed_over = resume if held is not None and held.identity.user_id == self.identity.user_id else ""
+        if not app.sessions.reserve(self.connection_id, self.identity.user_id, app.config.max_sessions_per_learner,
+                                    handed_over):
+            await self._refuse_too_many()
         if resume:
-            # Looked up before the row is read: a session closing meanwhile leaves app.sessions once its
-            # last row is written, and the row read may predate that write.
-            held = app.sessions.get(resume)
             row = await app.sessions_store_get(resume)
             if row is None or row.user_id != self.identity.user_id:
                 # Same answer for "unknown" and "someone else's": nothing leaks about other sessions.
@@ -280,11 +284,12 @@ class ChatSession:
             resumed = True
         else:
             self.session_id = uuid.uuid4().hex
+        app.sessions.bind(self.connection_id, self.session_id)
         if await self._attached_elsewhere() >= app.config.max_sessions_per_learner:
-            await self.send_error(protocol.TOO_MANY_SESSIONS,
-                                  f"at most {app.config.max_sessions_per_learner} sessions at once")
-            await self.ws.close(1008, "too many sessions")
-            raise Closing()
+            if app.store is not None:
+                await self._store_call(app.store.unclaim(self.session_id, self.identity.user_id, fresh=not resumed),
+                                       "session cap", None)
+            await self._refuse_too_many()
         with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
                                            attributes={"session.id": self.session_id}):
             self.context, _ = await asyncio.gather(
@@ -294,7 +299,7 @@ class ChatSession:
             if self.language not in protocol.LANGUAGES:
                 self.language = "en"
             self.started = True
-            app.sessions[self.session_id] = self
+            app.sessions.add(self.session_id, self)
             try:
                 await self._open_upstream(resume=resumed, first=True)
             except Exception as exc:  # noqa: BLE001
@@ -327,13 +332,25 @@ class ChatSession:
         answers in time, else this gateway's own sessions only (fail open: a learner is not refused for a
         storage outage; the per-learner rate limits and the global cap still hold)."""
         uid = self.identity.user_id
-        here = sum(1 for s in self.app.sessions.values()
-                   if s.identity.user_id == uid and s.session_id != self.session_id and not s._closed)
+        here = self.app.sessions.held(uid, exclude_connection=self.connection_id, exclude_session=self.session_id)
         if self.app.store is None:
             return here
-        stored = await self._store_call(self.app.store.attached_count(uid, exclude=self.session_id),
-                                        "session cap", None)
+        stored = await self._store_call(self._claim_and_count(), "session cap", None)
         return here if stored is None else max(here, stored)
+
+    async def _claim_and_count(self) -> int:
+        """Claim the row (a conditional write) first, then count: of two gateways starting this learner's
+        sessions at once, each sees the other's claim."""
+        if not await self.app.store.claim(self.session_id, self.identity.user_id):
+            raise PermissionError("the session row belongs to another learner")
+        return await self.app.store.attached_count(self.identity.user_id, exclude=self.session_id)
+
+    async def _refuse_too_many(self) -> None:
+        self.app.sessions.release(self.connection_id)
+        await self.send_error(protocol.TOO_MANY_SESSIONS,
+                              f"at most {self.app.config.max_sessions_per_learner} sessions at once")
+        await self.ws.close(1008, "too many sessions")
+        raise Closing()
 
     async def _learner_context(self) -> tools_pb2.GetUserContextResponse | None:
         try:
@@ -347,6 +364,7 @@ class ChatSession:
     async def supersede(self) -> None:
         """Another connection resumed this session: hand it over and close this socket."""
         self.superseded = True
+        self.app.sessions.release(self.connection_id)
         await self.send_error("session_moved", "this session was resumed on another connection")
         with contextlib.suppress(Exception):
             await self.ws.close(4000, "session resumed elsewhere")
@@ -365,6 +383,7 @@ class ChatSession:
             return
         self._closed = True
         await self._shutdown_tasks()
+        self.app.sessions.release(self.connection_id)
         if not self.started:
             return
         if self._active_mode:
@@ -377,8 +396,7 @@ class ChatSession:
             task = self._persist_soon(state="detached")
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(task), 3 * self.app.config.store_deadline_s)
-        if self.app.sessions.get(self.session_id) is self:
-            del self.app.sessions[self.session_id]
+        self.app.sessions.remove(self.session_id, self)
 
     def _persist_soon(self, state: str = "attached") -> asyncio.Task:
         task = asyncio.create_task(self._persist(state))

@@ -25,6 +25,7 @@ from services.gateway.chat import ChatSession
 from services.gateway.config import GatewayConfig
 from services.gateway.connections import ConnectionStore, SessionRow
 from services.gateway.live import make_client
+from services.gateway.registry import SessionRegistry
 from services.gateway.tools_bridge import ToolBridge
 from services.gateway.turnlog import ServiceToken, TurnLog
 from services.gateway.usage import Limits, UsageStore
@@ -57,7 +58,7 @@ class App:
         self.turnlog = TurnLog(self.backends.conversations, maxsize=config.turnlog_queue_size,
                                max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
                                service_token=ServiceToken(common.auth, config.service_token_file))
-        self.sessions: dict[str, ChatSession] = {}
+        self.sessions = SessionRegistry()
         self.ready = False
         # Handshakes accepted but not yet handled (they count against the cap), by connection.
         self._identities: dict[int, tuple[Identity, str, float]] = {}
