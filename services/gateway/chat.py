@@ -30,7 +30,7 @@ from services.common import metrics
 from services.common.auth import Identity, auth_metadata
 from services.common.telemetry import tracer
 from services.gateway import prompts, protocol, rag
-from services.gateway.connections import SessionRow
+from services.gateway.connections import SessionRow, stored_recent
 from services.gateway.live import MESSAGE_KINDS, Upstream, connect_config
 from services.gateway.resumption import ResumptionState, backoff_delays, priming_turns
 from services.gateway.tools_bridge import CallRecord, function_declarations, function_responses, genai_tools
@@ -416,9 +416,11 @@ class ChatSession:
         async with self._persist_lock:
             if self.superseded:
                 return  # the resuming connection owns the row now
+            keep_turns = await self.app.limits.logging_enabled(self.identity.user_id)
             # Built under the lock, so each write carries the newest handle and turns.
             row = SessionRow(self.session_id, self.identity.user_id, handle=self.state.handle, state=state,
-                             language=self.language, mode=self.mode, recent=self.state.history)
+                             language=self.language, mode=self.mode,
+                             recent=stored_recent(self.state.history, keep_turns))
             try:
                 await self.app.store.put(row)
             except Exception:  # noqa: BLE001 - losing resumability is not worth failing a turn

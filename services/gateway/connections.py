@@ -18,6 +18,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from services.common.tables import is_expired, query_all
+from services.conversations.redact import find_names, redact_text
 
 RECENT_TURNS = 6
 # A row is written only by its own learner's sessions: a write never takes over someone else's session id.
@@ -39,6 +40,16 @@ class SessionRow:
     last_activity: float = field(default_factory=time.time)
     recent: list[dict[str, str]] = field(default_factory=list)
     ttl: int = 0
+
+
+def stored_recent(history: list[dict[str, str]], logging_enabled: bool) -> list[dict[str, str]]:
+    """The recent turns as they may be stored beside the learner id: redacted like a turn log, and none at
+    all for a learner who opted out of logging (the row then keeps only the resumption handle)."""
+    if not logging_enabled:
+        return []
+    names = tuple(sorted({n for h in history if h.get("role") == "user" for n in find_names(h.get("text", ""))},
+                         key=len, reverse=True))
+    return [{**h, "text": redact_text(h.get("text", ""), names)} for h in history[-RECENT_TURNS:]]
 
 
 class ConnectionStore:
