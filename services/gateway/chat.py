@@ -138,7 +138,16 @@ class ChatSession:
             await self.ws.close(1008, "too many bad messages")
             raise Closing()
 
+    async def _expire(self) -> None:
+        """The token is the learner's permission to be answered: it ends with the token, and the client,
+        told why, signs in again and resumes (the row is written as the connection closes)."""
+        await asyncio.sleep(max(0.0, self.identity.expires_at - time.time()))
+        await self.send_error(protocol.TOKEN_EXPIRED, "your sign-in expired; sign in again and resume the session")
+        with contextlib.suppress(Exception):
+            await self.ws.close(protocol.CLOSE_TOKEN_EXPIRED, "token expired")
+
     async def run(self) -> None:
+        self._spawn(self._expire())
         try:
             while True:
                 try:
