@@ -23,9 +23,10 @@ from services.common.aws import dynamodb_client, dynamodb_resource
 from services.gateway.backends import Backends
 from services.gateway.chat import ChatSession
 from services.gateway.config import GatewayConfig
-from services.gateway.connections import ConnectionStore, SessionRow
+from services.gateway.connections import ConnectionStore
 from services.gateway.live import make_client
 from services.gateway.registry import SessionRegistry
+from services.gateway.session_parts import SessionDeps
 from services.gateway.tools_bridge import ToolBridge
 from services.gateway.turnlog import ServiceToken, TurnLog
 from services.gateway.usage import Limits, UsageStore
@@ -59,6 +60,9 @@ class App:
                                max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
                                service_token=ServiceToken(common.auth, config.service_token_file))
         self.sessions = SessionRegistry()
+        self.session_deps = SessionDeps.build(
+            config, sessions=self.sessions, limits=self.limits, store=self.store, backends=self.backends,
+            bridge=self.bridge, turnlog=self.turnlog, live_client=self.live_client)
         self.ready = False
         # Handshakes accepted but not yet handled (they count against the cap), by connection.
         self._identities: dict[int, tuple[Identity, str, float]] = {}
@@ -78,18 +82,6 @@ class App:
                         ctype += "; charset=utf-8"
                     files[path.name] = (path.read_bytes(), ctype)
         return files
-
-    async def sessions_store_get(self, session_id: str) -> SessionRow | None:
-        live = self.sessions.get(session_id)
-        in_memory = SessionRow(session_id, live.identity.user_id, handle=live.state.handle) if live else None
-        if self.store is None:
-            return in_memory
-        try:
-            return await asyncio.wait_for(self.store.get(session_id), self.config.store_deadline_s)
-        except Exception as exc:  # noqa: BLE001 - a session on this gateway can still be resumed from memory
-            log.warning("connections table unreadable", extra={"error": repr(exc)})
-            metrics.errors.add(1, {"component": "gateway", "code": "store_unavailable"})
-            return in_memory
 
     # ------------------------------------------------------------------ HTTP side of the server
 
@@ -169,7 +161,7 @@ class App:
             return
         self.connections += 1
         try:
-            await ChatSession(self, connection, identity, faults).run()
+            await ChatSession(self.session_deps, connection, identity, faults).run()
         finally:
             self.connections -= 1
 
