@@ -128,6 +128,3 @@ class ConnectionStore:
         now = time.time()
         return sum(1 for r in await asyncio.to_thread(query)
                    if r.get("state") == "attached" and not is_expired(r, now) and r.get("sessionId") != exclude)
-
-    async def delete(self, session_id: str) -> None:
-        await asyncio.to_thread(self.table.delete_item, Key={"sessionId": session_id})

@@ -91,7 +91,6 @@ class UpstreamLink:
             try:
                 await upstream.open(self._connect_config(handle, first))
                 self._install(upstream)
-                self.state.reconnects += 0 if first else 1
                 return
             except Exception as exc:  # noqa: BLE001 - refused or expired handle: start fresh below
                 log.info("resumption refused; starting a fresh upstream session", extra={"error": repr(exc)})
@@ -99,7 +98,6 @@ class UpstreamLink:
         await upstream.open(self._connect_config(None, first))
         self._install(upstream)
         if self.state.history:
-            self.state.fresh_sessions += 1
             await upstream.send_turn(priming_turns(self.state.history), turn_complete=False)
 
     def _install(self, upstream: Upstream) -> None:

@@ -7,7 +7,6 @@ when the connection ends or its session is resumed elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 
@@ -23,12 +22,6 @@ class SessionRegistry:
 
     def values(self) -> list[Any]:
         return list(self._sessions.values())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._sessions))
-
-    def __len__(self) -> int:
-        return len(self._sessions)
 
     def add(self, session_id: str, session: Any) -> None:
         self._sessions[session_id] = session

@@ -16,8 +16,6 @@ from services.gateway.config import Prices
 
 log = logging.getLogger(__name__)
 
-AUDIO_TOKENS_PER_SECOND = 25
-
 
 @dataclass
 class TurnUsage:
