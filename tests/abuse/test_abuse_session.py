@@ -19,27 +19,10 @@ EMAIL = "hanako.tanaka@example.com"
 PHONE = "090-1234-5678"
 
 
-async def _start(url: str, token: str) -> tuple[ChatClient | None, dict]:
-    client = await ChatClient.open(url, token)
-    try:
-        await client.send(type="start", mode="text")
-        frame = await client.recv_json(wait_s=30)
-        if frame["type"] == "session":
-            return client, frame
-        try:
-            await client.recv_json(wait_s=10)
-        except ConnectionClosed as closed:
-            frame["close"] = closed.rcvd.code if closed.rcvd else None
-        await client.close()
-        return None, frame
-    except ConnectionClosed as closed:
-        return None, {"close": closed.rcvd.code if closed.rcvd else None}
-
-
 async def test_simultaneous_starts_of_one_learner_respect_the_session_cap(stack, kit):
     cap = int(stack.base_env["KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER"])
     flooder = kit.learner("abuse-race")
-    results = await asyncio.gather(*(_start(stack.url, stack.token(flooder)) for _ in range(2 * cap)))
+    results = await asyncio.gather(*(kit.open_session(stack.url, stack.token(flooder)) for _ in range(2 * cap)))
     accepted = [c for c, _ in results if c is not None]
     try:
         assert len(accepted) <= cap, f"{len(accepted)} sessions of one learner started at once (cap {cap})"
