@@ -42,7 +42,6 @@ class HandshakeGate:
         self.pending = 0
         self.by_learner: Counter[str] = Counter()
         self.by_address: Counter[str] = Counter()
-        self.refused_busy = 0
 
     def in_use(self) -> int:
         return self.open + self.pending
@@ -50,7 +49,6 @@ class HandshakeGate:
     def reserve(self, learner: str, address: str) -> str:
         """'' when a pending slot was reserved (no await in between), else why not."""
         if self.in_use() >= self.max_connections:
-            self.refused_busy += 1
             return "server_busy"
         if self.by_learner[learner] >= self.per_learner or self.by_address[address] >= self.per_address:
             return "too_many_handshakes"
@@ -133,7 +131,7 @@ class ChatEndpoint:
         self.gate.settle(identity.user_id, address, completed=True)
         faults = request.headers.get("x-kotoba-faults", "") if app.config.allow_fault_header else ""
         try:
-            await ChatSession(app, SocketAdapter(ws, request), identity, faults).run()
+            await ChatSession(app.session_deps, SocketAdapter(ws, request), identity, faults).run()
         finally:
             self.gate.release()
             if not ws.closed:

@@ -27,6 +27,8 @@ TOO_MANY_SESSIONS = "too_many_sessions"
 RESUME_FAILED = "resume_failed"
 UPSTREAM_UNAVAILABLE = "upstream_unavailable"
 INTERNAL = "internal"
+TOKEN_EXPIRED = "token_expired"
+CLOSE_TOKEN_EXPIRED = 4001  # WebSocket close code after TOKEN_EXPIRED
 
 
 @dataclass(frozen=True)

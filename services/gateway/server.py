@@ -11,15 +11,15 @@ import signal
 
 from aiohttp import web
 
-from services.common import metrics
 from services.common.auth import TokenVerifier
 from services.common.aws import dynamodb_client, dynamodb_resource
 from services.gateway import routes
 from services.gateway.backends import Backends
-from services.gateway.chat import ChatSession
 from services.gateway.config import GatewayConfig
-from services.gateway.connections import ConnectionStore, SessionRow
+from services.gateway.connections import ConnectionStore
 from services.gateway.live import make_client
+from services.gateway.registry import SessionRegistry
+from services.gateway.session_parts import SessionDeps
 from services.gateway.tools_bridge import ToolBridge
 from services.gateway.turnlog import ServiceToken, TurnLog
 from services.gateway.usage import Limits, UsageStore
@@ -48,20 +48,11 @@ class App:
         self.turnlog = TurnLog(self.backends.conversations, maxsize=config.turnlog_queue_size,
                                max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
                                service_token=ServiceToken(common.auth, config.service_token_file))
-        self.sessions: dict[str, ChatSession] = {}
+        self.sessions = SessionRegistry()
+        self.session_deps = SessionDeps.build(
+            config, sessions=self.sessions, limits=self.limits, store=self.store, backends=self.backends,
+            bridge=self.bridge, turnlog=self.turnlog, live_client=self.live_client)
         self.ready = False
-
-    async def sessions_store_get(self, session_id: str) -> SessionRow | None:
-        live = self.sessions.get(session_id)
-        in_memory = SessionRow(session_id, live.identity.user_id, handle=live.state.handle) if live else None
-        if self.store is None:
-            return in_memory
-        try:
-            return await asyncio.wait_for(self.store.get(session_id), self.config.store_deadline_s)
-        except Exception as exc:  # noqa: BLE001 - a session on this gateway can still be resumed from memory
-            log.warning("connections table unreadable", extra={"error": repr(exc)})
-            metrics.errors.add(1, {"component": "gateway", "code": "store_unavailable"})
-            return in_memory
 
     async def close(self, drain_s: float) -> None:
         self.ready = False
