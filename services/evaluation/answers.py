@@ -286,11 +286,11 @@ async def run(url: str, token_for, tools_addr: str, questions: list[Question], d
                     present = forbidden(answer, q.forbid)
                     error = "; ".join(f"{e['code']}: {e['message']}" for e in result.errors)
                     outcomes[q.id] = Outcome(q.id, q.category, q.question, not missing and not present and not error,
-                                             missing, answer, error, time.perf_counter() - t0, q.half, present,
-                                             sources)
+                                             missing, answer, half=q.half, present=present, sources=sources,
+                                             error=error, seconds=time.perf_counter() - t0)
                 except Exception as exc:  # noqa: BLE001 - one failure is one failed question, not a dead run
-                    outcomes[q.id] = Outcome(q.id, q.category, q.question, False, [], "",
-                                             f"{type(exc).__name__}: {exc}", time.perf_counter() - t0, q.half)
+                    outcomes[q.id] = Outcome(q.id, q.category, q.question, False, [], "", half=q.half,
+                                             error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
                     stale = clients.pop(user, None)
                     if stale is not None:
                         await _quietly(stale.close())
