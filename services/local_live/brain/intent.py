@@ -448,7 +448,7 @@ def recognise(raw_text: str, last_kind: str = "") -> Intent:
     # A bare term ("猫", "oyogu?") is a request for its meaning.
     bare = text.strip(" ?？!！.。")
     if has_japanese(bare) and len(bare) <= 12 and JP_RUN.fullmatch(bare):
-        return Intent("meaning", [bare], level=level)
+        return Intent("meaning", [bare], level=level, guessed=True, alternates=_alternates(bare, _jp_term(bare)))
     if has_japanese(text):
         term = _jp_term(text)
         return Intent("meaning", [term] if term else [], level=level, followup=not term,

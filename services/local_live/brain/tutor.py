@@ -180,7 +180,8 @@ class Tutor:
             return self.say.grammar(intent.term), self.memory.topic
         term, items = yield from self._lookup_any(intent, pool)
         if not items:
-            if intent.guessed and not self._unavailable and len(self._text) > len(term) + 3:
+            if intent.guessed and not self._unavailable and (
+                    len(self._text) > len(term) + 3 or len(term) >= 7 or re.search("[のをにでがへ]", term[1:-1])):
                 # a Japanese sentence that is no dictionary question ("おすすめのレストランは？")
                 return self.say.offtopic(), self.memory.topic
             return self.say.unknown_item(term, self._unavailable), term
@@ -507,8 +508,8 @@ def romaji_variants(term: str) -> list[str]:
         out.append(low.replace("ee", "ei"))
     if low.endswith("oo"):
         out.append(low[:-1] + "u")
-    if re.search(r"o(?=[kgstdnhbpmyrwzj])", low):
-        out.append(re.sub(r"o(?=[kgstdnhbpmyrwzj])", "ou", low, count=1))
+    if re.search(r"o(?=[kgstdhbpmyrwzj])", low):
+        out.append(re.sub(r"o(?=[kgstdhbpmyrwzj])", "ou", low, count=1))
     variants = [v for v in dict.fromkeys(out) if v != low]
     if low.endswith("wa"):
         kana = romaji_to_hiragana(low[:-2])
