@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 
 from services.common.config import REPO_ROOT
+from services.conversations.summarise import offline_summary
 from services.evaluation.answers import half_of, load_set
 
 LEARNER_SET = REPO_ROOT / "tests" / "eval" / "learner_questions.jsonl"
@@ -54,8 +55,26 @@ def test_learner_eval_through_the_gateway(stack, tmp_path):
     for f in failed:
         print("FAIL", f)
     assert failures.exists() and len(failures.read_text().splitlines()) == len(failed)
+    _check_summaries(report["outcomes"])
     assert halves["held-out"]["pass_rate"] >= 0.95, failed
     assert halves["dev"]["pass_rate"] >= 0.97, failed
     for name, half in halves.items():
         for cat, c in half["by_category"].items():
             assert c["passed"] / c["total"] >= 0.9, (name, cat, c, failed)
+
+
+def _check_summaries(outcomes):
+    """The offline summariser on the eval's turns: the topics are the items the answer cites, and
+    every key point is a sentence (words, not "." or a closing quote)."""
+    bad = []
+    for o in outcomes:
+        if not o["answer"]:
+            continue
+        summary = offline_summary({"question": o["question"], "answer": o["answer"],
+                                   "sources": [{"id": i} for i in o["sources"]]})
+        items = [i.split(":")[1] for i in o["sources"] if not i.startswith("sentence:")]
+        if items and summary["topics"][:len(items)] != list(dict.fromkeys(items))[:5]:
+            bad.append((o["id"], "topics", summary["topics"], items))
+        if not summary["key_points"] or any(len(p.strip(".!?。！？”」』) ")) < 2 for p in summary["key_points"]):
+            bad.append((o["id"], "key_points", summary["key_points"]))
+    assert not bad, bad[:10]

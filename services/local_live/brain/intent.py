@@ -443,7 +443,8 @@ def recognise(raw_text: str, last_kind: str = "") -> Intent:
     if what_about and last_kind in ("meaning", "reading", "level", "kanji_info", "example", "translate"):
         term = _clean_slot(what_about.group("term") or what_about.group("jp") or "")
         if term:
-            return Intent(last_kind, [term], level=level, entity_type=entity, followup=True)
+            return Intent(last_kind, [term], level=level, entity_type=entity, followup=True,
+                          guessed=last_kind == "meaning", alternates=_alternates(text, term))
 
     # A bare term ("猫", "oyogu?") is a request for its meaning.
     bare = text.strip(" ?？!！.。")
