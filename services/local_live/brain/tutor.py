@@ -45,12 +45,13 @@ Thought = Generator[list[Call], Results, Reply]
 
 class Tutor:
     def __init__(self, learner: Learner, declared: dict[str, dict[str, Any]], memory: Memory,
-                 cite: bool = True, speech: bool = False) -> None:
+                 cite: bool = True, speech: bool = False, language: str = "") -> None:
         self.learner = learner
         self.declared = declared
         self.memory = memory
         self.speech = speech  # the answer will be spoken (AUDIO): phrase it to be heard
-        self.say = Composer(learner.language, cite=cite, name=learner.display_name, speech=speech)
+        # language: the turn's own (a spoken question is answered in the language it was asked in)
+        self.say = Composer(language or learner.language, cite=cite, name=learner.display_name, speech=speech)
         self._called: list[str] = []
         self._errors: list[str] = []
 
