@@ -224,10 +224,14 @@ def clean_meanings(raw: Sequence[str]) -> tuple[list[str], list[str], list[str]]
                 fixes.append("meaning_leading_qualifier_moved_behind")
             meaning = rest
         trailing = re.match(r"^(.*\S)\s*\(([^()]*)\)$", meaning)
-        if trailing and all(t.strip() in POS_TAGS for t in re.split(r"[;,]", trailing.group(2)) if t.strip()):
-            tags += [t.strip() for t in re.split(r"[;,]", trailing.group(2)) if t.strip() and t.strip() not in tags]
-            meaning = trailing.group(1)
-            fixes.append("meaning_tags_moved_to_pos")
+        if trailing:
+            parts = [t.strip() for t in trailing.group(2).split(";") if t.strip()]
+            found = [t for t in parts if t in POS_TAGS]
+            if found:  # "(abbr)" or "(daytime greeting; id)": the tags go, the words stay
+                tags += [t for t in found if t not in tags]
+                rest = [t for t in parts if t not in POS_TAGS]
+                meaning = trailing.group(1) + (f" ({'; '.join(rest)})" if rest else "")
+                fixes.append("meaning_tags_moved_to_pos")
         if meaning and meaning not in meanings:
             meanings.append(meaning)
     return meanings, tags, fixes

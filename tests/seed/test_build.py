@@ -289,7 +289,7 @@ def test_one_word_one_level_across_forms() -> None:
 @pytest.mark.parametrize(("raw", "meanings", "tags"), [
     (["(conj", "exp", "int) Thank you"], ["Thank you"], ["conj", "exp", "int"]),
     (["(abbr) Good morning"], ["Good morning"], ["abbr"]),
-    (["hello", "good day (daytime greeting", "id)"], ["hello", "good day (daytime greeting; id)"], []),
+    (["hello", "good day (daytime greeting", "id)"], ["hello", "good day (daytime greeting)"], ["id"]),
     (["(1) gold", "(2) gold general (shogi) (abbr)"], ["gold", "gold general (shogi)"], ["abbr"]),
     (["(electric) iron"], ["iron (electric)"], []),
     (["to swim"], ["to swim"], []),

@@ -68,6 +68,7 @@ class Tutor:
         topic = ""
         kind = intents[0].kind
         topic_kind = ""
+        answered: set[tuple[str, str]] = set()
         for intent in intents:
             if intent.kind in LOOKUP_KINDS and not intent.terms and self.memory.topic:
                 intent.terms = [self.memory.topic]
@@ -78,6 +79,9 @@ class Tutor:
             else:
                 handler = getattr(self, f"_{intent.kind}", self._unknown)
                 said, about = yield from handler(intent, pool)
+            if intent.kind == "level" and ("meaning", intent.term) in answered and len(said) > 1:
+                said = said[1:]  # the meaning answer already gave the level: only where it comes from
+            answered.add((intent.kind, intent.term))
             sentences += [s for s in said if s not in sentences or not s.startswith("[")]
             if about and not topic:
                 topic, topic_kind = about, intent.kind
