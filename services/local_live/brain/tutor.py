@@ -79,7 +79,8 @@ class Tutor:
             else:
                 handler = getattr(self, f"_{intent.kind}", self._unknown)
                 said, about = yield from handler(intent, pool)
-            if intent.kind == "level" and ("meaning", intent.term) in answered and len(said) > 1:
+            if intent.kind == "level" and ("meaning", intent.term) in answered and len(said) > 1 \
+                    and any("JLPT" in x for x in sentences):
                 said = said[1:]  # the meaning answer already gave the level: only where it comes from
             answered.add((intent.kind, intent.term))
             sentences += [s for s in said if s not in sentences or not s.startswith("[")]
