@@ -85,6 +85,7 @@ class Reply:
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.started = time.monotonic()
+        self._language = ""  # the turn's language once known (a spoken turn's own)
 
     @property
     def done(self) -> bool:
@@ -128,8 +129,10 @@ class Reply:
         assert turn is not None
         if self.conn.faults.never_answer:
             await asyncio.Event().wait()  # a stalled model: only an interruption or a close ends it
+        # a spoken turn is answered in the language it was spoken in
+        self._language = turn.language or self.session.language
         tutor = Tutor(self.session.learner, self.session.declared, self.session.memory,
-                      cite=not self.session.audio_out, speech=self.session.audio_out)
+                      cite=not self.session.audio_out, speech=self.session.audio_out, language=turn.language)
         thought = tutor.think(turn)
         try:
             calls = next(thought)
@@ -151,11 +154,14 @@ class Reply:
 
     async def _transcribe(self, pcm: bytes) -> TurnInput:
         assert self.conn.voice is not None
-        prompt = transcription_prompt(self.session.memory, self.session.language)
-        text = (await self.conn.voice.transcribe(pcm, self.session.language, prompt)).strip()
+        language = await self.conn.voice.detect_language(pcm, self.session.language)
+        prompt = transcription_prompt(self.session.memory, language)
+        text = (await self.conn.voice.transcribe(pcm, language, prompt)).strip()
         if self.session.input_transcription:
             await self.conn.send(p.input_transcription(text))
-        return TurnInput.from_texts([text], voice=True)
+        turn = TurnInput.from_texts([text], voice=True)
+        turn.language = language
+        return turn
 
     async def _call_tools(self, calls: list[Call]) -> list[dict[str, Any]]:
         """One toolCall frame; waits (as long as it takes) for every id to be answered."""
@@ -193,7 +199,7 @@ class Reply:
         first chunk, so the transcript follows the voice instead of running ahead of it."""
         assert self.conn.voice is not None
         sent, spoken = 0, -1
-        async for index, chunk in self.conn.voice.speak(sentences, self.session.language):
+        async for index, chunk in self.conn.voice.speak(sentences, self._language or self.session.language):
             if index != spoken and self.session.output_transcription:
                 sentence = sentences[index]
                 last = index == len(sentences) - 1

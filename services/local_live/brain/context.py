@@ -51,6 +51,7 @@ class TurnInput:
     has_context_block: bool = False  # the gateway ran retrieval for this turn
     context_unavailable: bool = False  # retrieval failed or was slow
     voice: bool = False
+    language: str = ""  # a spoken turn: the language it was spoken in ("ja" | "en"); "" follows the learner
 
     @classmethod
     def from_texts(cls, texts: list[str], voice: bool = False) -> TurnInput:

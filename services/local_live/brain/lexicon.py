@@ -37,6 +37,9 @@ def romaji_to_hiragana(text: str) -> str | None:
     key = romaji_key(text)
     if not key or not key.isascii() or not key.isalpha():
         return None
+    # "nn" before a vowel is ん and a syllable starting with n (konnichiwa → こんにちは, onna → おんな);
+    # jaconv would read it as ん and a bare vowel (こんいちわ)
+    key = re.sub(r"nn(?=[aiueoy])", "ん" + "n", key)
     kana = jaconv.alphabet2kana(key)
     if re.search("[a-z]", kana):
         return None
