@@ -72,6 +72,8 @@ async def _stream_to_terminal(client: ChatClient):
     print("tutor> ", end="", flush=True)
     result = await client.collect(time.perf_counter(), on_text=lambda d: print(d, end="", flush=True))
     print()
+    if result.sources:
+        print("sources: " + ", ".join(source.get("id", "") for source in result.sources))
     for err in result.errors:
         print(f"error: {err['code']}: {err['message']}", file=sys.stderr)
     return result
