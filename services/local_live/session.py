@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common import live_models as lm
 from services.local_live.brain.context import Learner, declared_names
 from services.local_live.brain.memory import Memory
 from services.local_live.protocol import CLOSE_INVALID_DATA, ProtocolError, content_text
@@ -27,6 +28,12 @@ class SessionState:
     speech_language: str = ""
     memory: Memory = field(default_factory=Memory)
     turns: int = 0  # completed turns on this connection
+    family: lm.Family = field(default_factory=lambda: lm.family("local-permissive"))
+    behaviours: dict[str, str] = field(default_factory=dict)  # function name -> BLOCKING | NON_BLOCKING
+    compression: bool = False  # contextWindowCompression set: no audio/video session limit
+    started_at: float = 0.0  # model clock, when the conversation (not this connection) began
+    saw_video: bool = False  # a video frame arrived: the shorter audio+video session limit applies
+    caption: str = ""  # the test caption of the last video frame (JPEG COM segment)
 
     @property
     def audio_out(self) -> bool:
@@ -36,7 +43,9 @@ class SessionState:
     def language(self) -> str:
         return self.speech_language or self.learner.language
 
-    def apply_setup(self, setup: dict[str, Any]) -> None:
+    def apply_setup(self, setup: dict[str, Any], api: str = "gemini", api_version: str = "v1beta") -> None:
+        """Read setup as the family of its model would: what it refuses closes the connection
+        with the real code and wording (services/common/live_models.py)."""
         model = get(setup, "model", "")
         if not isinstance(model, str):
             raise ProtocolError(CLOSE_INVALID_DATA, "setup.model must be a string")
@@ -44,14 +53,19 @@ class SessionState:
         generation = get(setup, "generation_config") or {}
         if not isinstance(generation, dict):
             raise ProtocolError(CLOSE_INVALID_DATA, "setup.generationConfig must be an object")
-        modalities = get(generation, "response_modalities") or ["TEXT"]
+        modalities = get(generation, "response_modalities") or []
         if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
             raise ProtocolError(CLOSE_INVALID_DATA, "generationConfig.responseModalities must be a list of strings")
-        modalities = [m.upper() for m in modalities]
-        unknown = [m for m in modalities if m not in ("TEXT", "AUDIO")]
+        unknown = [m for m in modalities if m.upper() not in ("TEXT", "AUDIO")]
         if unknown:
             raise ProtocolError(CLOSE_INVALID_DATA, f"unsupported response modality {unknown[0]}")
-        self.modalities = tuple(modalities)
+        try:
+            self.family = lm.lookup(model, api, api_version)
+            self.modalities = lm.check_setup(self.family, setup, api_version)
+        except lm.LiveRefusal as exc:
+            raise ProtocolError(exc.code, exc.reason, exc.why) from None
+        self.behaviours = lm.function_behaviours(get(setup, "tools"), self.family)
+        self.compression = isinstance(get(setup, "context_window_compression"), dict)
         speech = get(generation, "speech_config") or get(setup, "speech_config") or {}
         if isinstance(speech, dict) and isinstance(get(speech, "language_code"), str):
             self.speech_language = "ja" if get(speech, "language_code").lower().startswith("ja") else "en"
@@ -95,7 +109,11 @@ class SessionState:
     # What a resumption handle keeps: the conversation, not the connection's settings (the new
     # connection sends its own setup, as with Gemini).
     def snapshot(self) -> dict[str, Any]:
-        return {"memory": self.memory.to_dict(), "turns": self.turns}
+        return {"memory": self.memory.to_dict(), "turns": self.turns, "started_at": self.started_at,
+                "saw_video": self.saw_video, "conn": self.session_id}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.memory = Memory.from_dict(snapshot.get("memory", {}))
+        # The session limits count from the conversation's start, across resumptions.
+        self.started_at = snapshot.get("started_at", self.started_at)
+        self.saw_video = bool(snapshot.get("saw_video"))
