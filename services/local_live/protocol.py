@@ -55,7 +55,7 @@ class ProtocolError(Exception):
         self.code = code
         self.why = why  # for the log: the real service's reason often does not name the field
         # Close reasons must fit a control frame (123 bytes).
-        self.reason = reason.encode()[:120].decode(errors="ignore")
+        self.reason = reason.encode()[:123].decode(errors="ignore")
 
 
 def camel(name: str) -> str:
