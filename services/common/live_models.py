@@ -303,9 +303,14 @@ def text_from_transcription(fam: Family, mode: str) -> bool:
 def live_connect_config(model: str, mode: str, *, system_instruction: Any = None, tools: Iterable[Any] = (),
                         handle: str | None = None, compression: tuple[int, int] | None = None,
                         affective_dialog: bool = False, proactive_audio: bool = False,
-                        google_search: bool = False, backend: str = "gemini") -> Any:
+                        google_search: bool = False, backend: str = "gemini",
+                        function_mode: str | None = None) -> Any:
     """The LiveConnectConfig for `mode` (text | audio) on `model`'s family; features the family lacks
-    are left out rather than sent (sending them closes the session with 1007)."""
+    are left out rather than sent (sending them closes the session with 1007).
+
+    `function_mode` (BLOCKING | NON_BLOCKING) asks for that behaviour where the family takes it; the
+    family's only mode otherwise. A behaviour is written on the declarations only where it differs from
+    the family's default, so the setup stays what each family already expects."""
     from google.genai import types
 
     fam = find(model, "vertex" if backend == "vertex" else "gemini")
@@ -313,8 +318,11 @@ def live_connect_config(model: str, mode: str, *, system_instruction: Any = None
         raise not_found(bare_name(model))
     modality = answer_modality(fam, mode)
     tool_list = [t for t in tools]
-    if fam.function_modes == frozenset({NON_BLOCKING}):
-        tool_list = [_non_blocking(t) for t in tool_list]
+    behaviour = function_mode if function_mode in fam.function_modes else fam.default_function_mode
+    if len(fam.function_modes) == 1:
+        behaviour = next(iter(fam.function_modes))
+    if behaviour != fam.default_function_mode or fam.function_modes == frozenset({NON_BLOCKING}):
+        tool_list = [_with_behaviour(t, behaviour) for t in tool_list]
     if google_search and fam.google_search:
         tool_list.append(types.Tool(google_search=types.GoogleSearch()))
     cfg = types.LiveConnectConfig(
@@ -335,16 +343,16 @@ def live_connect_config(model: str, mode: str, *, system_instruction: Any = None
     return cfg
 
 
-def _non_blocking(tool: Any) -> Any:
+def _with_behaviour(tool: Any, behaviour: str) -> Any:
     from google.genai import types
 
     if isinstance(tool, types.Tool) and tool.function_declarations:
         return tool.model_copy(update={"function_declarations": [
-            d.model_copy(update={"behavior": types.Behavior.NON_BLOCKING}) for d in tool.function_declarations]})
+            d.model_copy(update={"behavior": types.Behavior(behaviour)}) for d in tool.function_declarations]})
     if isinstance(tool, dict):
         key = "function_declarations" if "function_declarations" in tool else "functionDeclarations"
         if key in tool:
-            return {**tool, key: [{**d, "behavior": NON_BLOCKING} for d in tool[key]]}
+            return {**tool, key: [{**d, "behavior": behaviour} for d in tool[key]]}
     return tool
 
 

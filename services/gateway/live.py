@@ -53,11 +53,13 @@ def make_client(config: GatewayConfig) -> genai.Client:
 def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: str, handle: str | None,
                    config: GatewayConfig, headers: dict[str, str] | None = None) -> types.LiveConnectConfig:
     """What the configured model's family accepts for `mode` (live_models.live_connect_config): on an
-    audio-only model text mode asks for AUDIO + output transcription, and the transcription is the text."""
+    audio-only model text mode asks for AUDIO + output transcription (the transcription is the text)."""
     cfg = live_models.live_connect_config(
         config.live.model, mode, system_instruction=system_instruction, tools=tools, handle=handle,
         compression=(config.compression_trigger_tokens, config.compression_target_tokens),
-        backend=config.live.kind)
+        # The chat session answers a turn's tool calls before the answer; NON_BLOCKING (late answers
+        # after turnComplete) is not handled yet, so BLOCKING wherever the family takes it.
+        backend=config.live.kind, function_mode=live_models.BLOCKING)
     if headers:
         cfg.http_options = types.HttpOptions(headers=headers)
     return cfg

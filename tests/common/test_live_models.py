@@ -77,7 +77,7 @@ def test_the_connect_config_of_every_family_and_mode_is_one_the_family_accepts(f
     cfg = lm.live_connect_config(fam.names[0], mode, system_instruction="Tutor.",
                                  tools=[types.Tool(function_declarations=[DECL])], handle=None,
                                  compression=(25_600, 12_800), affective_dialog=True, proactive_audio=True,
-                                 google_search=True)
+                                 google_search=True, function_mode=lm.BLOCKING)
     setup = setup_frame(fam.names[0], cfg)
     modalities = lm.check_setup(fam, setup, "v1alpha")
     assert modalities == (lm.answer_modality(fam, mode),)
@@ -105,6 +105,14 @@ def test_features_are_left_out_where_the_family_lacks_them():
     assert extended.tools[0].function_declarations[0].behavior == types.Behavior.NON_BLOCKING
     plain = lm.live_connect_config("gemini-3.8-live", "audio", tools=tools)
     assert plain.tools[0].function_declarations[0].behavior is None  # NON_BLOCKING is already its default
+    pinned = lm.live_connect_config("gemini-3.8-live", "audio", tools=tools, function_mode=lm.BLOCKING)
+    assert pinned.tools[0].function_declarations[0].behavior == types.Behavior.BLOCKING
+    on_25 = lm.live_connect_config("gemini-2.5-flash-native-audio-preview-12-2025", "audio", tools=tools,
+                                   function_mode=lm.BLOCKING)
+    assert on_25.tools[0].function_declarations[0].behavior is None  # its default: left unwritten
+    only_nb = lm.live_connect_config("gemini-3.8-live-extended-thinking", "audio", tools=tools,
+                                     function_mode=lm.BLOCKING)
+    assert only_nb.tools[0].function_declarations[0].behavior == types.Behavior.NON_BLOCKING
     assert lm.function_behaviours([{"functionDeclarations": [{"name": "f"}]}], lm.family("3.8-live")) == {
         "f": lm.NON_BLOCKING}
     assert len(lm.live_connect_config("gemini-3.8-live", "text", tools=tools).tools) == 1  # search off by default
