@@ -183,6 +183,7 @@ class Reply:
         self.session.turns += 1
         if self.session.resumption:
             await self.conn.send(p.resumption_update(self.conn.issue_handle()))
+        self.session.bill_context(self.usage)
         final = p.turn_complete()
         final.update(self.usage.frame())
         await self.conn.send(final)

@@ -258,3 +258,27 @@ async def test_native_audio_model_answers_grounded_through_output_transcription(
     assert "swim" in said and len(audio) > 24_000
     response = {d.modality: d.token_count for d in usage.response_tokens_details}
     assert response[types.MediaModality.AUDIO] > 0 and types.MediaModality.TEXT not in response
+
+
+# ---- billing ------------------------------------------------------------------------------------------
+
+def _usage(turn) -> types.UsageMetadata:
+    return [m.usage_metadata for m in turn.messages if m.usage_metadata][-1]
+
+
+async def test_every_turn_bills_the_accumulated_context_again(live):
+    async with connect(live, HALF) as session:
+        usages = []
+        for question in ("hello", "thanks", "hello"):
+            await session.send_client_content(turns=text_turn(question))
+            usages.append(_usage(await run_turn(session)))
+    first, second, third = usages
+    # turn 2's prompt holds turn 1's prompt and answer (and the system instruction again)
+    assert second.prompt_token_count >= first.prompt_token_count + first.response_token_count
+    assert third.prompt_token_count > second.prompt_token_count + second.response_token_count
+    async with connect(live, lm.PERMISSIVE_MODEL) as session:  # the permissive double: new input only
+        flat = []
+        for question in ("hello", "hello"):
+            await session.send_client_content(turns=text_turn(question))
+            flat.append(_usage(await run_turn(session)))
+    assert flat[0].prompt_token_count == flat[1].prompt_token_count
