@@ -10,12 +10,20 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 from services.common import live_models
 from services.common.config import REPO_ROOT, CommonConfig, addr_var
-from services.common.procs import free_port, http_ready, stop, wait_until
+from services.common.procs import free_port, http_ready, stop
 from services.common.stack import Stack
+
+
+def _answers(addr: str) -> bool:
+    try:
+        return http_ready(addr)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -34,11 +42,13 @@ def gateway_for_model(model: str, common: CommonConfig | None = None) -> Iterato
         proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT)
     try:
-        def ready() -> bool:
+        deadline = time.monotonic() + 60
+        while not _answers(addr):
             if proc.poll() is not None:
                 raise RuntimeError(f"the gateway for {model} exited; see {log_path}")
-            return http_ready(addr)
-        wait_until(ready, 60, f"gateway for {model}", interval=0.2)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway for {model} did not start in 60 s; see {log_path}")
+            time.sleep(0.2)
         yield f"ws://{addr}/v1/chat"
     finally:
         stop(proc)

@@ -282,3 +282,12 @@ async def test_every_turn_bills_the_accumulated_context_again(live):
             await session.send_client_content(turns=text_turn(question))
             flat.append(_usage(await run_turn(session)))
     assert flat[0].prompt_token_count == flat[1].prompt_token_count
+
+
+def test_every_client_message_kind_has_an_explicit_handler():
+    from services.local_live.connection import Connection
+    from services.local_live.faults import Faults
+    from services.local_live.protocol import CLIENT_KINDS
+
+    handlers = Connection(None, None, Faults()).handlers  # type: ignore[arg-type]
+    assert set(handlers) == set(CLIENT_KINDS.values())
