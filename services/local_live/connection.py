@@ -125,7 +125,7 @@ class Connection:
             snapshot = self.engine.resumption.restore(session.resume_handle)
             if snapshot is None:
                 raise ProtocolError(p.CLOSE_POLICY, "session resumption handle is unknown or expired")
-            if not session.family.permissive and self.engine.is_open(snapshot.get("conn", "")):
+            if not session.family.permissive and self.engine.is_open(snapshot.get("lineage", "")):
                 raise ProtocolError(lm.CLOSE_INVALID_ARGUMENT, lm.INVALID_ARGUMENT,
                                     "resume while the session's previous connection is still open")
             session.restore(snapshot)

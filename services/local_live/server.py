@@ -45,9 +45,11 @@ class Engine:
                    resumption=ResumptionStore(config.resumption_ttl_seconds, clock=clock.now),
                    frames=FrameLog(config.frames_dir), clock=clock)
 
-    def is_open(self, conn_id: str) -> bool:
-        """Whether the connection `conn_id` still has an open socket (a resume of its session is refused)."""
-        return any(c.conn_id == conn_id and c.is_open for c in self.connections)
+    def is_open(self, lineage: str) -> bool:
+        """Whether a connection of the conversation `lineage` still has an open socket (a resume of
+        it is then refused)."""
+        return any(c.session is not None and (c.session.lineage or c.conn_id) == lineage and c.is_open
+                   for c in self.connections)
 
     def key_ok(self, request: Request) -> bool:
         query = parse_qs(urlsplit(request.path).query)

@@ -34,6 +34,7 @@ class SessionState:
     compression: bool = False  # contextWindowCompression set: no audio/video session limit
     started_at: float = 0.0  # model clock, when the conversation (not this connection) began
     saw_video: bool = False  # a video frame arrived: the shorter audio+video session limit applies
+    lineage: str = ""  # the id of the conversation's first connection, kept across resumptions
     caption: str = ""  # the test caption of the last video frame (JPEG COM segment)
     # Tokens the conversation has accumulated, by modality: Live bills them again on every turn.
     context: dict[str, int] = field(default_factory=lambda: {"TEXT": 0, "AUDIO": 0, "VIDEO": 0})
@@ -144,11 +145,12 @@ class SessionState:
     def snapshot(self) -> dict[str, Any]:
         return {"memory": self.memory.to_dict(), "turns": self.turns, "started_at": self.started_at,
                 "context": dict(self.context),
-                "saw_video": self.saw_video, "conn": self.session_id}
+                "saw_video": self.saw_video, "lineage": self.lineage or self.session_id}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         self.memory = Memory.from_dict(snapshot.get("memory", {}))
         # The session limits count from the conversation's start, across resumptions.
         self.started_at = snapshot.get("started_at", self.started_at)
         self.saw_video = bool(snapshot.get("saw_video"))
+        self.lineage = snapshot.get("lineage", self.lineage)
         self.context.update(snapshot.get("context", {}))

@@ -195,6 +195,9 @@ async def test_resume_is_refused_while_the_old_socket_is_open(live):
     async with connect(live, HALF, session_resumption=types.SessionResumptionConfig(handle=handle)) as second:
         await second.send_client_content(turns=text_turn("and its reading?"))
         assert "およぐ" in (await run_turn(second)).text
+        # the conversation is open again (on the resumed socket): an older handle of it is refused too
+        err = await refusal(live, HALF, session_resumption=types.SessionResumptionConfig(handle=handle))
+        assert err.code == 1007
 
 
 async def test_handles_expire_after_two_hours_of_model_time(live_factory):
