@@ -12,7 +12,6 @@ import itertools
 import logging
 import re
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from services.common import live_models as lm
@@ -70,16 +69,7 @@ def _romaji_for(term: str, items: list[dict[str, Any]]) -> str:
     return romaji if romaji.isascii() else ""  # kanji with no known reading: no prompt word
 
 
-@dataclass
-class TurnUsage:
-    text_in: int = 0
-    audio_in: int = 0
-    text_out: int = 0
-    audio_out: int = 0
-    video_in: int = 0
-
-    def frame(self) -> dict[str, Any]:
-        return p.Usage(self.text_in, self.audio_in, self.text_out, self.audio_out, self.video_in).frame()
+TurnUsage = p.Usage  # one turn's tokens by modality, sent with its turnComplete
 
 
 class Reply:
