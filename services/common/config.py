@@ -25,6 +25,12 @@ DEFAULT_ADDRS = {
 }
 
 LOCAL_DEV_JWT_SECRET = "kotoba-local-dev-secret-not-for-production"
+# Secrets that are public (this repository, docs, examples): a token signed with one proves nothing, so prod
+# refuses to start with any of them.
+KNOWN_DEV_SECRETS = frozenset({LOCAL_DEV_JWT_SECRET, "kotoba-local-dev-pseudonym-key", "secret", "changeme",
+                               "change-me", "dev-secret"})
+# In prod a token may not be valid for longer than this: a leaked long-lived token is a standing key.
+PROD_MAX_TOKEN_LIFETIME_S = 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -118,6 +124,8 @@ class AuthConfig:
     issuer: str
     audience: str
     token_ttl_seconds: int
+    # Tokens whose exp lies further ahead than this are refused; 0 = no bound (local runs).
+    max_token_lifetime_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,8 @@ class CommonConfig:
             secret = env_str(env, "KOTOBA_JWT_SECRET", LOCAL_DEV_JWT_SECRET if environment == "local" else None)
             if environment == "prod" and len(secret) < 32:
                 raise ConfigError("KOTOBA_JWT_SECRET", "must be at least 32 characters in prod")
+            if environment == "prod" and secret.strip().lower() in KNOWN_DEV_SECRETS:
+                raise ConfigError("KOTOBA_JWT_SECRET", "is a published development secret; set a random one in prod")
             jwks_url = ""
         else:
             secret = ""
@@ -167,7 +177,9 @@ class CommonConfig:
             jwks_url=jwks_url,
             issuer=env_str(env, "KOTOBA_JWT_ISSUER", "kotoba-local"),
             audience=env_str(env, "KOTOBA_JWT_AUDIENCE", "kotoba"),
-            token_ttl_seconds=env_int(env, "KOTOBA_TOKEN_TTL_SECONDS", 12 * 3600, minimum=60),
+            token_ttl_seconds=env_int(env, "KOTOBA_TOKEN_TTL_SECONDS", 12 * 3600, minimum=60,
+                                      maximum=PROD_MAX_TOKEN_LIFETIME_S if environment == "prod" else None),
+            max_token_lifetime_seconds=PROD_MAX_TOKEN_LIFETIME_S if environment == "prod" else 0,
         )
         local_dynamo = "http://" + env_addr(env, addr_var("dynamodb"), DEFAULT_ADDRS["dynamodb"])
         aws = AwsConfig(

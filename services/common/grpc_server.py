@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common import telemetry
 from services.common.config import CommonConfig
+from services.common.grpc_tls import GrpcTls, make_channel, reflection_enabled
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,12 @@ class GrpcService:
                                       options=SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
-            self.server,
-        )
+        if reflection_enabled():
+            reflection.enable_server_reflection(
+                [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME],
+                self.server,
+            )
         self.port = 0
 
     async def _set_health(self, status: int) -> None:
@@ -99,7 +101,8 @@ class GrpcService:
             await self.health.set(service, status)
 
     async def start(self) -> int:
-        self.port = self.server.add_insecure_port(self.addr)
+        creds = GrpcTls.from_env().server_credentials()
+        self.port = self.server.add_secure_port(self.addr, creds) if creds else self.server.add_insecure_port(self.addr)
         if self.port == 0:
             raise RuntimeError(f"{self.name}: cannot listen on {self.addr}")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -138,7 +141,7 @@ async def run_until_signalled(service: GrpcService, ready: Callable[[], Awaitabl
 
 def channel(addr: str) -> grpc.aio.Channel:
     """Client channel with telemetry (trace context rides in gRPC metadata)."""
-    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=telemetry.client_interceptors())
+    return make_channel(addr, CHANNEL_OPTIONS, telemetry.client_interceptors())
 
 
 def bootstrap(service: str) -> CommonConfig:

@@ -52,7 +52,7 @@ TABLES: tuple[Table, ...] = (
     Table("connections", pk="sessionId", ttl_attribute="ttl", indexes=(
         Index("userId-index", pk="userId", sk="sessionId"),
     )),
-    Table("usage", pk="userId", sk="day"),
+    Table("usage", pk="userId", sk="day", ttl_attribute="ttl"),
 )
 
 TABLES_BY_NAME = {t.name: t for t in TABLES}

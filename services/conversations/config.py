@@ -41,6 +41,14 @@ class ConversationsConfig:
     def settings_table(self) -> str:
         return self.common.table("settings")
 
+    @property
+    def connections_table(self) -> str:
+        return self.common.table("connections")
+
+    @property
+    def usage_table(self) -> str:
+        return self.common.table("usage")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, common: CommonConfig | None = None) -> ConversationsConfig:
         env = os.environ if env is None else env

@@ -3,11 +3,11 @@
 Besides turn rows (pk sessionId, sk "<ISO time>#<turnId>") the table holds a few
 kinds of bookkeeping rows whose pk starts with "#" (never a valid session id):
 
-- "#stats#<day>#<shard>" / "agg": per-day counters (ADD), anonymous, no ttl.
+- "#stats#<day>#<shard>" / "agg": per-day counters (ADD), anonymous, ttl 400 days.
 - "#sessions#<day>#<shard>" / <sessionId>: one row per session and day for listing.
 - "#summaries#<day>#<shard>" / <turn sk>: the turn's summary, for ListSummaries.
 - "#pending#<shard>" / <turn sk>: turns whose summary has not been made yet.
-- "#days" / <day>: days that have rows, so listings skip empty days.
+- "#days" / <day>: days that have rows, so listings skip empty days (ttl 400 days).
 - "#optout#<turnId>" / "#": dedupes anonymous counting of opted-out turns.
 
 Counters and listing rows are spread over SHARDS partitions so a busy day
@@ -16,6 +16,7 @@ does not make one hot partition.
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -27,12 +28,26 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from google.protobuf import json_format
 
 from kotoba.v1 import conversations_pb2 as pb
+from services.tools.declarations import DECLARATIONS_BY_NAME
 
 SHARDS = 4
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 MAX_TEXT = 20_000
 MAX_PAYLOAD = 16_000
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+_TOOL_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+MIN_YEAR, MAX_YEAR = 2000, 2999
+# A turn's started_at may lag (the gateway's turn log retries through an outage) but not by more than this,
+# and may lead by clock skew only.
+MAX_TURN_AGE = timedelta(days=7)
+MAX_TURN_LEAD = timedelta(minutes=10)
+# Upper sanity bounds on what one turn can report; far above any real turn.
+MAX_MS = 24 * 3600 * 1000.0
+MAX_TOKENS = 10_000_000
+MAX_COST_USD = 100.0
+# Functions a turn may name: the tools service's declarations plus the gateway's own search_dictionary.
+KNOWN_TOOLS = frozenset(DECLARATIONS_BY_NAME) | {"search_dictionary"}
+UNKNOWN_TOOL = "unknown_function"
 _NAME_RE = re.compile(r"[^a-z0-9_]+")
 
 _ser = TypeSerializer()
@@ -52,6 +67,9 @@ def parse_time(value: str, what: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidTurn(f"{what} must be an RFC 3339 time like 2025-01-31T12:00:00Z, got {value!r}") from None
+    # Far from the years this service has data for, date arithmetic (a default range, a day list) overflows.
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise InvalidTurn(f"{what} must be between {MIN_YEAR} and {MAX_YEAR}, got {value!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -165,7 +183,31 @@ def validate_turn(turn: pb.Turn, now: datetime) -> datetime:
         raise InvalidTurn(f"mode must be text or voice, got {turn.mode!r}")
     if turn.language not in ("", "en", "ja"):
         raise InvalidTurn(f"language must be en or ja, got {turn.language!r}")
-    return parse_time(turn.started_at, "started_at") if turn.started_at else now
+    _check_numbers(turn)
+    for call in turn.tool_calls:
+        if not _TOOL_RE.match(call.name):
+            raise InvalidTurn(f"tool_calls.name must be a function name (a-z, 0-9, _), got {call.name[:80]!r}")
+    started = parse_time(turn.started_at, "started_at") if turn.started_at else now
+    if not now - MAX_TURN_AGE <= started <= now + MAX_TURN_LEAD:
+        raise InvalidTurn(f"started_at must be within {MAX_TURN_AGE.days} days before now and "
+                          f"{int(MAX_TURN_LEAD.total_seconds() // 60)} minutes after, got {turn.started_at!r}")
+    return started
+
+
+def _check_numbers(turn: pb.Turn) -> None:
+    checks: list[tuple[str, float, float]] = [
+        (f"latencies.{f.name}", getattr(turn.latencies, f.name), MAX_MS) for f in turn.latencies.DESCRIPTOR.fields]
+    checks += [(f"usage.{f.name}", getattr(turn.usage, f.name), MAX_COST_USD if f.name == "cost_usd" else MAX_TOKENS)
+               for f in turn.usage.DESCRIPTOR.fields]
+    checks += [("tool_calls.latency_ms", c.latency_ms, MAX_MS) for c in turn.tool_calls]
+    for name, value, limit in checks:
+        if not math.isfinite(value) or not 0 <= value <= limit:
+            raise InvalidTurn(f"{name} must be a finite number in 0..{limit:g}, got {value!r}")
+
+
+def known_tool(name: str) -> str:
+    """The name counted and stored for a function call: a model can call a function nobody declared."""
+    return name if name in KNOWN_TOOLS else UNKNOWN_TOOL
 
 
 def _clip(text: str, limit: int) -> str:
@@ -190,7 +232,7 @@ def turn_row(turn: pb.Turn, user_id: str, started: datetime, ttl: int, pseudonym
         "intent": turn.intent[:128],
         "retrievedItemIds": list(turn.retrieved_item_ids)[:100],
         "toolCalls": [
-            {"name": c.name, "argsJson": _clip(c.args_json, MAX_PAYLOAD), "resultJson": _clip(c.result_json, MAX_PAYLOAD),
+            {"name": known_tool(c.name), "argsJson": _clip(c.args_json, MAX_PAYLOAD), "resultJson": _clip(c.result_json, MAX_PAYLOAD),
              "error": c.error, "latencyMs": c.latency_ms}
             for c in turn.tool_calls[:32]
         ],

@@ -50,13 +50,15 @@ class App:
         await self.service.stop(grace)
         await self.worker.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.servicer.redactor.shutdown(wait=False, cancel_futures=True)
 
 
 def build(config: ConversationsConfig, summariser: Summariser | None = None, addr: str | None = None) -> App:
     # boto3 calls block: they run in this bounded pool (one pooled HTTP connection each). The bound
     # also caps how hard a logging flood can push the store that chat turns read from.
     executor = ThreadPoolExecutor(max_workers=config.db_threads, thread_name_prefix="dynamodb")
-    store = ConversationStore(dynamodb_client(config.common.aws), config.table, config.settings_table)
+    store = ConversationStore(dynamodb_client(config.common.aws), config.table, config.settings_table,
+                              config.connections_table, config.usage_table)
     servicer = Conversations(config, store, TokenVerifier(config.common.auth), executor)
     worker = SummaryWorker(store, summariser or make_summariser(config), servicer.io,
                            queue_size=config.summary_queue_size, batch_size=config.summary_batch_size,

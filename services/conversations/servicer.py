@@ -17,10 +17,16 @@ from google.protobuf import json_format
 
 from kotoba.v1 import conversations_pb2 as pb
 from kotoba.v1 import conversations_pb2_grpc as pb_grpc
-from services.common.auth import ADMIN, Identity, TokenVerifier, authenticate
+from services.common.auth import ADMIN, SERVICE, Identity, TokenVerifier, authenticate
 from services.conversations import pages, records
 from services.conversations.config import ConversationsConfig
-from services.conversations.privacy import is_pseudonym, pseudonym, redacted_turn
+from services.conversations.privacy import (
+    REDACT_DEADLINE_S,
+    is_pseudonym,
+    masked_turn,
+    pseudonym,
+    redacted_turn,
+)
 from services.conversations.records import InvalidTurn, TurnKey
 from services.conversations.stats import build_response
 from services.conversations.store import ConversationStore
@@ -57,6 +63,8 @@ class Conversations(pb_grpc.ConversationsServicer):
         self.verifier = verifier
         self.executor = executor
         self.worker = worker
+        # Redaction gets its own threads: a slow turn must not hold a DynamoDB thread other calls wait for.
+        self.redactor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="redact")
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
@@ -66,22 +74,41 @@ class Conversations(pb_grpc.ConversationsServicer):
         return [user_id] if is_pseudonym(user_id) else [user_id, pseudonym(self.config.pseudonym_key, user_id)]
 
     # ---- logging ------------------------------------------------------------------------
+    async def redact(self, turn: pb.Turn) -> pb.Turn:
+        """The turn redacted in a worker thread (the event loop keeps answering health checks and other
+        calls); past the deadline the text is masked whole, never stored raw."""
+        deadline = time.monotonic() + REDACT_DEADLINE_S
+        work = asyncio.get_running_loop().run_in_executor(self.redactor, redacted_turn, turn, deadline)
+        try:
+            return await asyncio.wait_for(work, REDACT_DEADLINE_S + 0.5)
+        except TimeoutError:
+            log.error("redaction timed out; turn text masked", extra={"turn_id": turn.turn_id})
+            return masked_turn(turn)
+
     @_store_errors
     async def AppendTurn(self, request: pb.AppendTurnRequest, context: grpc.aio.ServicerContext) -> pb.AppendTurnResponse:
-        identity = await authenticate(context, self.verifier)
+        # Turn content (costs, latencies, tool names, session ids) is the gateway's to report, never a
+        # learner's: a learner token could otherwise inflate costs or write into someone's session.
+        await authenticate(context, self.verifier, role=SERVICE)
         turn = request.turn
-        user_id = await self._turn_user(identity, turn, context)
+        if not turn.user_id or len(turn.user_id) > 128 or turn.user_id.startswith("#"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "turn.user_id must name the learner (1-128 chars)")
+        user_id = turn.user_id
         try:
             started = records.validate_turn(turn, datetime.now(UTC))
         except InvalidTurn as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        owners = await self.io(self.store.session_owners, turn.session_id)
+        if not owners <= set(self._ids_for(user_id)):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "this session id belongs to another learner; start a new session")
         logging_enabled, pseudonymize = await self.io(self.store.get_privacy, user_id)
         day = records.fmt_time(started)[:10]
         if not logging_enabled:
             await self.io(self.store.count_opted_out, turn.turn_id, day)
             turn_log.info("turn not logged", extra={"event": "turn_opted_out", "day": day})
             return pb.AppendTurnResponse(stored=False, reason="the learner turned conversation logging off")
-        clean = redacted_turn(turn)
+        clean = await self.redact(turn)
         stored_user = pseudonym(self.config.pseudonym_key, user_id) if pseudonymize else user_id
         ttl = int(time.time()) + self.config.ttl_days * 86400
         row = records.turn_row(clean, stored_user, started, ttl, pseudonymize)
@@ -94,19 +121,8 @@ class Conversations(pb_grpc.ConversationsServicer):
                              self.io(self.store.mark_day, day))
         if self.worker is not None:
             self.worker.offer(TurnKey(row["sessionId"], row["timestamp"]), row)
-        turn_log.info("turn", extra={"event": "turn", "turn": _log_view(row)})
+        turn_log.info("turn", extra={"event": "turn", "turn": _log_view(row, self.config.pseudonym_key)})
         return pb.AppendTurnResponse(stored=True)
-
-    async def _turn_user(self, identity: Identity, turn: pb.Turn, context: grpc.aio.ServicerContext) -> str:
-        if identity.is_service:
-            if not turn.user_id:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "a service token must name the learner in turn.user_id")
-            return turn.user_id
-        if turn.user_id and turn.user_id != identity.user_id:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                "only the service role may log turns for another learner")
-        return identity.user_id
 
     # ---- privacy -------------------------------------------------------------------------
     @_store_errors
@@ -148,6 +164,8 @@ class Conversations(pb_grpc.ConversationsServicer):
             start_t = records.parse_time(start, "start_time") if start else end_t - timedelta(days=default_days)
         except InvalidTurn as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except OverflowError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start_time/end_time is out of range")
         if start_t >= end_t:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "start_time must be before end_time")
         return start_t, end_t
@@ -299,9 +317,9 @@ class Conversations(pb_grpc.ConversationsServicer):
         start, end = await self._range(context, request.start_time, request.end_time, 7)
         if not request.end_time:
             end = datetime.now(UTC)
-        days = records.days_between(start, end)
-        if len(days) > MAX_STATS_DAYS:
+        if end - start > timedelta(days=MAX_STATS_DAYS):  # before the day list is built, not after
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the range may span at most {MAX_STATS_DAYS} days")
+        days = records.days_between(start, end)
         rows = await self.io(self.store.stats_rows, days)
         with_data = await self.io(self.store.days_with_data, days[0], days[-1])
         lo, hi = records.fmt_time(start), records.fmt_time(end)
@@ -326,8 +344,11 @@ def _session_summary(row: dict[str, Any]) -> pb.ConversationSummary:
         mode=row.get("mode", ""))
 
 
-def _log_view(row: dict[str, Any]) -> dict[str, Any]:
-    """What goes to stdout: the stored row (already redacted, maybe pseudonymous)."""
+def _log_view(row: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """What goes to stdout: the stored row (already redacted), always under the learner's pseudonym: log
+    pipelines keep lines longer and wider than the table, and an erase request cannot reach them."""
     view = json_format.MessageToDict(records.row_to_turn(row), preserving_proto_field_name=True)
     view.pop("summary_status", None)
+    user = row.get("userId", "")
+    view["user_id"] = user if is_pseudonym(user) else pseudonym(key, user)
     return view | {"pseudonymous": row["pseudonymous"]}

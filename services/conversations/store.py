@@ -14,6 +14,12 @@ from services.conversations import records, stats
 from services.conversations.records import TurnKey, from_item, to_attr, to_item
 
 _NAMES = {"#pk": "sessionId", "#sk": "timestamp", "#ttl": "ttl"}
+# Anonymous per-day counters and the days index outlive the turns (dashboards compare months), not forever.
+STATS_TTL_DAYS = 400
+
+
+def _stats_ttl() -> int:
+    return int(time.time()) + STATS_TTL_DAYS * 86400
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -21,10 +27,14 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class ConversationStore:
-    def __init__(self, client, table: str, settings_table: str) -> None:
+    def __init__(self, client, table: str, settings_table: str, connections_table: str = "",
+                 usage_table: str = "") -> None:
         self.client = client
         self.table = table
         self.settings_table = settings_table
+        # The gateway's tables: erased with the learner's logs (resumption rows hold recent turns).
+        self.connections_table = connections_table
+        self.usage_table = usage_table
         self._days_marked: set[str] = set()
 
     # ---- settings (privacy) -------------------------------------------------------------
@@ -43,6 +53,15 @@ class ConversationStore:
         )
 
     # ---- writes on AppendTurn ------------------------------------------------------------
+    def session_owners(self, session_id: str) -> set[str]:
+        """The user ids (or pseudonyms) on the session's newest live turn rows; empty for a new session."""
+        page = self.client.query(TableName=self.table, KeyConditionExpression="#pk = :pk", Limit=20,
+                                 ScanIndexForward=False, ExpressionAttributeNames={"#pk": "sessionId", "#ttl": "ttl"},
+                                 ExpressionAttributeValues={":pk": {"S": session_id}},
+                                 ProjectionExpression="userId, #ttl")
+        now = time.time()
+        return {r["userId"]["S"] for r in page.get("Items", []) if "userId" in r and not is_expired(r, now)}
+
     def put_turn(self, row: dict[str, Any]) -> bool:
         """Store a new turn; False when this turn id was already stored (idempotent retry)."""
         try:
@@ -66,14 +85,19 @@ class ConversationStore:
             adds[f"ft_{stats.bucket(float(latencies['first_text_ms'])):02d}"] = 1
         if latencies.get("total_ms"):
             adds[f"tt_{stats.bucket(float(latencies['total_ms'])):02d}"] = 1
-        self._add(records.stats_key(row["day"], row["turnId"]), adds)
+        self._add(records.stats_key(row["day"], row["turnId"]), adds, ttl=_stats_ttl())
 
-    def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None) -> None:
+    def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None,
+             ttl: int | None = None) -> None:
         names = {f"#a{i}": name for i, name in enumerate(adds)}
         values = {f":a{i}": to_attr(value) for i, value in enumerate(adds.values())}
+        update = "ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
+        if ttl is not None:
+            update += " SET #ttl = :ttl"
+            names["#ttl"], values[":ttl"] = "ttl", {"N": str(ttl)}
         args: dict[str, Any] = dict(
             TableName=self.table, Key=key, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-            UpdateExpression="ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds))),
+            UpdateExpression=update,
         )
         if condition:
             args["ConditionExpression"] = condition
@@ -102,7 +126,8 @@ class ConversationStore:
     def mark_day(self, day: str) -> None:
         if day in self._days_marked:
             return
-        self.client.put_item(TableName=self.table, Item={"sessionId": {"S": "#days"}, "timestamp": {"S": day}})
+        self.client.put_item(TableName=self.table, Item={"sessionId": {"S": "#days"}, "timestamp": {"S": day},
+                                                         "ttl": {"N": str(_stats_ttl())}})
         self._days_marked.add(day)
 
     def count_opted_out(self, turn_id: str, day: str) -> None:
@@ -117,7 +142,7 @@ class ConversationStore:
             if _conditional_failed(exc):
                 return
             raise
-        self._add(records.stats_key(day, turn_id), {"turns": 1, "optedOut": 1})
+        self._add(records.stats_key(day, turn_id), {"turns": 1, "optedOut": 1}, ttl=_stats_ttl())
         self.mark_day(day)
 
     # ---- summaries -----------------------------------------------------------------------
@@ -166,7 +191,7 @@ class ConversationStore:
             writes.append({"DeleteRequest": {"Key": records.pending_key(row["timestamp"])}})
         for adds in stats_adds.values():
             day, turn_id = adds.pop("_turn")
-            self._add(records.stats_key(day, turn_id), adds)
+            self._add(records.stats_key(day, turn_id), adds, ttl=_stats_ttl())
         for (day, session_id), categories in session_cats.items():
             try:
                 self._add(records.session_day_key(day, session_id), {"categories": categories},
@@ -276,9 +301,14 @@ class ConversationStore:
 
     # ---- erase ---------------------------------------------------------------------------
     def delete_user(self, user_ids: Iterable[str]) -> int:
-        """Erase every row that carries one of these ids (turns, summaries, pending markers, session rows)."""
+        """Erase every row that carries one of these ids: turns, summaries, pending markers and session rows
+        here, the learner's rows in connections (resumption handle and recent turns) and usage (daily counts
+        and costs). Settings stay: they hold the privacy choice (an opted-out learner must stay opted out
+        after erasing) and study preferences, which are not logs. Returns the number of turn rows."""
         deleted = 0
+        user_ids = list(user_ids)
         for user_id in user_ids:
+            self._delete_gateway_rows(user_id)
             # A second pass catches turns appended while the first one ran; bounded
             # because a GSI read may still show rows that were just deleted.
             for _pass in range(3):
@@ -298,12 +328,24 @@ class ConversationStore:
                 deleted += len(turns)
         return deleted
 
-    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys])
+    def _delete_gateway_rows(self, user_id: str) -> None:
+        if self.connections_table:
+            rows = query_all(self.client.query, TableName=self.connections_table, IndexName="userId-index",
+                             KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
+                             ProjectionExpression="sessionId")
+            self._batch_delete([{"sessionId": r["sessionId"]} for r in rows], self.connections_table)
+        if self.usage_table:
+            rows = query_all(self.client.query, TableName=self.usage_table, KeyConditionExpression="userId = :u",
+                             ExpressionAttributeValues={":u": {"S": user_id}}, ProjectionExpression="userId, #d",
+                             ExpressionAttributeNames={"#d": "day"})
+            self._batch_delete([{"userId": r["userId"], "day": r["day"]} for r in rows], self.usage_table)
 
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+    def _batch_delete(self, keys: list[dict[str, Any]], table: str | None = None) -> None:
+        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys], table)
+
+    def _batch_write(self, requests: list[dict[str, Any]], table: str | None = None) -> None:
         for batch in chunks(requests, 25):
-            request = {self.table: batch}
+            request = {table or self.table: batch}
             for attempt in range(10):
                 reply = self.client.batch_write_item(RequestItems=request)
                 request = reply.get("UnprocessedItems") or {}

@@ -1,6 +1,6 @@
 """Admin HTTP layer the gateway mounts: JSON over the Conversations admin API, and the /admin page.
 
-The gateway calls `handle_admin` from its websockets `process_request` for
+The gateway's HTTP layer (services/gateway/routes.py) calls `handle_admin` for
 paths starting with /api/v1/admin or equal to /admin. The caller's bearer
 token (Authorization header or ?token=) is forwarded to gRPC unchanged: the
 Conversations service is the one that checks the admin role.
@@ -24,15 +24,18 @@ API_PREFIX = "/api/v1/admin/chat"
 PAGE_PATH = "/admin"
 PAGE_FILE = Path(__file__).with_name("static") / "admin.html"
 RPC_TIMEOUT_SECONDS = 10.0
+MAX_PAGE_SIZE = 100  # what Conversations serves; larger would not fit an int32 field anyway
+MAX_PARAM_CHARS = 512
 
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store",
                  "X-Content-Type-Options": "nosniff"}
 # The page is self-contained (inline script and style, charts as inline SVG) and talks only to us.
-_PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
                  "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
                  "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-                                            "style-src 'unsafe-inline'; connect-src 'self'; img-src data:"}
-_STATUS = {
+                                            "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; "
+                                            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"}
+GRPC_HTTP_STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -63,14 +66,14 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value or ""
 
 
-def _int(query: Mapping[str, str], name: str) -> int:
+def _int(query: Mapping[str, str], name: str, maximum: int = MAX_PAGE_SIZE) -> int:
     raw = query.get(name, "")
     if not raw:
         return 0
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadParam(f"{name} must be a whole number, got {raw!r}") from None
+    # Checked as text first: int() of a huge digit string is slow and the proto field is int32.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or int(raw) > maximum:
+        raise BadParam(f"{name} must be a whole number from 0 to {maximum}, got {raw[:20]!r}")
+    return int(raw)
 
 
 def _first(query: Mapping[str, str], *names: str) -> str:
@@ -113,10 +116,13 @@ async def handle_admin(method: str, path: str, query: dict[str, str], headers: M
     """
     path = path.split("?", 1)[0]
     query = {k: (v[0] if v else "") if isinstance(v, (list, tuple)) else str(v) for k, v in query.items()}
+    long = next((k for k, v in query.items() if len(v) > MAX_PARAM_CHARS), None)
+    if long is not None:
+        return _error(400, "INVALID_ARGUMENT", f"{long[:40]} is longer than {MAX_PARAM_CHARS} characters")
     if path in (PAGE_PATH, PAGE_PATH + "/"):
         if method not in ("GET", "HEAD"):
             return _error(405, "METHOD_NOT_ALLOWED", "use GET")
-        return 200, dict(_PAGE_HEADERS), PAGE_FILE.read_bytes()
+        return 200, dict(PAGE_HEADERS), PAGE_FILE.read_bytes()
     try:
         route = _route(path, query)
     except BadParam as exc:
@@ -133,7 +139,7 @@ async def handle_admin(method: str, path: str, query: dict[str, str], headers: M
     try:
         reply = await rpc(request, metadata=auth_metadata(token), timeout=RPC_TIMEOUT_SECONDS)
     except grpc.aio.AioRpcError as exc:
-        status = _STATUS.get(exc.code(), 502)
+        status = GRPC_HTTP_STATUS.get(exc.code(), 502)
         return _error(status, exc.code().name, exc.details() or "conversations service error")
     return _json(200, json_format.MessageToDict(reply, preserving_proto_field_name=True,
                                                 always_print_fields_with_no_presence=True,

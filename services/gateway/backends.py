@@ -10,6 +10,7 @@ from kotoba.v1 import conversations_pb2_grpc, retrieval_pb2_grpc, tools_pb2_grpc
 from services.common import telemetry
 from services.common.config import CommonConfig
 from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.grpc_tls import make_channel
 
 # gRPC's default reconnect backoff grows to 120 s: a backend back after a long outage would stay unused
 # that long. Capped at 5 s, a restarted service is found within seconds. (Not the min backoff: gRPC also
@@ -18,8 +19,7 @@ RECONNECT_OPTIONS = (("grpc.max_reconnect_backoff_ms", 5000),)
 
 
 def channel(addr: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS + RECONNECT_OPTIONS,
-                                     interceptors=telemetry.client_interceptors())
+    return make_channel(addr, CHANNEL_OPTIONS + RECONNECT_OPTIONS, telemetry.client_interceptors())
 
 
 @dataclass

@@ -12,6 +12,10 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+# Error codes after which no more of the answer comes (docs/protocol.md).
+TURN_ENDING_ERRORS = ("rate_limited", "budget_exceeded", "busy", "upstream_unavailable", "bad_message", "too_large",
+                      "unknown_type", "bad_json", "binary_in_text_mode", "token_expired")
+
 
 @dataclass
 class TurnResult:
@@ -33,6 +37,31 @@ class TurnResult:
     @property
     def answer(self) -> str:
         return self.text or self.transcript("tutor")
+
+    def add(self, frame: dict[str, Any], now: float, on_text=None) -> bool:
+        """Take in one JSON frame of the answer; True when it ends the turn."""
+        self.frames.append(frame)
+        kind = frame.get("type")
+        if kind == "text":
+            if self.first_text_s is None:
+                self.first_text_s = now
+            self.text += frame["text"]
+            if on_text is not None:
+                on_text(frame["text"])
+        elif kind == "transcript":
+            self.transcripts.append((frame["role"], frame["text"]))
+        elif kind == "tool":
+            self.tools.append(frame["name"])
+        elif kind == "interrupted":
+            self.interrupted = True
+            self.audio = b""
+        elif kind == "error":
+            self.errors.append(frame)
+            return frame.get("code") in TURN_ENDING_ERRORS
+        elif kind == "turn_complete":
+            self.usage = frame.get("usage", {})
+            return True
+        return False
 
     def as_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "text": self.text, "audio_bytes": len(self.audio),
@@ -100,32 +129,9 @@ class ChatClient:
                 result.audio += raw
                 continue
             frame = json.loads(raw)
-            result.frames.append(frame)
-            kind = frame.get("type")
-            if kind == "text":
-                if result.first_text_s is None:
-                    result.first_text_s = now
-                result.text += frame["text"]
-                if on_text is not None:
-                    on_text(frame["text"])
-            elif kind == "transcript":
-                result.transcripts.append((frame["role"], frame["text"]))
-            elif kind == "tool":
-                result.tools.append(frame["name"])
-            elif kind == "interrupted":
-                result.interrupted = True
-                result.audio = b""
-            elif kind == "session":
+            if frame.get("type") == "session":
                 self.session = frame
-            elif kind == "error":
-                result.errors.append(frame)
-                if frame.get("code") in ("rate_limited", "budget_exceeded", "busy", "upstream_unavailable",
-                                         "bad_message", "too_large", "unknown_type", "bad_json",
-                                         "binary_in_text_mode"):
-                    result.total_s = now
-                    return result
-            elif kind == "turn_complete":
-                result.usage = frame.get("usage", {})
+            if result.add(frame, now, on_text):
                 result.total_s = now
                 return result
 

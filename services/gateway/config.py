@@ -81,6 +81,10 @@ class GatewayConfig:
     compression_trigger_tokens: int
     compression_target_tokens: int
     static_dir: Path
+    # Browser Origins allowed on this port (empty: the page's own origin, plus localhost in local mode).
+    allowed_origins: tuple[str, ...] = ()
+    max_pending_handshakes_per_learner: int = 4
+    max_pending_handshakes_per_address: int = 32
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -154,4 +158,11 @@ class GatewayConfig:
             compression_trigger_tokens=env_int(env, "KOTOBA_LIVE_COMPRESSION_TRIGGER_TOKENS", 25_600, minimum=1000),
             compression_target_tokens=env_int(env, "KOTOBA_LIVE_COMPRESSION_TARGET_TOKENS", 12_800, minimum=500),
             static_dir=Path(env.get("KOTOBA_GATEWAY_STATIC_DIR") or REPO_ROOT / "services" / "gateway" / "static"),
+            allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("KOTOBA_GATEWAY_ALLOWED_ORIGINS", "").split(",")
+                                  if o.strip()),
+            # Upgrades between "token checked" and "handshake done": bounded so a flood cannot hold the cap.
+            max_pending_handshakes_per_learner=env_int(env, "KOTOBA_GATEWAY_MAX_PENDING_HANDSHAKES_PER_LEARNER", 4,
+                                                       minimum=1),
+            max_pending_handshakes_per_address=env_int(env, "KOTOBA_GATEWAY_MAX_PENDING_HANDSHAKES_PER_ADDRESS", 32,
+                                                       minimum=1),
         )

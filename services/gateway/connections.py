@@ -15,10 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
+from services.common.redact import find_names, redact_text
 from services.common.tables import is_expired, query_all
 
 RECENT_TURNS = 6
+# A row is written only by its own learner's sessions: a write never takes over someone else's session id.
+_OWN_ROW = "attribute_not_exists(sessionId) OR userId = :uid"
+
+
+def _refused(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 @dataclass
@@ -32,6 +40,16 @@ class SessionRow:
     last_activity: float = field(default_factory=time.time)
     recent: list[dict[str, str]] = field(default_factory=list)
     ttl: int = 0
+
+
+def stored_recent(history: list[dict[str, str]], logging_enabled: bool) -> list[dict[str, str]]:
+    """The recent turns as they may be stored beside the learner id: redacted like a turn log, and none at
+    all for a learner who opted out of logging (the row then keeps only the resumption handle)."""
+    if not logging_enabled:
+        return []
+    names = tuple(sorted({n for h in history if h.get("role") == "user" for n in find_names(h.get("text", ""))},
+                         key=len, reverse=True))
+    return [{**h, "text": redact_text(h.get("text", ""), names)} for h in history[-RECENT_TURNS:]]
 
 
 class ConnectionStore:
@@ -53,7 +71,43 @@ class ConnectionStore:
             "language": row.language, "mode": row.mode, "lastActivity": str(round(row.last_activity, 3)),
             "recent": json.dumps(row.recent[-RECENT_TURNS:], ensure_ascii=False), "ttl": row.ttl,
         }
-        await asyncio.to_thread(self.table.put_item, Item=item)
+        try:
+            await asyncio.to_thread(self.table.put_item, Item=item, ConditionExpression=_OWN_ROW,
+                                    ExpressionAttributeValues={":uid": row.user_id})
+        except ClientError as exc:
+            if not _refused(exc):
+                raise
+            raise PermissionError(f"session {row.session_id} belongs to another learner") from None
+
+    async def claim(self, session_id: str, user_id: str) -> bool:
+        """Mark the row attached for this learner, in one conditional write (False: another learner's row).
+        Written before the cap is counted, so two gateways starting sessions at once see each other."""
+        ttl = self._ttl("attached")
+        try:
+            await asyncio.to_thread(
+                self.table.update_item, Key={"sessionId": session_id}, ConditionExpression=_OWN_ROW,
+                UpdateExpression="SET userId = :uid, #state = :attached, lastActivity = :now, #ttl = :ttl",
+                ExpressionAttributeNames={"#state": "state", "#ttl": "ttl"},
+                ExpressionAttributeValues={":uid": user_id, ":attached": "attached", ":now": str(round(time.time(), 3)),
+                                           ":ttl": ttl})
+        except ClientError as exc:
+            if _refused(exc):
+                return False
+            raise
+        return True
+
+    async def unclaim(self, session_id: str, user_id: str, *, fresh: bool) -> None:
+        """Undo `claim` for a refused start: a fresh row goes, a resumed one is detached again."""
+        values = {":uid": user_id}
+        if fresh:
+            await asyncio.to_thread(self.table.delete_item, Key={"sessionId": session_id},
+                                    ConditionExpression="userId = :uid", ExpressionAttributeValues=values)
+            return
+        await asyncio.to_thread(
+            self.table.update_item, Key={"sessionId": session_id}, ConditionExpression="userId = :uid",
+            UpdateExpression="SET #state = :detached, #ttl = :ttl", ExpressionAttributeNames={"#state": "state",
+                                                                                            "#ttl": "ttl"},
+            ExpressionAttributeValues={**values, ":detached": "detached", ":ttl": self._ttl("detached")})
 
     async def get(self, session_id: str) -> SessionRow | None:
         item = (await asyncio.to_thread(self.table.get_item, Key={"sessionId": session_id},
@@ -74,6 +128,3 @@ class ConnectionStore:
         now = time.time()
         return sum(1 for r in await asyncio.to_thread(query)
                    if r.get("state") == "attached" and not is_expired(r, now) and r.get("sessionId") != exclude)
-
-    async def delete(self, session_id: str) -> None:
-        await asyncio.to_thread(self.table.delete_item, Key={"sessionId": session_id})

@@ -1,5 +1,5 @@
-"""One upstream Live session through the real google-genai client, with a receive loop that dispatches
-each server message to `_on_<kind>` handlers of a `LiveHandler` (the learner's chat session).
+"""One upstream Live session through the real google-genai client, with a receive loop that hands each
+server message to a `LiveHandler` (the session's upstream link, link.py).
 
 `session.receive()` ends at every turnComplete, so the loop re-enters it; a
 closed socket surfaces as `errors.APIError`/ConnectionClosed and is reported
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from google import genai
@@ -23,15 +22,16 @@ from services.gateway.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 
-# Order matters when one frame carries several: usage and the new handle belong to the turn that the
-# same frame's turnComplete closes, and a goAway is acted on only after that.
-MESSAGE_KINDS = ("setup_complete", "usage_metadata", "session_resumption_update", "tool_call_cancellation",
-                 "server_content", "tool_call", "go_away")
-
-
 class LiveHandler(Protocol):
     async def on_upstream_message(self, msg: types.LiveServerMessage) -> None: ...
     async def on_upstream_lost(self, exc: BaseException | None) -> None: ...
+
+
+class CompressionSettings(Protocol):
+    """The part of the settings `connect_config` reads (GatewayConfig or the link's LinkSettings)."""
+
+    compression_trigger_tokens: int
+    compression_target_tokens: int
 
 
 def make_client(config: GatewayConfig) -> genai.Client:
@@ -51,15 +51,19 @@ def make_client(config: GatewayConfig) -> genai.Client:
 
 
 def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: str, handle: str | None,
-                   config: GatewayConfig, headers: dict[str, str] | None = None) -> types.LiveConnectConfig:
+                   config: CompressionSettings, headers: dict[str, str] | None = None) -> types.LiveConnectConfig:
     """What the configured model's family accepts for `mode` (live_models.live_connect_config): on an
     audio-only model text mode asks for AUDIO + output transcription (the transcription is the text)."""
+    # LinkSettings carries the model; a GatewayConfig has it under .live (bench/load passes one).
+    model = getattr(config, "model", None) or config.live.model  # type: ignore[attr-defined]
     cfg = live_models.live_connect_config(
-        config.live.model, mode, system_instruction=system_instruction, tools=tools, handle=handle,
+        model, mode, system_instruction=system_instruction, tools=tools, handle=handle,
         compression=(config.compression_trigger_tokens, config.compression_target_tokens),
-        # The chat session answers a turn's tool calls before the answer; NON_BLOCKING (late answers
-        # after turnComplete) is not handled yet, so BLOCKING wherever the family takes it.
-        backend=config.live.kind, function_mode=live_models.BLOCKING)
+        # The name was validated for its backend at start; a name only Vertex serves means Vertex.
+        backend="gemini" if live_models.find(model) is not None else "vertex",
+        # The session answers a turn's tool calls before the answer; NON_BLOCKING (late answers after
+        # turnComplete) is not handled yet, so BLOCKING wherever the family takes it.
+        function_mode=live_models.BLOCKING)
     if headers:
         cfg.http_options = types.HttpOptions(headers=headers)
     return cfg
@@ -115,10 +119,6 @@ class Upstream:
                 await asyncio.wait_for(stack.aclose(), 5)
         self.session = None
 
-    @property
-    def is_open(self) -> bool:
-        return self.session is not None and not self._closing
-
     async def send_turn(self, content: types.Content | list[types.Content], turn_complete: bool = True) -> None:
         await self.session.send_client_content(turns=content, turn_complete=turn_complete)
 
@@ -131,5 +131,3 @@ class Upstream:
     async def send_tool_response(self, responses: list[types.FunctionResponse]) -> None:
         await self.session.send_tool_response(function_responses=responses)
 
-
-OpenFn = Callable[[str | None], Awaitable[None]]

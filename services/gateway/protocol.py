@@ -27,6 +27,8 @@ TOO_MANY_SESSIONS = "too_many_sessions"
 RESUME_FAILED = "resume_failed"
 UPSTREAM_UNAVAILABLE = "upstream_unavailable"
 INTERNAL = "internal"
+TOKEN_EXPIRED = "token_expired"
+CLOSE_TOKEN_EXPIRED = 4001  # WebSocket close code after TOKEN_EXPIRED
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,26 @@ class Ping:
 ClientMessage = Start | Text | AudioEnd | Ping
 
 
+MAX_NUMBER_DIGITS = 64
+
+
+class _NumberTooLong(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    # No field of the protocol is a big number; int() of thousands of digits raises (or is slow).
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise _NumberTooLong(text[:20])
+    return int(text)
+
+
 def parse(raw: str, max_text_chars: int) -> ClientMessage | ProtocolError:
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+        data = json.loads(raw, parse_int=_parse_int)
+    except _NumberTooLong:
+        return ProtocolError(BAD_JSON, f"numbers in a message may have at most {MAX_NUMBER_DIGITS} digits")
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return ProtocolError(BAD_JSON, "message is not valid JSON")
     if not isinstance(data, dict):
         return ProtocolError(BAD_MESSAGE, "message must be a JSON object with a \"type\"")

@@ -27,8 +27,6 @@ class ResumptionState:
     handle: str = ""
     resumable: bool = True
     go_away: bool = False
-    reconnects: int = 0
-    fresh_sessions: int = 0
     history: list[dict[str, str]] = field(default_factory=list)  # {"role": "user"|"model", "text": ...}
 
     def update(self, new_handle: str | None, resumable: bool | None) -> bool:

@@ -8,9 +8,9 @@ arguments such as `user_id` are dropped by ParseDict(ignore_unknown_fields).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,8 @@ from services.gateway.rag import hit_dicts
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
+
+CANCELLED = "CANCELLED"
 
 SEARCH_DICTIONARY = {
     "name": "search_dictionary",
@@ -157,21 +159,34 @@ class ToolBridge:
                                                         metadata=auth_metadata(token))
         return {"result": {"hits": hit_dicts(response)}}
 
-    async def run(self, calls: list[types.FunctionCall], token: str) -> list[CallRecord]:
-        """All calls of one toolCall in parallel; results in the order of the calls."""
+    async def run(self, calls: list[types.FunctionCall], token: str,
+                  running: dict[str, asyncio.Task] | None = None) -> list[CallRecord]:
+        """All calls of one toolCall in parallel; records in the order of the calls. Each call's task is
+        listed in `running` under its id while it runs, so a toolCallCancellation can withdraw it; a
+        withdrawn call gets a CANCELLED record (for the turn log) and no response is owed for it."""
+        running = {} if running is None else running
+        tasks: list[tuple[types.FunctionCall, asyncio.Task]] = []
+        for fc in calls:
+            fc.id = fc.id or uuid.uuid4().hex
+            task = asyncio.create_task(self._timed(fc, token))
+            running[fc.id] = task
+            tasks.append((fc, task))
+        await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
+        records = []
+        for fc, task in tasks:
+            running.pop(fc.id or "", None)
+            records.append(CallRecord(fc.id or "", fc.name or "", dict(fc.args or {}),
+                                      _error(CANCELLED, "cancelled"), 0) if task.cancelled() else task.result())
+        return records
 
-        async def one(fc: types.FunctionCall) -> CallRecord:
-            started = time.perf_counter()
-            response = await self.call(fc.name or "", dict(fc.args or {}), token)
-            return CallRecord(fc.id or "", fc.name or "", dict(fc.args or {}), response,
-                              (time.perf_counter() - started) * 1000)
-
-        return list(await asyncio.gather(*(one(fc) for fc in calls)))
+    async def _timed(self, fc: types.FunctionCall, token: str) -> CallRecord:
+        started = time.perf_counter()
+        response = await self.call(fc.name or "", dict(fc.args or {}), token)
+        return CallRecord(fc.id or "", fc.name or "", dict(fc.args or {}), response,
+                          (time.perf_counter() - started) * 1000)
 
 
 def function_responses(records: list[CallRecord]) -> list[types.FunctionResponse]:
-    return [types.FunctionResponse(id=r.id, name=r.name, response=r.response) for r in records]
-
-
-def summarise_args(args: dict[str, Any]) -> str:
-    return json.dumps(args, ensure_ascii=False)[:2000]
+    """The toolResponse for a fan-out: every call the model still waits for (withdrawn calls left out)."""
+    return [types.FunctionResponse(id=r.id, name=r.name, response=r.response) for r in records
+            if r.error != CANCELLED]

@@ -7,19 +7,23 @@ attempt, `wait_for_ready` so a restarted Conversations is picked up as soon as
 the channel reconnects. AppendTurn is idempotent per turn_id and the record
 keeps its own started_at, so a resend after a lost reply stores nothing twice.
 
-Loss is possible in exactly two ways, both counted (`dropped`, metric
+Loss is possible in exactly three ways, all counted (`dropped`, metric
 kotoba.errors{code="turn_log_dropped"}) and logged at ERROR:
 - the queue is full (a long outage under load): the oldest record is dropped;
-- the gateway stops and the flush deadline passes with records still queued.
+- the gateway stops and the flush deadline passes with records still queued;
+- a record keeps timing out (DEADLINE_EXCEEDED) while other records get
+  through: that is the record's fault, not an outage, so after
+  `suspect_attempts` such timeouts it is dropped and one poisonous record
+  cannot hold a sender, or the service it slows down, for good.
 A record Conversations refuses outright (INVALID_ARGUMENT, PERMISSION_DENIED…)
 is not retried: `failed`, code="turn_log_rejected".
 
-Expired learner tokens: a record may wait in the queue longer than the
-learner's token lives. A record is sent with the learner's own token while it
-is valid; once it has expired (or Conversations answers UNAUTHENTICATED) it is
-sent with the gateway's service-role token naming the learner in
-turn.user_id, which Conversations accepts from the "service" role only. The
-service token is minted from the dev secret in local mode (HS256) or read from
+Credentials: Conversations takes turn content from the service role only, so a
+record is sent with the gateway's service-role token naming the learner in
+turn.user_id. Without a service token (a gateway built without one, unit tests)
+the learner's own token is used while it is valid.
+
+The service token is minted from the dev secret in local mode (HS256) or read from
 KOTOBA_GATEWAY_SERVICE_TOKEN_FILE (a mounted Secret, re-read as it rotates) in
 production; without either, such a record is rejected and counted.
 """
@@ -129,6 +133,24 @@ class TurnLog:
                 except asyncio.QueueEmpty:
                     pass
 
+    def forget(self, user_id: str) -> int:
+        """A learner erased their data: drop their queued records (not lost logs, so not counted as dropped)."""
+        keep: list[Pending] = []
+        gone = 0
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self.queue.task_done()
+            if user_id in (item.user_id, item.turn.user_id):
+                gone += 1
+            else:
+                keep.append(item)
+        for item in keep:
+            self.queue.put_nowait(item)
+        return gone
+
     def _drop(self, items: list[Pending], why: str) -> None:
         if not items:
             return
@@ -160,10 +182,12 @@ class TurnLog:
                 otel_context.detach(token)
 
     async def _deliver(self, item: Pending) -> int:
-        use_service = bool(item.expires_at) and time.time() >= item.expires_at
+        use_service = (self.service_token is not None and bool(item.user_id)) or (
+            bool(item.expires_at) and time.time() >= item.expires_at)
         attempt = suspect = 0
         while True:
             attempt += 1
+            sent_before = self.sent
             creds = self._credentials(item, use_service)
             if creds is None:
                 self._reject(item, "UNAUTHENTICATED", attempt, "learner token expired and no service token")
@@ -183,8 +207,11 @@ class TurnLog:
                 if code == grpc.StatusCode.UNAUTHENTICATED and not use_service:
                     use_service = True  # the learner's token expired while the record waited
                     continue
-                if code in SUSPECT:
+                if code in SUSPECT or (code == grpc.StatusCode.DEADLINE_EXCEEDED and self.sent > sent_before):
                     suspect += 1
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and suspect >= self.suspect_attempts:
+                    self._drop([item], f"timed out {suspect} times while other records were delivered")
+                    return attempt
                 if code not in OUTAGE and (code not in SUSPECT or suspect >= self.suspect_attempts):
                     self._reject(item, code.name, attempt, exc.details() or "")
                     return attempt

@@ -16,7 +16,9 @@ from services.gateway.config import Prices
 
 log = logging.getLogger(__name__)
 
-AUDIO_TOKENS_PER_SECOND = 25
+# Daily usage rows serve today's budget check and cost reconciliation: kept 13 months, then expire
+# (docs/data-model.md, Retention).
+USAGE_TTL_DAYS = 400
 
 
 @dataclass
@@ -100,13 +102,25 @@ class UsageStore:
 
         return await asyncio.to_thread(get)
 
+    async def logging_enabled(self, user_id: str) -> bool:
+        """The learner's privacy choice (Conversations' `settings.loggingEnabled`, default on), read
+        consistently so an opt-out applies from the next write."""
+        def get() -> bool:
+            row = self.client.get_item(TableName=self.settings_table, Key={"userId": {"S": user_id}},
+                                       ProjectionExpression="loggingEnabled", ConsistentRead=True).get("Item") or {}
+            return bool(row.get("loggingEnabled", {}).get("BOOL", True))
+
+        return await asyncio.to_thread(get)
+
     async def add(self, user_id: str, u: TurnUsage) -> None:
         def update() -> None:
             self.client.update_item(
                 TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
                 UpdateExpression="ADD turns :one, textInTokens :ti, textOutTokens :to, audioInTokens :ai, "
-                                 "audioOutTokens :ao, costUsd :c",
+                                 "audioOutTokens :ao, costUsd :c SET #ttl = :ttl",
+                ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={
+                    ":ttl": {"N": str(int(time.time()) + USAGE_TTL_DAYS * 86400)},
                     ":one": {"N": "1"}, ":ti": {"N": str(u.text_in_tokens)}, ":to": {"N": str(u.text_out_tokens)},
                     ":ai": {"N": str(u.audio_in_tokens)}, ":ao": {"N": str(u.audio_out_tokens)},
                     ":c": {"N": str(Decimal(repr(u.cost_usd)).quantize(Decimal("1e-10")))},
@@ -168,6 +182,17 @@ class Limits:
         self._spent[key] = max(self._spent.get(key, 0.0), spent)
         if override is not None:
             self._budget[user_id] = override
+
+    async def logging_enabled(self, user_id: str) -> bool:
+        """Whether the learner lets their words be kept; False when unknown (an unreadable settings table
+        must not put words of a learner who opted out into storage)."""
+        if self.store is None:
+            return True
+        try:
+            return await self.store.logging_enabled(user_id)
+        except Exception:  # noqa: BLE001
+            log.warning("privacy settings unreadable; keeping no turns", exc_info=True)
+            return False
 
     def over_budget(self, user_id: str) -> bool:
         budget = self._budget.get(user_id, self.daily_budget_usd)

@@ -30,6 +30,21 @@ def _local_engine():
     return SearchEngine(snap, lambda text: embedder.embed_queries([text])[0])
 
 
+def _bearer(args: argparse.Namespace, config) -> str:
+    """--token or KOTOBA_TOKEN; in a local run a short-lived token is minted with the dev secret."""
+    import os
+
+    from services.common.auth import mint_token
+    from services.common.config import ConfigError
+
+    token = args.token or os.environ.get("KOTOBA_TOKEN", "")
+    if token:
+        return token
+    if config.environment == "local":
+        return mint_token(config.auth, "kotoba-cli", ttl_seconds=300)
+    raise ConfigError("KOTOBA_TOKEN", "retrieval needs a token: --token or KOTOBA_TOKEN")
+
+
 def _search(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
@@ -42,13 +57,16 @@ def _search(args: argparse.Namespace) -> int:
         import grpc
 
         from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
+        from services.common.auth import auth_metadata
         from services.common.config import CommonConfig
 
-        addr = CommonConfig.from_env().addr("retrieval")
+        common = CommonConfig.from_env()
+        addr = common.addr("retrieval")
         try:
             with grpc.insecure_channel(addr) as channel:
                 reply = retrieval_pb2_grpc.RetrievalStub(channel).Search(retrieval_pb2.SearchRequest(
-                    query=query, top_k=args.top_k, types=args.type or [], levels=args.level or []), timeout=5)
+                    query=query, top_k=args.top_k, types=args.type or [], levels=args.level or []), timeout=5,
+                    metadata=auth_metadata(_bearer(args, common)))
             hits = [{**MessageToDict(h.item, preserving_proto_field_name=True), "score": h.score,
                      "matched_by": h.matched_by} for h in reply.hits]
             source, intent = f"grpc {addr}", reply.intent
@@ -111,6 +129,7 @@ def register(cli) -> None:
     p.add_argument("--type", action="append", help="word, kanji, sentence or kana (repeatable)")
     p.add_argument("--level", action="append", help="N5..N1 (repeatable)")
     p.add_argument("--local", action="store_true", help="load the LATEST snapshot in this process")
+    p.add_argument("--token", help="bearer token (default: $KOTOBA_TOKEN; minted locally in a local run)")
     p.add_argument("--json", action="store_true")
     p = cli.subcommand("eval", "retrieval", "Recall@1/@5 and MRR of a labelled query set on the LATEST snapshot.",
                        _eval)

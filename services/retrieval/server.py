@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
+from services.common.auth import TokenVerifier
 from services.common.config import CommonConfig
 from services.common.grpc_server import GrpcService, bootstrap, run_until_signalled
 from services.embeddings.base import Embedder, EmbedderConfig, make_embedder
@@ -23,7 +24,8 @@ def create(common: CommonConfig, config: RetrievalConfig,
     # Single queries on one thread: a second one only fights the query embedder for the other core.
     faiss.omp_set_num_threads(1)
     embedder = embedder or make_embedder(EmbedderConfig.from_env(threads=1))
-    servicer = RetrievalService(config, embedder, open_store(config.snapshot_uri, common.aws))
+    servicer = RetrievalService(config, embedder, open_store(config.snapshot_uri, common.aws),
+                                TokenVerifier(common.auth))
     grpc_service = GrpcService("retrieval", config.addr, [SERVICE_NAME], common.drain_seconds)
     retrieval_pb2_grpc.add_RetrievalServicer_to_server(servicer, grpc_service.server)
     return grpc_service, servicer

@@ -13,6 +13,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kotoba.v1 import items_pb2, retrieval_pb2, retrieval_pb2_grpc
+from services.common.auth import TokenVerifier, authenticate
 from services.embeddings.base import Embedder
 from services.indexer.store import SnapshotError, SnapshotStore
 from services.retrieval.canary import canary_check
@@ -66,8 +67,12 @@ class LRU:
 
 
 class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
-    def __init__(self, config: RetrievalConfig, embedder: Embedder, store: SnapshotStore) -> None:
+    def __init__(self, config: RetrievalConfig, embedder: Embedder, store: SnapshotStore,
+                 verifier: TokenVerifier | None = None) -> None:
         self.config = config
+        # Every call carries a token (a learner's, forwarded by the gateway or tools, or a service/admin one):
+        # None only for in-process use without a server.
+        self.verifier = verifier
         self.embedder = embedder
         self.store = store
         self.engine: SearchEngine | None = None  # swapped by one assignment: requests keep the one they took
@@ -186,6 +191,8 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
 
     async def Search(self, request: retrieval_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> retrieval_pb2.SearchResponse:
+        if self.verifier is not None:
+            await authenticate(context, self.verifier)
         problem = self._validate(request)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -224,6 +231,8 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
 
     async def GetIndexInfo(self, request: retrieval_pb2.GetIndexInfoRequest,
                            context: grpc.aio.ServicerContext) -> retrieval_pb2.GetIndexInfoResponse:
+        if self.verifier is not None:
+            await authenticate(context, self.verifier)
         snap = self.snapshot
         if snap is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no snapshot loaded yet")

@@ -136,8 +136,10 @@ class Dictionary:
         item_id, written = request.id.strip(), request.written.strip()
         homographs: list[dict[str, Any]] = []
         if item_id:
-            if not item_id.startswith("word:"):
-                raise invalid(f"id must be a word id such as 'word:食べる:たべる'; got {item_id!r}")
+            # Ids are at most 300 characters (records.py); a longer one would reach DynamoDB, whose refusal of
+            # an oversized key looks like an outage (UNAVAILABLE) to the caller.
+            if not item_id.startswith("word:") or len(item_id) > 300:
+                raise invalid(f"id must be a word id such as 'word:食べる:たべる'; got {item_id[:80]!r}")
             row = await self.store.run(self.store.get_item, item_id)
             if not is_live(row) or row.get("type") != "word":
                 raise not_found(f"There is no word with id {item_id!r} in the dictionary.")
@@ -171,7 +173,7 @@ class Dictionary:
         if character.startswith("kanji:"):
             character = character[len("kanji:"):]
         if len(character) != 1:
-            raise invalid(f"character must be exactly one kanji; got {request.character!r}")
+            raise invalid(f"character must be exactly one kanji; got {request.character[:80]!r}")
         if not _KANJI_RE.match(character):
             raise invalid(f"{character!r} is not a kanji character")
         row = await self.store.run(self.store.get_item, f"kanji:{character}")
@@ -187,10 +189,10 @@ class Dictionary:
     async def sentence_details(self, request: tools_pb2.GetSentenceDetailsRequest
                                ) -> tools_pb2.GetSentenceDetailsResponse:
         item_id = request.id.strip()
-        if item_id.isdigit():
+        if item_id.isdigit() and len(item_id) <= 12:  # int() of thousands of digits raises ValueError
             item_id = f"sentence:{int(item_id):05d}"
         if not item_id.startswith("sentence:") or len(item_id) > 100:
-            raise invalid(f"id must be a sentence id such as 'sentence:00042'; got {request.id!r}")
+            raise invalid(f"id must be a sentence id such as 'sentence:00042'; got {request.id[:80]!r}")
         row = await self.store.run(self.store.get_item, item_id)
         if not is_live(row) or row.get("type") != "sentence":
             raise not_found(f"There is no sentence with id {item_id!r} in the dictionary.")

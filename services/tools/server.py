@@ -40,6 +40,10 @@ def _handler(fn: Callable[..., Awaitable[Resp]]) -> Callable[..., Awaitable[Resp
             await context.abort(exc.code, exc.message)
         except (ClientError, BotoCoreError) as exc:
             log.warning("store error", extra={"rpc": fn.__name__, "error": str(exc)})
+            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ValidationException":
+                # DynamoDB refused a value from the request (a key too long, say): retrying cannot help.
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a value in the request is not acceptable "
+                                    "(too long or malformed); check the ids and text sent")
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 "the dictionary store is not answering right now; try again in a moment")
         raise AssertionError("unreachable")

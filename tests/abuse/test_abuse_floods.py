@@ -7,31 +7,9 @@ import asyncio
 import re
 from pathlib import Path
 
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
 from services.gateway.client import ChatClient
 
 CONFIG = Path(__file__).resolve().parents[2] / "services" / "gateway" / "config.py"
-
-
-async def _open_session(url: str, token: str) -> tuple[ChatClient | None, dict]:
-    """A started session, or (None, what the refusal looked like)."""
-    try:
-        client = await ChatClient.open(url, token)
-    except InvalidStatus as exc:
-        return None, {"http": exc.response.status_code}
-    try:
-        await client.send(type="start", mode="text")
-        frame = await client.recv_json(wait_s=30)
-        if frame["type"] == "session":
-            return client, frame
-        try:
-            await client.recv_json(wait_s=10)
-        except ConnectionClosed as closed:
-            frame["close"] = closed.rcvd.code if closed.rcvd else None
-        return None, frame
-    except ConnectionClosed as closed:
-        return None, {"close": closed.rcvd.code if closed.rcvd else None}
 
 
 async def test_sessions_beyond_the_per_learner_cap_are_refused_cleanly(stack, kit):
@@ -40,10 +18,10 @@ async def test_sessions_beyond_the_per_learner_cap_are_refused_cleanly(stack, ki
     opened: list[ChatClient] = []
     try:
         for _ in range(cap):
-            client, frame = await _open_session(stack.url, stack.token(flooder))
+            client, frame = await kit.open_session(stack.url, stack.token(flooder))
             assert client is not None, frame
             opened.append(client)
-        refusals = await asyncio.gather(*(_open_session(stack.url, stack.token(flooder)) for _ in range(5)))
+        refusals = await asyncio.gather(*(kit.open_session(stack.url, stack.token(flooder)) for _ in range(5)))
         # Meanwhile another learner is served as usual.
         async with await ChatClient.open(stack.url, stack.token(kit.learner("abuse-bystander"))) as other:
             answer = await other.ask("What does 泳ぐ mean?")
@@ -60,7 +38,7 @@ async def test_sessions_beyond_the_per_learner_cap_are_refused_cleanly(stack, ki
         assert client is None, f"session {len(opened) + 1} of one learner was accepted (cap {cap})"
         assert frame.get("code") == "too_many_sessions" and frame.get("close") == 1008, frame
     # Closing frees the slots.
-    client, frame = await _open_session(stack.url, stack.token(flooder))
+    client, frame = await kit.open_session(stack.url, stack.token(flooder))
     assert client is not None, frame
     await client.close()
 
@@ -81,10 +59,10 @@ async def test_connections_beyond_the_global_cap_are_refused_cleanly(stack, kit)
     opened: list[ChatClient] = []
     try:
         for i in range(cap):
-            client, frame = await _open_session(side.url, side.token(kit.learner(f"abuse-g{i}")))
+            client, frame = await kit.open_session(side.url, side.token(kit.learner(f"abuse-g{i}")))
             assert client is not None, frame
             opened.append(client)
-        refusals = await asyncio.gather(*(_open_session(side.url, side.token(kit.learner("abuse-gx")))
+        refusals = await asyncio.gather(*(kit.open_session(side.url, side.token(kit.learner("abuse-gx")))
                                           for _ in range(6)))
         for client, frame in refusals:
             assert client is None, "accepted beyond the global cap"

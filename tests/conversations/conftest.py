@@ -30,13 +30,22 @@ class Harness:
         self.config = config
         self.token_for = token_for
         self.admin_md = auth_metadata(token_for("admin-1", "admin"))
+        self.service_md = auth_metadata(token_for("kotoba-gateway", "service"))
         self.ddb = dynamodb_client(config.common.aws)
 
     def md(self, user: str, *roles: str):
         return auth_metadata(self.token_for(user, *roles))
 
     async def append(self, user: str, turn: pb.Turn, *roles: str) -> pb.AppendTurnResponse:
-        return await self.stub.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=self.md(user, *roles), timeout=10)
+        """As the gateway logs a turn: the service token, the learner named in the record. With roles: a
+        token for `user` with those roles, the record as given."""
+        if roles:
+            return await self.stub.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=self.md(user, *roles),
+                                              timeout=10)
+        record = pb.Turn()
+        record.CopyFrom(turn)
+        record.user_id = user
+        return await self.stub.AppendTurn(pb.AppendTurnRequest(turn=record), metadata=self.service_md, timeout=10)
 
     async def settle(self) -> None:
         await asyncio.wait_for(self.app.worker.idle(), 30)

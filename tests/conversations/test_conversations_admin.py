@@ -163,9 +163,10 @@ async def test_admin_calls_need_admin_role(conv, new_turn):
 async def test_only_service_role_may_name_the_learner(conv, new_turn):
     turn = new_turn()
     turn.user_id = "victim"
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await conv.append("mallory", turn)
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for learner_record in (turn, new_turn()):  # naming someone else, or only themself: both refused
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await conv.append("mallory", learner_record, "learner")
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert (await conv.append("gateway", turn, "service")).stored
     got = await conv.stub.GetConversation(pb.GetConversationRequest(session_id=turn.session_id), metadata=conv.admin_md)
     assert got.turns[0].user_id == "victim"

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kotoba.v1 import conversations_pb2 as pb
-from services.conversations.redact import redact_text
+from services.common.redact import redact_text
 from services.conversations.server import build
 from services.conversations.summarise import GeminiSummariser, classify, offline_summary
 
@@ -114,15 +114,18 @@ async def test_gemini_failures_are_retried_and_counted(gemini_stub, conv_config,
     try:
         async with channel(f"127.0.0.1:{port}") as ch:
             conv = pb_grpc.ConversationsStub(ch)
-            md = auth_metadata(token_for("learner-1"))
+            md = auth_metadata(token_for("kotoba-gateway", "service"))
             admin = auth_metadata(token_for("admin", "admin"))
-            await conv.AppendTurn(pb.AppendTurnRequest(turn=new_turn()), metadata=md)
+            first = new_turn()
+            first.user_id = "learner-1"
+            await conv.AppendTurn(pb.AppendTurnRequest(turn=first), metadata=md)
             await app.worker.idle()
             stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
             assert stats.by_category["grammar"] == 1 and stats.summary_failures == 0 and stats.summary_pending == 0
 
             stub.fail_first = 100  # never recovers: after the retries the turn is marked failed
             turn = new_turn()
+            turn.user_id = "learner-1"
             await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)
             await app.worker.idle()
             stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)

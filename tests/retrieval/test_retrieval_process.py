@@ -8,9 +8,12 @@ import subprocess
 import sys
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
+from services.common.auth import auth_metadata, mint_token
+from services.common.config import CommonConfig
 from services.common.procs import free_port, wait_until
 
 
@@ -29,8 +32,12 @@ def test_process_serves_and_cli_search(loaded, make_indexer, snapshot_uri, aws_e
 
         wait_until(serving, 60, "retrieval process")
         with grpc.insecure_channel(addr) as ch:
-            reply = retrieval_pb2_grpc.RetrievalStub(ch).Search(
-                retrieval_pb2.SearchRequest(query="kanji for one"), timeout=10)
+            search = retrieval_pb2_grpc.RetrievalStub(ch).Search
+            with pytest.raises(grpc.RpcError) as err:  # issue 15: retrieval answered without any token
+                search(retrieval_pb2.SearchRequest(query="kanji for one"), timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            reply = search(retrieval_pb2.SearchRequest(query="kanji for one"), timeout=10,
+                           metadata=auth_metadata(mint_token(CommonConfig.from_env(env).auth, "learner-1")))
         assert reply.hits[0].item.id == "kanji:一"
         out = subprocess.run([sys.executable, "-m", "services.cli", "search", "shaberu", "--json"], env=env,
                              capture_output=True, text=True, timeout=60, check=True)

@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kotoba.v1 import retrieval_pb2
+from services.common.auth import auth_metadata, mint_token
 from services.indexer.store import FileStore
 
 from .conftest import wait_for  # noqa: TID252 - area helper
@@ -184,10 +185,11 @@ async def test_embedder_outage_degrades_to_lexical(loaded, make_indexer, snapsho
             from kotoba.v1 import retrieval_pb2_grpc
 
             stub = retrieval_pb2_grpc.RetrievalStub(channel)
-            reply = await stub.Search(retrieval_pb2.SearchRequest(query="asatte"), timeout=10)
+            md = auth_metadata(mint_token(loaded.auth, "learner-1"))
+            reply = await stub.Search(retrieval_pb2.SearchRequest(query="asatte"), timeout=10, metadata=md)
             assert reply.hits[0].item.written == "あさって" and "vector" not in reply.hits[0].matched_by
             flaky.fail = False
-            reply = await stub.Search(retrieval_pb2.SearchRequest(query="asatte"), timeout=10)
+            reply = await stub.Search(retrieval_pb2.SearchRequest(query="asatte"), timeout=10, metadata=md)
             assert not reply.cached and "vector" in reply.hits[0].matched_by
     finally:
         await servicer.stop()

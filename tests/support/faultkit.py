@@ -26,6 +26,32 @@ def derived_stack(stack, name: str, **env: str):
     return cls(stack.env(**env), logs)
 
 
+async def open_session(url: str, token: str):
+    """A started text session (ChatClient, its `session` frame), or (None, what the refusal looked like:
+    an HTTP status, an error frame and its close code)."""
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    from services.gateway.client import ChatClient
+
+    try:
+        client = await ChatClient.open(url, token)
+    except InvalidStatus as exc:
+        return None, {"http": exc.response.status_code}
+    try:
+        await client.send(type="start", mode="text")
+        frame = await client.recv_json(wait_s=30)
+        if frame["type"] == "session":
+            return client, frame
+        try:
+            await client.recv_json(wait_s=10)
+        except ConnectionClosed as closed:
+            frame["close"] = closed.rcvd.code if closed.rcvd else None
+        await client.close()
+        return None, frame
+    except ConnectionClosed as closed:
+        return None, {"close": closed.rcvd.code if closed.rcvd else None}
+
+
 def new_addr() -> str:
     from services.common.procs import free_port
 

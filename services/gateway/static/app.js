@@ -136,7 +136,8 @@ function connect() {
   localStorage.setItem("kotoba-token", token);
   if (state.ws) state.ws.close();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/v1/chat?token=${encodeURIComponent(token)}`);
+  // The token travels as a subprotocol, not in the URL (URLs end up in logs and history).
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/chat`, ["kotoba.v1", `bearer.${token}`]);
   ws.binaryType = "arraybuffer";
   state.ws = ws;
   setStatus("connecting…");
@@ -252,6 +253,51 @@ $("talk").addEventListener("pointerleave", micStop);
 for (const radio of document.querySelectorAll("input[name=display]")) {
   radio.addEventListener("change", () => { state.display = radio.value; rerender(); });
 }
+// ---------------------------------------------------------------- privacy settings
+async function privacyCall(method, path, body) {
+  const token = $("token").value.trim();
+  if (!token) throw new Error("paste a token first");
+  const headers = {"Authorization": `Bearer ${token}`};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error((data.error && data.error.message) || `HTTP ${r.status}`);
+  return data;
+}
+function privacyStatus(text) { $("privacy-status").textContent = text; }
+async function privacyLoad() {
+  try {
+    const s = await privacyCall("GET", "/api/v1/me/privacy");
+    $("logging_enabled").checked = s.logging_enabled;
+    $("pseudonymize").checked = s.pseudonymize;
+    privacyStatus("loaded");
+  } catch (e) { privacyStatus(e.message); }
+}
+$("privacy").addEventListener("toggle", () => { if ($("privacy").open) privacyLoad(); });
+$("privacy-save").addEventListener("click", async () => {
+  try {
+    await privacyCall("PUT", "/api/v1/me/privacy",
+                      {logging_enabled: $("logging_enabled").checked, pseudonymize: $("pseudonymize").checked});
+    privacyStatus("saved");
+  } catch (e) { privacyStatus(e.message); }
+});
+$("privacy-export").addEventListener("click", async () => {
+  try {
+    const data = await privacyCall("GET", "/api/v1/me/data");
+    $("privacy-export-out").textContent = JSON.stringify(data, null, 2);
+    $("privacy-export-out").hidden = false;
+    privacyStatus("exported");
+  } catch (e) { privacyStatus(e.message); }
+});
+$("privacy-delete").addEventListener("click", async () => {
+  if (!window.confirm("Delete all your stored conversations? This cannot be undone.")) return;
+  try {
+    const r = await privacyCall("DELETE", "/api/v1/me/data");
+    privacyStatus(`deleted ${r.deleted_turns} stored turns`);
+  } catch (e) { privacyStatus(e.message); }
+});
+
 const params = new URLSearchParams(location.search);
 $("token").value = params.get("token") || localStorage.getItem("kotoba-token") || "";
+if (params.has("token")) history.replaceState(null, "", location.pathname);  // keep it out of history
 if ($("token").value) connect();

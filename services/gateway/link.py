@@ -1,0 +1,208 @@
+"""A session's upstream link: the Live session it talks to, and keeping it alive.
+
+It opens the upstream (resuming with the latest handle, or fresh and primed with
+the recent turns when the handle is refused), dispatches each server message
+through an explicit table (content, tool calls and usage to the turn runner;
+goAway and resumption updates it handles itself), reconnects after a drop with
+backoff and after a goAway between turns, and buffers the learner's audio while
+the upstream is away. Policy: resumption.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from google import genai
+from google.genai import types
+
+from services.gateway import prompts
+from services.gateway.live import Upstream, connect_config
+from services.gateway.resumption import ResumptionState, backoff_delays, priming_turns
+from services.gateway.session_parts import Background, LinkSettings, SessionInfo
+from services.gateway.tools_bridge import CallRecord, function_declarations, function_responses, genai_tools
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED_AUDIO = 16000 * 2 * 10  # bytes: 10 s of 16 kHz PCM16 kept while the upstream reconnects
+
+
+class LinkEvents(Protocol):
+    """What the link hands on (the turn runner)."""
+
+    async def on_server_content(self, sc: types.LiveServerContent) -> None: ...
+    async def on_tool_call(self, tc: types.LiveServerToolCall) -> None: ...
+    async def on_tool_call_cancellation(self, cancel: types.LiveServerToolCallCancellation) -> None: ...
+    async def on_usage_metadata(self, meta: types.UsageMetadata) -> None: ...
+    async def after_reconnect(self, reason: str) -> None: ...
+    def between_turns(self) -> bool: ...
+
+
+class UpstreamLink:
+    def __init__(self, client: genai.Client, settings: LinkSettings, info: SessionInfo, state: ResumptionState,
+                 background: Background, on_lost: Callable[[], Awaitable[None]]) -> None:
+        self.client = client
+        self.settings = settings
+        self.info = info
+        self.state = state
+        self.background = background
+        self.on_lost = on_lost  # reconnecting failed for good
+        self.events: LinkEvents | None = None
+        self.upstream: Upstream | None = None
+        self.ready = asyncio.Event()  # upstream usable
+        self.generation = 0  # bumped per upstream opened: stale reconnects and tool responses are dropped
+        self._reconnect_lock = asyncio.Lock()
+        self._audio: collections.deque[bytes] = collections.deque()
+        self._audio_bytes = 0
+        self._handlers: dict[str, Callable[[Any], Awaitable[None]]] = {}
+
+    def bind(self, events: LinkEvents) -> None:
+        # Order matters when one frame carries several: usage and the new handle belong to the turn that the
+        # same frame's turnComplete closes, and a goAway is acted on only after that.
+        self.events = events
+        self._handlers = {
+            "usage_metadata": events.on_usage_metadata,
+            "session_resumption_update": self._on_session_resumption_update,
+            "tool_call_cancellation": events.on_tool_call_cancellation,
+            "server_content": events.on_server_content,
+            "tool_call": events.on_tool_call,
+            "go_away": self._on_go_away,
+        }
+
+    # ------------------------------------------------------------------ opening
+
+    def _connect_config(self, handle: str | None, first: bool) -> types.LiveConnectConfig:
+        info = self.info
+        headers = {"x-kotoba-faults": info.fault_header} if info.fault_header and first else None
+        return connect_config(system_instruction=prompts.system_instruction(info.context, info.language, info.mode),
+                              tools=genai_tools(function_declarations(voice=info.mode == "audio")), mode=info.mode,
+                              handle=handle, config=self.settings, headers=headers)
+
+    async def open(self, *, resume: bool, first: bool = False) -> None:
+        """Resume with the latest handle when there is one; else (or when refused) a fresh upstream session
+        primed with the recent turns."""
+        handle = self.state.resume_handle() if resume else None
+        upstream = Upstream(self.client, self.settings.model, self)
+        if handle:
+            try:
+                await upstream.open(self._connect_config(handle, first))
+                self._install(upstream)
+                return
+            except Exception as exc:  # noqa: BLE001 - refused or expired handle: start fresh below
+                log.info("resumption refused; starting a fresh upstream session", extra={"error": repr(exc)})
+                self.state.handle = ""
+        await upstream.open(self._connect_config(None, first))
+        self._install(upstream)
+        if self.state.history:
+            await upstream.send_turn(priming_turns(self.state.history), turn_complete=False)
+
+    def _install(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.generation += 1
+        self.ready.set()
+
+    async def close(self) -> None:
+        if self.upstream is not None:
+            await self.upstream.close()
+
+    # ------------------------------------------------------------------ reconnecting
+
+    def reconnect_soon(self, reason: str, gen: int | None = None) -> asyncio.Task:
+        return self.background.spawn(self.reconnect(reason, gen))
+
+    async def reconnect(self, reason: str, gen: int | None = None) -> None:
+        """Close and resume with the latest handle (backoff on failure). Idempotent per upstream generation."""
+        async with self._reconnect_lock:
+            if gen is not None and gen != self.generation:
+                return  # another path already replaced this upstream
+            if reason == "go_away" and not self.state.go_away:
+                return  # the turn worker and the goAway handler both ask; one reconnect is enough
+            self.ready.clear()
+            await self.close()
+            if reason == "go_away":
+                self.state.go_away = False
+            last = await self._reopen()
+            if last is not None:
+                log.warning("upstream lost for good", extra={"reason": reason, "error": repr(last)})
+                await self.on_lost()
+                return
+            log.info("upstream reconnected", extra={"reason": reason, "session_id": self.info.session_id})
+            await self._replay_audio()
+            if self.events is not None:
+                await self.events.after_reconnect(reason)
+
+    async def _reopen(self) -> BaseException | None:
+        last: BaseException | None = None
+        for delay in backoff_delays(self.settings.reconnect_attempts, self.settings.reconnect_base_delay_s):
+            await asyncio.sleep(delay)
+            try:
+                await self.open(resume=True)
+                return None
+            except Exception as exc:  # noqa: BLE001
+                last = exc
+        return last
+
+    async def _replay_audio(self) -> None:
+        while self._audio:
+            chunk = self._audio.popleft()
+            self._audio_bytes -= len(chunk)
+            with contextlib.suppress(Exception):
+                await self.upstream.send_audio(chunk)
+
+    # ------------------------------------------------------------------ LiveHandler (live.Upstream calls these)
+
+    async def on_upstream_lost(self, exc: BaseException | None) -> None:
+        gen = self.generation
+        log.info("upstream dropped", extra={"error": repr(exc), "session_id": self.info.session_id})
+        self.reconnect_soon("drop", gen)
+
+    async def on_upstream_message(self, msg: types.LiveServerMessage) -> None:
+        for kind, handler in self._handlers.items():
+            value = getattr(msg, kind, None)
+            if value is not None:
+                await handler(value)
+
+    async def _on_go_away(self, go_away: types.LiveServerGoAway) -> None:
+        log.info("upstream goAway", extra={"time_left": go_away.time_left, "session_id": self.info.session_id})
+        self.state.go_away = True
+        if self.events is not None and self.events.between_turns():
+            self.reconnect_soon("go_away", self.generation)
+
+    async def _on_session_resumption_update(self, update: types.LiveServerSessionResumptionUpdate) -> None:
+        self.state.update(update.new_handle, update.resumable)
+
+    # ------------------------------------------------------------------ sending
+
+    async def send_turn(self, content: types.Content) -> None:
+        await self.upstream.send_turn(content)
+
+    async def send_audio(self, chunk: bytes) -> None:
+        """Straight upstream when it is there; else kept (bounded) for the reconnect to replay."""
+        if self.ready.is_set() and self.upstream is not None:
+            try:
+                await self.upstream.send_audio(chunk)
+                return
+            except Exception:  # noqa: BLE001 - upstream gone: keep the audio, the receive loop reconnects
+                pass
+        if self._audio_bytes + len(chunk) <= MAX_BUFFERED_AUDIO:
+            self._audio.append(chunk)
+            self._audio_bytes += len(chunk)
+
+    async def send_audio_end(self) -> None:
+        await self.ready.wait()
+        with contextlib.suppress(Exception):
+            await self.upstream.send_audio_end()
+
+    async def send_tool_responses(self, records: list[CallRecord], gen: int) -> None:
+        """Answer a toolCall on the upstream that asked it (after a reconnect the turn is asked again)."""
+        responses = function_responses(records)
+        if not responses or gen != self.generation or self.upstream is None:
+            return
+        try:
+            await self.upstream.send_tool_response(responses)
+        except Exception as exc:  # noqa: BLE001 - a dropped upstream resends the whole turn
+            log.info("tool response not sent", extra={"error": repr(exc)})

@@ -1,0 +1,115 @@
+"""A session's row in the `connections` table: finding a session to resume, claiming the row against the
+per-learner cap, and writing the latest handle and turns so the learner can come back (here or on another
+gateway). Reads at session start are bounded and fail open (docs/protocol.md, storage outages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from services.common import metrics
+from services.gateway.connections import ConnectionStore, SessionRow, stored_recent
+from services.gateway.resumption import ResumptionState
+from services.gateway.session_parts import SessionInfo
+
+log = logging.getLogger(__name__)
+
+
+class SessionPersistence:
+    def __init__(self, store: ConnectionStore | None, info: SessionInfo, state: ResumptionState,
+                 deadline_s: float, logging_enabled: Callable[[str], Awaitable[bool]]) -> None:
+        self.store = store
+        self.info = info
+        self.state = state
+        self.deadline_s = deadline_s
+        self.logging_enabled = logging_enabled  # the learner's privacy choice, read per write
+        # Row writes: in order (a lock), never cancelled, so the row ends with the latest state.
+        self._lock = asyncio.Lock()
+        self._writes: set[asyncio.Task] = set()
+        self._handed_over = False
+
+    async def bounded(self, coro: Coroutine[Any, Any, Any], what: str, default: Any) -> Any:
+        """A DynamoDB call at session start, bounded: when the table is slow or unreachable the learner is
+        still answered (the Live engine and tools may well work) and the gap is logged and counted."""
+        try:
+            return await asyncio.wait_for(coro, self.deadline_s)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("store unavailable at session start; going on without it",
+                        extra={"what": what, "error": repr(exc), "session_id": self.info.session_id})
+            metrics.errors.add(1, {"component": "gateway", "code": "store_unavailable"})
+            return default
+
+    async def lookup(self, session_id: str, in_memory: SessionRow | None) -> SessionRow | None:
+        """The stored row of a session to resume; when the table cannot be read, what this gateway holds."""
+        if self.store is None:
+            return in_memory
+        try:
+            return await asyncio.wait_for(self.store.get(session_id), self.deadline_s)
+        except Exception as exc:  # noqa: BLE001 - a session on this gateway can still be resumed from memory
+            log.warning("connections table unreadable", extra={"error": repr(exc)})
+            metrics.errors.add(1, {"component": "gateway", "code": "store_unavailable"})
+            return in_memory
+
+    async def attached_elsewhere(self, here: int) -> int:
+        """Open sessions of this learner besides this one: the table (all gateways) when it answers in time,
+        else `here`, this gateway's count (fail open: a learner is not refused for a storage outage; the
+        per-learner rate limits and the global cap still hold)."""
+        if self.store is None:
+            return here
+        stored = await self.bounded(self._claim_and_count(), "session cap", None)
+        return here if stored is None else max(here, stored)
+
+    async def _claim_and_count(self) -> int:
+        """Claim the row (a conditional write) first, then count: of two gateways starting this learner's
+        sessions at once, each sees the other's claim."""
+        uid = self.info.identity.user_id
+        if not await self.store.claim(self.info.session_id, uid):
+            raise PermissionError("the session row belongs to another learner")
+        return await self.store.attached_count(uid, exclude=self.info.session_id)
+
+    async def unclaim(self, *, fresh: bool) -> None:
+        if self.store is not None:
+            await self.bounded(self.store.unclaim(self.info.session_id, self.info.identity.user_id, fresh=fresh),
+                               "session cap", None)
+
+    def hand_over(self) -> None:
+        """Another connection resumed the session: it owns the row from now on."""
+        self._handed_over = True
+
+    def write_soon(self, state: str = "attached") -> asyncio.Task:
+        task = asyncio.create_task(self._write(state))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return task
+
+    async def write_last(self) -> None:
+        """The detached row, waited for (bounded: a DynamoDB outage must not hold the connection's slot)."""
+        task = self.write_soon(state="detached")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), 3 * self.deadline_s)
+
+    async def settle(self) -> None:
+        """Wait (bounded) until this session's row writes so far are done."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*self._writes, return_exceptions=True), 3 * self.deadline_s)
+
+    async def _write(self, state: str) -> None:
+        if self.store is None:
+            return
+        async with self._lock:
+            if self._handed_over:
+                return
+            info = self.info
+            keep_turns = await self.logging_enabled(info.identity.user_id)
+            # Built under the lock, so each write carries the newest handle and turns.
+            row = SessionRow(info.session_id, info.identity.user_id, handle=self.state.handle, state=state,
+                             language=info.language, mode=info.mode,
+                             recent=stored_recent(self.state.history, keep_turns))
+            try:
+                await self.store.put(row)
+            except Exception:  # noqa: BLE001 - losing resumability is not worth failing a turn
+                log.warning("connections row not written", exc_info=True)

@@ -1,0 +1,353 @@
+"""A session's turns: the queue of learner messages, one turn at a time, the answer streamed to the learner,
+the tool fan-out, and the turn record (turn log, usage, metrics) when the answer is complete.
+
+Text turns are queued and run one at a time by `worker` (RAG → send → wait for
+turnComplete); voice turns begin with the learner's first audio frame. The
+upstream link hands on server content, tool calls and usage as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.genai import types
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from kotoba.v1 import conversations_pb2
+from services.common import metrics
+from services.common.telemetry import tracer
+from services.gateway import protocol, rag
+from services.gateway.link import UpstreamLink
+from services.gateway.resumption import ResumptionState
+from services.gateway.session_parts import Background, LearnerChannel, SessionInfo, TurnSettings
+from services.gateway.tools_bridge import CallRecord, ToolBridge
+from services.gateway.turnlog import TurnLog
+from services.gateway.usage import Limits, TurnUsage, from_metadata
+
+log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
+
+TURN_TIMEOUT_S = 90.0
+
+
+@dataclass
+class TurnState:
+    mode: str  # "text" | "voice"
+    question: str = ""
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    answer: list[str] = field(default_factory=list)
+    transcript_in: list[str] = field(default_factory=list)
+    content: types.Content | None = None
+    retrieved: rag.Retrieved | None = None
+    tool_calls: list[CallRecord] = field(default_factory=list)
+    tools_ms: float = 0.0
+    usage: TurnUsage = field(default_factory=TurnUsage)
+    first_text_ms: float = 0.0
+    first_audio_ms: float = 0.0
+    audio_end: float = 0.0
+    sent_chars: int = 0
+    skip_chars: int = 0
+    interrupted: bool = False
+    span: trace.Span | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def elapsed_ms(self, since: float | None = None) -> float:
+        return (time.perf_counter() - (since or self.started)) * 1000
+
+
+@dataclass(frozen=True)
+class TurnDeps:
+    settings: TurnSettings
+    retrieval: Any  # Retrieval stub
+    bridge: ToolBridge
+    turnlog: TurnLog
+    limits: Limits
+
+
+class TurnRunner:
+    def __init__(self, deps: TurnDeps, info: SessionInfo, state: ResumptionState, link: UpstreamLink,
+                 learner: LearnerChannel, background: Background, max_pending: int,
+                 on_turn_done: Callable[[], Any]) -> None:
+        self.deps = deps
+        self.info = info
+        self.state = state
+        self.link = link
+        self.learner = learner
+        self.background = background
+        self.on_turn_done = on_turn_done  # the connections row gets the turn's handle (persistence)
+        self.pending: asyncio.Queue[str] = asyncio.Queue(maxsize=max_pending)
+        self.turn: TurnState | None = None
+        self.idle = asyncio.Event()  # no turn in progress
+        self.idle.set()
+        self._tool_tasks: dict[str, asyncio.Task] = {}
+        self._turn_index = 0
+        self._worker: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ turn lifecycle
+
+    def begin(self, mode: str, question: str) -> TurnState:
+        turn = TurnState(mode=mode, question=question)
+        self._turn_index += 1
+        turn.span = _tracer.start_span(metrics.SPAN_TURN, context=otel_context.Context(),
+                                       attributes={"mode": mode_attr(mode), "turn.index": self._turn_index,
+                                                   "session.id": self.info.session_id})
+        self.turn = turn
+        self.idle.clear()
+        return turn
+
+    def _current(self) -> TurnState:
+        return self.turn or self.begin("voice" if self.info.mode == "audio" else "text", "")
+
+    def enqueue(self, text: str) -> bool:
+        try:
+            self.pending.put_nowait(text)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def between_turns(self) -> bool:
+        return self.turn is None and self.pending.empty()
+
+    def start_worker(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name="turn-worker")
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        for task in list(self._tool_tasks.values()):
+            task.cancel()
+
+    def release_waiting(self) -> None:
+        """The upstream is gone for good: nothing will complete the turn in progress."""
+        if self.turn is not None:
+            self.turn.done.set()
+
+    async def _work(self) -> None:
+        while True:
+            text = await self.pending.get()
+            await self.idle.wait()
+            await self.link.ready.wait()
+            try:
+                await self._text_turn(text)
+            except Exception:  # noqa: BLE001 - one bad turn must not end the session
+                log.exception("turn failed")
+                await self.learner.send_error(protocol.INTERNAL, "something went wrong with that message; try again")
+                if self.turn is not None:
+                    await self.finish()
+            if self.state.go_away and self.turn is None:
+                await self.link.reconnect("go_away")
+
+    async def _text_turn(self, text: str) -> None:
+        turn = self.begin("text", text)
+        with trace.use_span(turn.span, end_on_exit=False):
+            await self._retrieve(turn, text)
+            turn.content = rag.user_turn(turn.retrieved, text)
+            gen = self.link.generation
+            with _tracer.start_as_current_span(metrics.SPAN_LIVE_SEND):
+                try:
+                    await self.link.send_turn(turn.content)
+                except Exception as exc:  # noqa: BLE001 - the reconnect resends turn.content
+                    log.info("send failed; reconnecting", extra={"error": repr(exc)})
+                    self.link.reconnect_soon("drop", gen)
+        try:
+            await asyncio.wait_for(turn.done.wait(), TURN_TIMEOUT_S)
+        except TimeoutError:
+            await self.learner.send_error(protocol.UPSTREAM_UNAVAILABLE, "the tutor took too long to answer")
+            await self.finish()
+
+    async def _retrieve(self, turn: TurnState, text: str) -> None:
+        s = self.deps.settings
+        with _tracer.start_as_current_span(metrics.SPAN_RAG) as span:
+            turn.retrieved = await rag.search(self.deps.retrieval, self.info.identity.token, text,
+                                              deadline_s=s.rag_deadline_s, top_k=s.rag_top_k,
+                                              learner_level=self.info.level)
+            span.set_attribute("rag.hits", len(turn.retrieved.items))
+            span.set_attribute("rag.unavailable", not turn.retrieved.available)
+        metrics.retrieval_latency.record(turn.retrieved.latency_ms, {
+            "component": "gateway", "outcome": "ok" if turn.retrieved.available else "error"})
+
+    async def finish(self) -> None:
+        turn = self.turn
+        if turn is None:
+            return
+        self.turn = None
+        total_ms = turn.elapsed_ms()
+        answer = "".join(turn.answer)
+        question = turn.question or "".join(turn.transcript_in)
+        self.state.remember(question, answer)
+        # The row with this turn's handle is on its way before the learner hears "complete" (and may
+        # reconnect at once, possibly to another gateway).
+        self.on_turn_done()
+        await self.learner.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict())
+        outcome = "interrupted" if turn.interrupted else "ok"
+        turn.span.set_attribute("outcome", outcome)
+        identity = self.info.identity
+        with trace.use_span(turn.span, end_on_exit=True):
+            self.deps.turnlog.submit(turn_record(turn, self.info, question, answer, total_ms), identity.token,
+                                     user_id=identity.user_id, expires_at=identity.expires_at)
+        self.background.spawn(self.deps.limits.record(identity.user_id, turn.usage))
+        record_turn_metrics(turn, total_ms, outcome, self.deps.settings.backend)
+        turn.done.set()
+        self.idle.set()
+        if self.state.go_away and self.pending.empty():
+            self.link.reconnect_soon("go_away", self.link.generation)
+
+    async def after_reconnect(self, reason: str) -> None:
+        """A dropped upstream is back: a text turn in flight is asked again (its already-streamed prefix is not
+        sent twice); a voice turn cannot be, so it ends as interrupted."""
+        turn = self.turn
+        if reason != "drop" or turn is None:
+            return
+        if turn.content is not None:
+            turn.skip_chars = turn.sent_chars
+            turn.answer = [("".join(turn.answer))[:turn.sent_chars]]
+            await self.link.send_turn(turn.content)
+        else:
+            await self.learner.frame("interrupted")
+            await self.finish()
+
+    # ------------------------------------------------------------------ voice turns (learner audio)
+
+    def begin_voice_if_idle(self) -> None:
+        if self.turn is None:
+            self.begin("voice", "")
+
+    def mark_audio_end(self) -> None:
+        if self.turn is not None:
+            self.turn.audio_end = time.perf_counter()
+
+    # ------------------------------------------------------------------ server content (from the link)
+
+    async def on_server_content(self, sc: types.LiveServerContent) -> None:
+        if sc.interrupted:
+            # At once: the client drops queued audio; nothing more of the old answer is sent.
+            await self.learner.frame("interrupted")
+            if self.turn is not None:
+                self.turn.interrupted = True
+        if sc.input_transcription and sc.input_transcription.text:
+            self._current().transcript_in.append(sc.input_transcription.text)
+            await self.learner.frame("transcript", role="user", text=sc.input_transcription.text)
+        if sc.model_turn and sc.model_turn.parts and not sc.interrupted:
+            await self._emit_parts(sc.model_turn.parts)
+        if sc.output_transcription and sc.output_transcription.text:
+            turn = self._current()
+            if self.info.mode == "audio":
+                turn.answer.append(sc.output_transcription.text)
+            await self.learner.frame("transcript", role="tutor", text=sc.output_transcription.text)
+        if sc.turn_complete:
+            await self.finish()
+
+    async def _emit_parts(self, parts: list[types.Part]) -> None:
+        for part in parts:
+            if part.text and not part.thought:
+                await self._emit_text(part.text)
+            elif part.inline_data and part.inline_data.data and self.info.mode == "audio":
+                await self._emit_audio(part.inline_data.data)
+
+    async def _emit_text(self, delta: str) -> None:
+        turn = self._current()
+        if turn.skip_chars:
+            cut = min(turn.skip_chars, len(delta))
+            turn.skip_chars -= cut
+            delta = delta[cut:]
+            if not delta:
+                return
+        if not turn.first_text_ms:
+            turn.first_text_ms = turn.elapsed_ms()
+        turn.sent_chars += len(delta)
+        if self.info.mode == "text" or turn.mode == "text":
+            turn.answer.append(delta)
+        await self.learner.frame("text", text=delta)
+
+    async def _emit_audio(self, pcm: bytes) -> None:
+        turn = self._current()
+        if not turn.first_audio_ms:
+            turn.first_audio_ms = turn.elapsed_ms(turn.audio_end or turn.started)
+        await self.learner.send(pcm)
+
+    async def on_usage_metadata(self, meta: types.UsageMetadata) -> None:
+        usage = from_metadata(meta, self.deps.settings.prices)
+        if self.turn is not None:
+            self.turn.usage.add(usage)
+        else:
+            self.background.spawn(self.deps.limits.record(self.info.identity.user_id, usage))
+
+    # ------------------------------------------------------------------ tools
+
+    async def on_tool_call(self, tc: types.LiveServerToolCall) -> None:
+        calls = list(tc.function_calls or [])
+        if not calls:
+            return
+        turn = self._current()
+        for fc in calls:
+            await self.learner.frame("tool", name=fc.name)
+        self.background.spawn(self._run_tools(turn, calls, self.link.generation))
+
+    async def _run_tools(self, turn: TurnState, calls: list[types.FunctionCall], gen: int) -> None:
+        started = time.perf_counter()
+        with trace.use_span(turn.span, end_on_exit=False):  # each kotoba.tool span sits under the turn
+            records = await self.deps.bridge.run(calls, self.info.identity.token, self._tool_tasks)
+        turn.tool_calls.extend(records)
+        turn.tools_ms += (time.perf_counter() - started) * 1000
+        await self.link.send_tool_responses(records, gen)
+
+    async def on_tool_call_cancellation(self, cancel: types.LiveServerToolCallCancellation) -> None:
+        for call_id in cancel.ids or []:
+            task = self._tool_tasks.get(call_id)
+            if task is not None:
+                task.cancel()
+                log.info("tool call cancelled", extra={"call_id": call_id, "session_id": self.info.session_id})
+
+
+def mode_attr(mode: str) -> str:
+    return "audio" if mode in ("voice", "audio") else "text"
+
+
+def turn_record(turn: TurnState, info: SessionInfo, question: str, answer: str,
+                total_ms: float) -> conversations_pb2.Turn:
+    """The turn as Conversations.AppendTurn stores it."""
+    u = turn.usage
+    return conversations_pb2.Turn(
+        turn_id=turn.turn_id, session_id=info.session_id, connection_id=info.connection_id, mode=turn.mode,
+        language=info.language, question=question, answer=answer,
+        retrieved_item_ids=turn.retrieved.item_ids if turn.retrieved else [],
+        tool_calls=[conversations_pb2.ToolCall(
+            name=r.name, args_json=json.dumps(r.args, ensure_ascii=False)[:4000],
+            result_json=json.dumps(r.response, ensure_ascii=False)[:8000], error=r.error,
+            latency_ms=r.latency_ms) for r in turn.tool_calls],
+        latencies=conversations_pb2.Latencies(
+            first_text_ms=turn.first_text_ms, first_audio_ms=turn.first_audio_ms, total_ms=total_ms,
+            retrieval_ms=turn.retrieved.latency_ms if turn.retrieved else 0.0, tools_ms=turn.tools_ms),
+        usage=conversations_pb2.Usage(text_in_tokens=u.text_in_tokens, text_out_tokens=u.text_out_tokens,
+                                      audio_in_tokens=u.audio_in_tokens, audio_out_tokens=u.audio_out_tokens,
+                                      cost_usd=u.cost_usd),
+        started_at=turn.started_at, summary_status="pending",
+    )
+
+
+def record_turn_metrics(turn: TurnState, total_ms: float, outcome: str, backend: str) -> None:
+    mode = {"mode": mode_attr(turn.mode)}
+    metrics.turn_latency.record(total_ms, {**mode, "outcome": outcome})
+    if turn.first_text_ms:
+        metrics.time_to_first_token.record(turn.first_text_ms, mode)
+    if turn.first_audio_ms:
+        metrics.time_to_first_audio.record(turn.first_audio_ms, mode)
+    u = turn.usage
+    for direction, modality, count in (("input", "text", u.text_in_tokens), ("input", "audio", u.audio_in_tokens),
+                                       ("output", "text", u.text_out_tokens),
+                                       ("output", "audio", u.audio_out_tokens)):
+        if count:
+            metrics.tokens.add(count, {"direction": direction, "modality": modality, "backend": backend})
+    if u.cost_usd:
+        metrics.cost.add(u.cost_usd, {"modality": "audio" if turn.mode == "voice" else "text", "backend": backend})
