@@ -21,9 +21,9 @@ def _token(args: argparse.Namespace, common: CommonConfig) -> str:
     return args.token or mint_token(common.auth, args.user)
 
 
-async def _chat(args: argparse.Namespace) -> int:
+async def _chat(args: argparse.Namespace, url: str | None = None) -> int:
     common = CommonConfig.from_env()
-    url = args.url or f"ws://{common.addr('gateway')}/v1/chat"
+    url = url or args.url or f"ws://{common.addr('gateway')}/v1/chat"
     client = await ChatClient.open(url, _token(args, common))
     async with client:
         mode = "audio" if args.wav else "text"
@@ -81,8 +81,13 @@ async def _stream_to_terminal(client: ChatClient):
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        if args.model:  # another Live family: a private gateway for it (services/gateway/model_gateway.py)
+            from services.gateway.model_gateway import gateway_for_model
+
+            with gateway_for_model(args.model) as url:
+                return asyncio.run(_chat(args, url))
         return asyncio.run(_chat(args))
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         print(f"kotoba chat: {exc}", file=sys.stderr)
         return 2
 
@@ -97,6 +102,7 @@ def register(cli) -> None:
     p.add_argument("--wav", help="send this WAV (16-bit PCM) as one voice turn")
     p.add_argument("--out", help="with --wav: write the spoken answer (24 kHz) to this WAV")
     p.add_argument("--json", action="store_true", help="one JSON object per turn")
+    p.add_argument("--model", help="talk through a private gateway using this Live model (docs/live-models.md)")
     register_me(cli)
 
 

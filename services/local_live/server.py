@@ -17,6 +17,7 @@ from websockets.http11 import Request, Response
 
 from services.common.tls import server_context
 from services.local_live import protocol as p
+from services.local_live.clock import ModelClock
 from services.local_live.config import LiveConfig
 from services.local_live.connection import Connection
 from services.local_live.faults import HEADER, Faults, FaultSpecError, FrameLog
@@ -34,13 +35,21 @@ class Engine:
     faults: Faults
     resumption: ResumptionStore
     frames: FrameLog
+    clock: ModelClock = field(default_factory=ModelClock)
     connections: set[Connection] = field(default_factory=set)
 
     @classmethod
     def from_config(cls, config: LiveConfig) -> Engine:
+        clock = ModelClock(config.clock_speed)
         return cls(config=config, faults=Faults.parse(config.faults),
-                   resumption=ResumptionStore(config.resumption_ttl_seconds),
-                   frames=FrameLog(config.frames_dir))
+                   resumption=ResumptionStore(config.resumption_ttl_seconds, clock=clock.now),
+                   frames=FrameLog(config.frames_dir), clock=clock)
+
+    def is_open(self, lineage: str) -> bool:
+        """Whether a connection of the conversation `lineage` still has an open socket (a resume of
+        it is then refused)."""
+        return any(c.session is not None and (c.session.lineage or c.conn_id) == lineage and c.is_open
+                   for c in self.connections)
 
     def key_ok(self, request: Request) -> bool:
         query = parse_qs(urlsplit(request.path).query)
