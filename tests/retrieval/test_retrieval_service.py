@@ -167,7 +167,7 @@ class FlakyEmbedder:
 
 
 async def test_embedder_outage_degrades_to_lexical(loaded, make_indexer, snapshot_uri, embedder):
-    from services.common.procs import free_port
+    from devtools.procs import free_port
     from services.retrieval.config import RetrievalConfig
     from services.retrieval.server import create
 

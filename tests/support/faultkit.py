@@ -27,7 +27,7 @@ def derived_stack(stack, name: str, **env: str):
 
 
 def new_addr() -> str:
-    from services.common.procs import free_port
+    from devtools.procs import free_port
 
     return f"127.0.0.1:{free_port()}"
 
