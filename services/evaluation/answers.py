@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
 from kotoba.v1 import tools_pb2, tools_pb2_grpc
 from services.common.auth import auth_metadata
 from services.common.config import REPO_ROOT
@@ -238,7 +236,3 @@ async def _quietly(coro) -> None:
         await coro
     except Exception:  # noqa: BLE001
         pass
-
-
-def tools_message_dict(msg) -> dict[str, Any]:
-    return MessageToDict(msg, preserving_proto_field_name=True)

@@ -82,10 +82,6 @@ class ParsedQuery:
     def content(self) -> str:
         return " ".join([*self.ja_spans, self.latin]).strip() or self.text
 
-    @property
-    def japanese_only(self) -> bool:
-        return bool(self.ja_spans) and not self.latin
-
 
 def _intent(text: str) -> str:
     for name, pattern in _INTENTS_JA:

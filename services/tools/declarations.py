@@ -120,8 +120,6 @@ RPC_FOR_FUNCTION: dict[str, str] = {
 # Request message name (in kotoba.v1.tools_pb2) for each function, for callers that build requests.
 REQUEST_FOR_FUNCTION: dict[str, str] = {name: f"{rpc}Request" for name, rpc in RPC_FOR_FUNCTION.items()}
 
-DECLARATIONS_BY_NAME: dict[str, dict[str, Any]] = {d["name"]: d for d in FUNCTION_DECLARATIONS}
-
 
 def request_for(function_name: str, args: dict[str, Any] | None):
     """The Tools request message for a model's function call (unknown args such as `user_id` dropped)."""
