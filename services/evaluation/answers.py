@@ -23,6 +23,7 @@ from kotoba.v1 import tools_pb2, tools_pb2_grpc
 from services.common.auth import auth_metadata
 from services.common.config import REPO_ROOT
 from services.common.grpc_server import channel
+from services.common.jsonl import read_jsonl
 
 DEFAULT_SET = REPO_ROOT / "tests" / "eval" / "answers.jsonl"
 
@@ -50,16 +51,9 @@ class Outcome:
 
 
 def load_set(path: Path = DEFAULT_SET) -> list[Question]:
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            row = json.loads(line)
-            out.append(Question(row["id"], row["category"], row.get("language", "en"), row["question"],
-                                list(row["facts"]), row.get("user", "")))
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise ValueError(f"{path}:{n}: {exc}") from None
+    out = read_jsonl(path, lambda row: Question(row["id"], row["category"], row.get("language", "en"),
+                                                row["question"], list(row["facts"]), row.get("user", "")),
+                     "question line")
     ids = Counter(q.id for q in out)
     dupes = [i for i, c in ids.items() if c > 1]
     if dupes:

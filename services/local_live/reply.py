@@ -12,7 +12,6 @@ import itertools
 import logging
 import re
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from services.local_live import protocol as p
@@ -63,19 +62,8 @@ def _romaji_for(term: str, items: list[dict[str, Any]]) -> str:
     return romaji if romaji.isascii() else ""  # kanji with no known reading: no prompt word
 
 
-@dataclass
-class TurnUsage:
-    text_in: int = 0
-    audio_in: int = 0
-    text_out: int = 0
-    audio_out: int = 0
-
-    def frame(self) -> dict[str, Any]:
-        return p.Usage(self.text_in, self.audio_in, self.text_out, self.audio_out).frame()
-
-
 class Reply:
-    def __init__(self, conn: Connection, session: SessionState, turn: TurnInput | None, usage: TurnUsage,
+    def __init__(self, conn: Connection, session: SessionState, turn: TurnInput | None, usage: p.Usage,
                  audio: bytes | None = None) -> None:
         self.conn = conn
         self.session = session

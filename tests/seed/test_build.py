@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.japanese import KANJI_CHAR
 from services.seed.build import (
     LEVEL_RANK,
     clean_reading,
@@ -34,7 +35,7 @@ REQUIRED = {
 }
 # okurigana verbs whose reading really is する / こする / かする (not the suru-verb defect)
 SURU_READINGS_OK = {"為る", "刷る", "擦る", "剃る"}
-KANJI_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+KANJI_RE = KANJI_CHAR
 
 
 @cache
