@@ -8,6 +8,7 @@ SIGTERM the health flips back to NOT_SERVING, the server drains for
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -16,7 +17,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import telemetry
+from services.common import metrics, telemetry
 from services.common.config import CommonConfig
 from services.common.signals import stop_on_signals
 
@@ -77,6 +78,39 @@ class RequestDecodeGuard(grpc.aio.ServerInterceptor):
             guarded, request_deserializer=safe_deserialize, response_serializer=handler.response_serializer)
 
 
+class ErrorCounter(grpc.aio.ServerInterceptor):
+    """Every RPC that ends with a status other than OK adds one to `kotoba.errors{component, code}`."""
+
+    def __init__(self, component: str) -> None:
+        self.component = component
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behaviour = handler.unary_unary
+
+        async def counted(request, context):
+            try:
+                response = await behaviour(request, context)
+            except asyncio.CancelledError:  # the caller gave up (deadline, learner left)
+                self._count(grpc.StatusCode.CANCELLED)
+                raise
+            except BaseException:  # an abort (its code is set) or an unexpected error (UNKNOWN)
+                self._count(context.code() or grpc.StatusCode.UNKNOWN)
+                raise
+            if context.code() not in (None, grpc.StatusCode.OK):
+                self._count(context.code())
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+    def _count(self, code: grpc.StatusCode) -> None:
+        metrics.errors.add(1, {"component": self.component, "code": code.name})
+
+
 class GrpcService:
     """One service's gRPC server: servicers, health, reflection, telemetry, graceful stop."""
 
@@ -85,8 +119,9 @@ class GrpcService:
         self.addr = addr
         self.service_names = list(service_names)
         self.drain_seconds = drain_seconds
-        # The decode guard sits innermost, so telemetry records the status it sets.
-        self.server = grpc.aio.server(interceptors=[*telemetry.server_interceptors(), RequestDecodeGuard()],
+        # The decode guard sits innermost, so telemetry and the error count see the status it sets.
+        self.server = grpc.aio.server(interceptors=[*telemetry.server_interceptors(), ErrorCounter(name),
+                                                    RequestDecodeGuard()],
                                       options=SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

