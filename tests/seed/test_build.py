@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.japanese import KANJI_CHAR
+from services.common.japanese import KANJI
 from services.seed.build import (
     LEVEL_RANK,
     clean_reading,
@@ -35,7 +35,7 @@ REQUIRED = {
 }
 # okurigana verbs whose reading really is する / こする / かする (not the suru-verb defect)
 SURU_READINGS_OK = {"為る", "刷る", "擦る", "剃る"}
-KANJI_RE = KANJI_CHAR
+KANJI_RE = re.compile(f"[{KANJI}]")  # 々 is not counted here: a machine reading may keep it
 
 
 @cache
