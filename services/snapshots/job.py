@@ -1,4 +1,6 @@
-"""The indexer job: build, update, verify, rollback, watch.
+"""The indexer job (run by `kotoba index …`; retrieval runs `build` at start when the store is empty).
+
+build, update, verify, rollback:
 
 - build: scan items; reuse each stored vector made by the current model from
   the same passage text; else take the shipped seed vector when it still

@@ -76,3 +76,14 @@ def test_common_imports_no_other_package():
 def test_cycle_finder_sees_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_services_import_no_dev_tooling():
+    """The image ships services/ only: nothing there may need devtools, tests or bench."""
+    offenders = sorted(
+        f"{path.relative_to(SERVICES.parent)}: {module}"
+        for path in SERVICES.rglob("*.py")
+        for module in _imported_modules(path)
+        if module.split(".")[0] in ("devtools", "tests", "bench")
+    )
+    assert not offenders, offenders
