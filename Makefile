@@ -48,7 +48,7 @@ $(DATA)/tls/ca.pem: $(VENV)/.stamp
 	$(PY) -m services.common.tls $(DATA)/tls
 
 lint: setup
-	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff check services tests bench devtools
 	cd protos && ../node_modules/.bin/buf lint
 	$(VENV)/bin/hadolint Dockerfile
 
@@ -56,13 +56,13 @@ test: setup
 	$(PY) -m pytest -q
 
 run: setup
-	$(PY) -m services.common.stack up
+	$(PY) -m devtools.stack up
 
 stop:
-	@test -x $(PY) && $(PY) -m services.common.stack down || true
+	@test -x $(PY) && $(PY) -m devtools.stack down || true
 
 status:
-	$(PY) -m services.common.stack status
+	$(PY) -m devtools.stack status
 
 bench: setup
 	$(PIP) install -e ".[bench]" --config-settings editable_mode=compat

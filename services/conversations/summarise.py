@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any, Protocol
 
+from services.common.japanese import JAPANESE_RUN as _JAPANESE
+
 CATEGORIES = ("vocabulary", "kanji", "grammar", "example", "progress", "plan", "greeting", "off_topic", "other")
 RESPONSE_TYPES = ("definition", "explanation", "example", "progress_report", "schedule", "refusal", "smalltalk",
                   "answer")
@@ -52,7 +54,6 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"(?i)mean|word|say|how do you|translate|意味|単語|読み"), "vocabulary", "definition"),
 )
 _QUOTED = re.compile(r"[「『\"“]([^」』\"”]{1,30})[」』\"”]")
-_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff々ー]+")
 _TOPIC_ARGS = ("query", "word", "kanji", "written", "text", "item_id", "id")
 _OPEN, _CLOSE = "“「『（(", "”」』）)"
 _CITATION = re.compile(r"\s*\[(?:word|kanji|kana|sentence):[^\]\n]*\]")

@@ -30,12 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
 from kotoba.v1 import tools_pb2, tools_pb2_grpc
 from services.common.auth import auth_metadata
 from services.common.config import REPO_ROOT
 from services.common.grpc_server import channel
+from services.common.jsonl import read_jsonl
 
 DEFAULT_SET = REPO_ROOT / "tests" / "eval" / "answers.jsonl"
 
@@ -89,17 +88,10 @@ class Outcome:
 
 
 def load_set(path: Path = DEFAULT_SET) -> list[Question]:
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            row = json.loads(line)
-            out.append(Question(row["id"], row["category"], row.get("language", "en"), row["question"],
-                                list(row["facts"]), row.get("user", ""), list(row.get("turns") or []),
-                                bool(row.get("resume")), list(row.get("forbid") or []), bool(row.get("spoken"))))
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise ValueError(f"{path}:{n}: {exc}") from None
+    out = read_jsonl(path, lambda row: Question(
+        row["id"], row["category"], row.get("language", "en"), row["question"], list(row["facts"]),
+        row.get("user", ""), list(row.get("turns") or []), bool(row.get("resume")), list(row.get("forbid") or []),
+        bool(row.get("spoken"))), "question line")
     ids = Counter(q.id for q in out)
     dupes = [i for i, c in ids.items() if c > 1]
     if dupes:
@@ -351,7 +343,3 @@ async def _quietly(coro) -> None:
         await coro
     except Exception:  # noqa: BLE001
         pass
-
-
-def tools_message_dict(msg) -> dict[str, Any]:
-    return MessageToDict(msg, preserving_proto_field_name=True)

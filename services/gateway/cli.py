@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 import time
@@ -81,10 +82,15 @@ async def _stream_to_terminal(client: ChatClient):
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.model:  # another Live family: a private gateway for it (services/gateway/model_gateway.py)
-            from services.gateway.model_gateway import gateway_for_model
-
-            with gateway_for_model(args.model) as url:
+        if args.model:
+            # Another Live family means another gateway process beside the running stack: a dev tool
+            # (devtools/model_gateway.py), which the production image does not ship.
+            try:
+                model_gateway = importlib.import_module("devtools.model_gateway")
+            except ModuleNotFoundError:
+                print("kotoba chat: --model needs a source checkout (devtools/)", file=sys.stderr)
+                return 2
+            with model_gateway.gateway_for_model(args.model) as url:
                 return asyncio.run(_chat(args, url))
         return asyncio.run(_chat(args))
     except (OSError, RuntimeError, ValueError) as exc:

@@ -22,7 +22,7 @@ from services.common.config import (
 
 @dataclass(frozen=True)
 class Prices:
-    """US dollars per million tokens (facts/gemini-live.md); configurable for price changes."""
+    """US dollars per million tokens (Gemini Live list prices); configurable for price changes."""
 
     audio_in: float = 3.00
     audio_out: float = 12.00

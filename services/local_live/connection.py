@@ -26,8 +26,9 @@ from services.local_live.brain.context import TurnInput
 from services.local_live.brain.tutor import recall
 from services.local_live.faults import SETUP_FIELD, Faults, FaultSpecError
 from services.local_live.protocol import ProtocolError
+from services.local_live.protocol import Usage as TurnUsage
 from services.local_live.protocol import field as get
-from services.local_live.reply import Reply, TurnUsage
+from services.local_live.reply import Reply
 from services.local_live.session import SessionState
 from services.local_live.tokens import audio_tokens, text_tokens
 from services.local_live.voice_bridge import Voice, VoiceUnavailable, get_voice

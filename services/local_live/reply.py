@@ -69,11 +69,8 @@ def _romaji_for(term: str, items: list[dict[str, Any]]) -> str:
     return romaji if romaji.isascii() else ""  # kanji with no known reading: no prompt word
 
 
-TurnUsage = p.Usage  # one turn's tokens by modality, sent with its turnComplete
-
-
 class Reply:
-    def __init__(self, conn: Connection, session: SessionState, turn: TurnInput | None, usage: TurnUsage,
+    def __init__(self, conn: Connection, session: SessionState, turn: TurnInput | None, usage: p.Usage,
                  audio: bytes | None = None) -> None:
         self.conn = conn
         self.session = session
@@ -187,7 +184,7 @@ class Reply:
         turn (billed on its own), and answers later as the result's scheduling says."""
         await self._stream([HOLDING["ja" if (self._language or self.session.language) == "ja" else "en"]])
         await self._finish()
-        self.usage = TurnUsage()
+        self.usage = p.Usage()
         self.detached = True
         self.conn.detach(self)
 

@@ -7,7 +7,6 @@ import contextlib
 import hmac
 import json
 import logging
-import signal
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from services.common.signals import stop_on_signals
 from services.common.tls import server_context
 from services.local_live import protocol as p
 from services.local_live.clock import ModelClock
@@ -123,11 +123,6 @@ async def serve_forever(config: LiveConfig) -> None:
     server, _ = await start(config)
     log.info("local Live engine listening", extra={"addr": f"{config.host}:{bound_port(server)}",
                                                    "tls_dir": str(config.tls_dir)})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_on_signals().wait()
     server.close()
     await server.wait_closed()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from services.common.japanese import KANJI as _KANJI
 from services.seed.reader import FILES
 
 LEVELS = ("N5", "N4", "N3", "N2", "N1")
@@ -43,7 +44,6 @@ DEFAULT_OUT = REPO_ROOT / "data" / "seed"
 
 _HIRA = "\u3041-\u3096"
 _KATA_LITERAL = "\u30a1-\u30f4\u30f7-\u30fa"  # katakana without ヵ/ヶ (they stand for kanji 箇/個)
-_KANJI = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 KANA_READING_RE = re.compile(f"^[{_HIRA}ー]+$")
 KANA_ONLY_RE = re.compile(f"^[{_HIRA}{_KATA_LITERAL}ー]+$")
 KANJI_CHAR_RE = re.compile(f"[{_KANJI}]")

@@ -12,9 +12,9 @@ import uuid
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools import procs
 from kotoba.v1 import conversations_pb2 as pb
 from kotoba.v1 import conversations_pb2_grpc as pb_grpc
-from services.common import procs
 from services.common.auth import auth_metadata
 from services.common.aws import dynamodb_client
 from services.conversations import records

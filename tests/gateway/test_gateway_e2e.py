@@ -224,7 +224,7 @@ async def test_http_probes_static_client_and_auth(stack):
 
 
 async def test_retrieval_down_the_answer_still_arrives(stack):
-    from services.common.procs import free_port
+    from devtools.procs import free_port
 
     addr = stack.start_gateway("gateway-no-retrieval", KOTOBA_RETRIEVAL_ADDR=f"127.0.0.1:{free_port()}")
     client = await ChatClient.open(f"ws://{addr}/v1/chat", stack.token("demo-n4"))
@@ -235,7 +235,7 @@ async def test_retrieval_down_the_answer_still_arrives(stack):
 
 
 async def test_tools_down_the_answer_says_data_is_unavailable(stack):
-    from services.common.procs import free_port
+    from devtools.procs import free_port
 
     addr = stack.start_gateway("gateway-no-tools", KOTOBA_TOOLS_ADDR=f"127.0.0.1:{free_port()}")
     client = await ChatClient.open(f"ws://{addr}/v1/chat", stack.token("demo-n5"))

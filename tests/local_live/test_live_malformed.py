@@ -13,7 +13,7 @@ from google.genai import types
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from services.common.procs import free_port, stop, wait_until
+from devtools.procs import free_port, stop, wait_until
 from services.common.tls import client_context
 
 pytestmark = pytest.mark.timeout(60)

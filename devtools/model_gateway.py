@@ -13,10 +13,10 @@ import sys
 import time
 from collections.abc import Iterator
 
+from devtools.procs import free_port, http_ready, stop
+from devtools.stack import Stack
 from services.common import live_models
 from services.common.config import REPO_ROOT, CommonConfig, addr_var
-from services.common.procs import free_port, http_ready, stop
-from services.common.stack import Stack
 
 
 def _answers(addr: str) -> bool:
