@@ -22,6 +22,8 @@ from services.common.tables import create_tables
 REPO = Path(__file__).resolve().parents[1]
 # Test support modules (the end-to-end stack, fault helpers) live in tests/support.
 sys.path.insert(0, str(REPO / "tests" / "support"))
+# IAM from evidence: every run checks the AWS calls it saw against the generated prod policies.
+from iam_record import pytest_sessionfinish, pytest_sessionstart  # noqa: E402,F401
 from kotoba_stack import make_env  # noqa: E402
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
