@@ -336,13 +336,17 @@ def prepare_prod(run: Run) -> None:
     bucket = cfg["KOTOBA_SNAPSHOT_URI"].removeprefix("s3://").split("/", 1)[0]
     boto3.client("s3", endpoint_url=moto.endpoint, region_name=cfg["AWS_REGION"], aws_access_key_id="x",
                  aws_secret_access_key="x").create_bucket(Bucket=bucket)
-    indexer = run.analysis.workload("indexer-build")
-    c = indexer.containers[-1]
-    for argv in (["python", "-m", "services.cli", "db", "create-tables"],
-                 ["python", "-m", "services.cli", "seed", "load", "--no-progress", "--threads", "8"]):
-        setup = Container(**{**c.__dict__, "name": "setup-" + argv[-1].lstrip("-"), "argv": argv, "role": "init"})
-        log(f"[prod] provisioning with {' '.join(argv[3:])} (stand-in for the operator's Terraform)")
-        run.start(indexer, setup, "provision", detach=False)
+    # The dictionary is the small test fixture (data/seed/fixture): the operator's data, not config, and it
+    # keeps the Titan stand-in and moto fast. The local overlay's Job loads the full seed itself.
+    env = {**os.environ, **run.env_of(run.analysis.workload("indexer-build").containers[-1]),
+           "KOTOBA_DATA_DIR": str(run.root / "provision"), "PATH": os.environ.get("PATH", ""),
+           "PYTHONPATH": str(REPO)}
+    for argv in (["db", "create-tables"], ["seed", "load", "--fixture", "--no-progress"]):
+        log(f"[prod] provisioning: kotoba {' '.join(argv)} (stand-in for the operator's Terraform)")
+        r = subprocess.run([sys.executable, "-m", "services.cli", *argv], env=env, cwd=REPO, capture_output=True,
+                           text=True, timeout=600)
+        if r.returncode != 0:
+            raise CheckFailed(f"[prod] provisioning kotoba {' '.join(argv)} failed:\n{r.stderr[-1500:]}")
 
 
 def local_token(run: Run, user: str, roles: tuple[str, ...] = ()) -> str:
@@ -380,20 +384,24 @@ async def drive(run: Run, second_gateway: str) -> dict[str, str]:
         turn = await chat.ask("What does 食べる mean?")
         if turn.errors or not turn.answer:
             raise CheckFailed(f"[{run.overlay}] chat turn through the gateway failed: {turn.errors or 'no answer'}")
-        results["chat"] = f"answer {len(turn.answer)} chars, tools {turn.tools}"
+        results["chat"] = f"{turn.answer[:70]!r}… ({len(turn.answer)} chars, tools {turn.tools})"
         session_id = chat.session["session_id"]
     # Voice: the image leaves out the voice extra, so what the engine can do decides the outcome; the
     # gateway must answer either with speech or with a typed error, never hang or drop the socket.
     async with await ChatClient.open(url, learner) as chat:
-        await chat.start(mode="audio", language="en")
         try:
-            voice = await chat.say(voice_pcm(), wait_s=60)
-        except Exception as exc:
-            raise CheckFailed(f"[{run.overlay}] voice turn: no answer and no typed error ({exc!r})") from None
-        if not (voice.audio or voice.transcripts or voice.errors):
-            raise CheckFailed(f"[{run.overlay}] voice turn: neither speech nor a typed error")
-        results["voice"] = (f"{len(voice.audio)} bytes of speech, heard {voice.transcript('user')!r}"
-                            if voice.audio else f"typed error {[e.get('code') for e in voice.errors]}")
+            await chat.start(mode="audio", language="en")
+        except RuntimeError as exc:  # the client raises on a typed `error` frame: code and message
+            results["voice"] = f"typed error at start: {exc}"
+        else:
+            try:
+                voice = await chat.say(voice_pcm(), wait_s=60)
+            except Exception as exc:
+                raise CheckFailed(f"[{run.overlay}] voice turn: no answer and no typed error ({exc!r})") from None
+            if not (voice.audio or voice.transcripts or voice.errors):
+                raise CheckFailed(f"[{run.overlay}] voice turn: neither speech nor a typed error")
+            results["voice"] = (f"{len(voice.audio)} bytes of speech, heard {voice.transcript('user')!r}"
+                                if voice.audio else f"typed error {[e.get('code') for e in voice.errors]}")
     admin = token(run, "deploy-check-admin", ("admin",))
     req = urllib.request.Request("http://127.0.0.1:8080/api/v1/admin/chat/conversations?page_size=5",
                                  headers={"Authorization": f"Bearer {admin}"})
@@ -553,6 +561,13 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"[{overlay}] PASS")
             except CheckFailed as exc:
                 print(f"deploy-check FAIL {exc}", file=sys.stderr)
+                failed = True
+                break
+            except Exception as exc:  # a step broke in an unexpected way: still a named failure
+                import traceback
+
+                traceback.print_exc()
+                print(f"deploy-check FAIL [{overlay}] {exc!r}", file=sys.stderr)
                 failed = True
                 break
             finally:

@@ -38,29 +38,32 @@ else
   mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
   [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   mirror=${mirror:-http://deb.debian.org/debian}
-  make_base() {  # $1 image, $2 packages debootstrap installs, $3 packages apt installs inside it
+  make_base() {  # $1 image, $2 packages
     "${ENGINE[@]}" image exists "$1" && return 0
-    echo "image: making base $1 with debootstrap ($2 $3)"
+    echo "image: making base $1 with debootstrap ($2)"
     local root; root=$(mktemp -d /var/tmp/kotoba-rootfs.XXXXXX)
-    trap '$SUDO rm -rf "$root"' RETURN
+    trap '$SUDO rm -rf "$root" "$root.log"' RETURN
     if ! $SUDO debootstrap --variant=minbase --include="$2" bookworm "$root" "$mirror" >"$root.log" 2>&1; then
       tail -20 "$root/debootstrap/debootstrap.log" "$root.log" >&2 || true; return 1
     fi
-    # debootstrap's resolver cannot configure large dependency trees (npm); apt inside the root can.
-    if [ -n "${3:-}" ]; then
-      $SUDO mount -t proc proc "$root/proc"
-      $SUDO chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends $3 && apt-get clean" >"$root.log" 2>&1 || { $SUDO umount "$root/proc"; tail -20 "$root.log" >&2; return 1; }
-      $SUDO umount "$root/proc"
-    fi
-    rm -f "$root.log"
-    $SUDO ln -sf python3 "$root/usr/bin/python" 2>/dev/null || true
+    $SUDO ln -sf python3 "$root/usr/bin/python"
     $SUDO cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
     $SUDO rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
     $SUDO tar -C "$root" -c . | "${ENGINE[@]}" import - "$1" >/dev/null
   }
   make_base "$PYBASE" python3,python3-venv,python3-pip,ca-certificates
-  make_base "$NODEBASE" nodejs,ca-certificates npm
+  # The node base is the Python base plus Debian's nodejs/npm, installed by apt in a container: a second
+  # debootstrap would cost minutes, and debootstrap's resolver cannot configure npm's dependency tree.
+  if ! "${ENGINE[@]}" image exists "$NODEBASE"; then
+    echo "image: making base $NODEBASE from $PYBASE (apt-get install nodejs npm)"
+    tmp=kotoba-nodebase-$$
+    "${ENGINE[@]}" run --name "$tmp" --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 "$PYBASE" \
+      sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+             nodejs npm >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*' \
+      || { "${ENGINE[@]}" rm -f "$tmp" >/dev/null; exit 1; }
+    "${ENGINE[@]}" commit -q "$tmp" "$NODEBASE" >/dev/null
+    "${ENGINE[@]}" rm -f "$tmp" >/dev/null
+  fi
   BASE_ARGS=(--build-arg "PYTHON_IMAGE=$PYBASE" --build-arg "NODE_IMAGE=$NODEBASE")
 fi
 
