@@ -38,16 +38,20 @@ _oplog_lock = threading.Lock()
 
 
 def _workload() -> str:
-    """The workload whose code made the call: the innermost services/<workload>/ frame, else __main__."""
+    """The workload making the call: the service process (python -m services.<workload>), else (a test
+    calling service code in-process) the innermost services/<workload>/ frame. The process comes first
+    because workloads share code: retrieval reads snapshots through services/indexer/store.py."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = (spec.name if spec else "").split(".")
+    if len(name) > 1 and name[0] == "services" and name[1] in WORKLOADS:
+        return name[1]
     frame = sys._getframe(2)
     while frame is not None:
         parts = frame.f_code.co_filename.replace("\\", "/").split("/services/")
         if len(parts) > 1 and parts[-1].split("/")[0] in WORKLOADS:
             return parts[-1].split("/")[0]
         frame = frame.f_back
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    name = (spec.name if spec else "").split(".")
-    return name[1] if len(name) > 1 and name[0] == "services" and name[1] in WORKLOADS else ""
+    return ""
 
 
 def _resources(service: str, params: dict) -> list[str]:
