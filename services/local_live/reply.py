@@ -76,12 +76,14 @@ class TurnUsage:
 
 class Reply:
     def __init__(self, conn: Connection, session: SessionState, turn: TurnInput | None, usage: TurnUsage,
-                 audio: bytes | None = None) -> None:
+                 audio: bytes | None = None, transcript: Any = None) -> None:
         self.conn = conn
         self.session = session
         self.turn = turn
         self.usage = usage
         self.audio = audio
+        self.transcript = transcript  # voice.StreamingTranscript fed while the learner spoke, or None
+        self.stages: dict[str, float] = {}  # voice turns: seconds after the end of speech, per stage
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.started = time.monotonic()
@@ -139,7 +141,11 @@ class Reply:
             answer = done.value
         log.info("turn answered", extra={"conn": self.conn.conn_id, "intent": answer.intent,
                                          "calls": answer.calls})
+        self._stage("answer")
         await self._stream(answer.sentences)
+        if self.audio is not None:
+            log.info("voice turn stages", extra={"conn": self.conn.conn_id, "incremental": self.transcript is not None,
+                                                 **{f"{k}_ms": round(v * 1000) for k, v in self.stages.items()}})
         await self.conn.send(p.generation_complete())
         self.session.turns += 1
         if self.session.resumption:
@@ -151,11 +157,20 @@ class Reply:
 
     async def _transcribe(self, pcm: bytes) -> TurnInput:
         assert self.conn.voice is not None
-        prompt = transcription_prompt(self.session.memory, self.session.language)
-        text = (await self.conn.voice.transcribe(pcm, self.session.language, prompt)).strip()
+        if self.transcript is not None:  # decoded while the learner spoke: only the tail is left
+            text = (await self.transcript.finish(pcm)).strip()
+        else:
+            prompt = transcription_prompt(self.session.memory, self.session.language)
+            text = (await self.conn.voice.transcribe(pcm, self.session.language, prompt)).strip()
+        self._stage("transcript")
         if self.session.input_transcription:
             await self.conn.send(p.input_transcription(text))
         return TurnInput.from_texts([text], voice=True)
+
+    def _stage(self, name: str) -> None:
+        """Time since the end of speech (this reply starts right at audio_end / the VAD's end), first
+        occurrence only: end of speech → transcript → tool call/result → answer → first audio chunk."""
+        self.stages.setdefault(name, time.monotonic() - self.started)
 
     async def _call_tools(self, calls: list[Call]) -> list[dict[str, Any]]:
         """One toolCall frame; waits (as long as it takes) for every id to be answered."""
@@ -164,7 +179,9 @@ class Reply:
         for call_id in ids:
             self.pending[call_id] = loop.create_future()
         await self.conn.send(p.tool_call([{"id": i, "name": c.name, "args": c.args} for i, c in zip(ids, calls, strict=True)]))
+        self._stage("tool_call")
         results = [await self.pending[i] for i in ids]
+        self._stage("tool_result")
         for call_id in ids:
             self.pending.pop(call_id, None)
         self.usage.text_in += sum(text_tokens(str(r)) for r in results)
@@ -200,6 +217,8 @@ class Reply:
                 await self.conn.send(p.output_transcription(
                     sentence + ("" if last or not _NEEDS_SPACE.search(sentence) else " ")))
             spoken = index
+            if not sent:
+                self._stage("first_audio")
             await self.conn.send(p.audio_chunk(chunk))
             sent += len(chunk)
             self.usage.audio_out = audio_tokens(sent, p.OUTPUT_RATE)

@@ -20,9 +20,10 @@ from typing import TypeVar
 from services.common.config import env_choice, env_float, env_int, env_str
 
 from .audio import TTS_RATE, frames
+from .incremental import StreamingTranscript
 from .models import cache_root
 from .stt import LANGUAGES, SpeechToText, SttOptions
-from .tts import SENTENCE_PAUSE_S, Piece, TextToSpeech, piper_available
+from .tts import SENTENCE_PAUSE_S, Piece, TextToSpeech, first_clause, piper_available
 
 T = TypeVar("T")
 
@@ -75,6 +76,8 @@ class VoiceConfig:
     chunk_ms: int = 100
     stt_beam_size: int = 5
     max_pending: int = 8
+    incremental: bool = True  # transcribe during speech (StreamingTranscript); off = whole utterance at the end
+    first_clause: bool = True  # speak the first clause on its own so audio starts sooner
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> VoiceConfig:
@@ -89,6 +92,8 @@ class VoiceConfig:
             chunk_ms=env_int(env, "KOTOBA_VOICE_CHUNK_MS", 100, minimum=10, maximum=1000),
             stt_beam_size=env_int(env, "KOTOBA_STT_BEAM_SIZE", 5, minimum=1, maximum=5),
             max_pending=env_int(env, "KOTOBA_VOICE_MAX_PENDING", 8, minimum=1),
+            incremental=env_choice(env, "KOTOBA_VOICE_INCREMENTAL", "on", ("on", "off")) == "on",
+            first_clause=env_choice(env, "KOTOBA_VOICE_FIRST_CLAUSE", "on", ("on", "off")) == "on",
         )
 
 
@@ -155,6 +160,27 @@ class VoicePipeline:
         finally:
             self._active -= 1
 
+    def stream_transcriber(self, language: str, prompt: str | None = None) -> StreamingTranscript | None:
+        """A transcript that decodes while the learner speaks (None when config.incremental is off).
+
+        Its early decodes only run while the worker has nothing else to do, so they never queue in
+        front of another session's transcript or answer; the final one goes through transcribe()."""
+        if language not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        if not self.config.incremental:
+            return None
+
+        async def speculate(pcm: bytes) -> str:
+            self._active += 1
+            try:
+                return await self._on_worker(lambda: self._get_stt().transcribe(pcm, language, prompt))
+            finally:
+                self._active -= 1
+
+        return StreamingTranscript(speculate=speculate,
+                                   final=lambda pcm: self.transcribe(pcm, language, prompt),
+                                   language=language, may_start=lambda: self._active == 0)
+
     async def synthesize(self, text: str, language: str) -> AsyncIterator[bytes]:
         """PCM16 mono 24 kHz chunks (config.chunk_ms each), sentence by sentence.
 
@@ -186,6 +212,10 @@ class VoicePipeline:
                     last_index, last = pieces[-1]
                     pieces[-1] = (last_index, replace(last, pause_after=max(last.pause_after, SENTENCE_PAUSE_S)))
                 pieces += [(index, piece) for piece in planned]
+            if pieces and self.config.first_clause:
+                # The first audio waits for the whole first piece (Kokoro cannot stream inside one).
+                index0, piece0 = pieces[0]
+                pieces[:1] = [(index0, piece) for piece in first_clause(piece0)]
             chunk_bytes = self.sample_rate_out * 2 * self.config.chunk_ms // 1000
             if pieces:
                 upcoming = self._on_worker(tts.render, pieces[0][1])
