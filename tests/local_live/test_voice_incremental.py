@@ -163,3 +163,26 @@ async def test_incremental_transcript_equals_the_whole_utterance_transcript():
             assert t.decoded[0][2] == "spec"  # decoding began at the sentence break, before the end
     finally:
         pipeline.close()
+
+
+async def test_voice_worker_runs_waiting_work_before_later_pieces_and_early_decodes(tmp_path):
+    import threading
+
+    from services.local_live.voice import VoiceConfig, VoicePipeline
+    from services.local_live.voice.pipeline import LATER, SPECULATIVE, URGENT
+
+    pipeline = VoicePipeline(VoiceConfig(model_cache=tmp_path))
+    gate, ran = threading.Event(), []
+    try:
+        blocker = pipeline._on_worker(gate.wait)
+        queued = [pipeline._on_worker(ran.append, name, priority=priority)
+                  for name, priority in (("spec", SPECULATIVE), ("later", LATER), ("urgent", URGENT),
+                                         ("dropped", URGENT), ("later2", LATER))]
+        queued[3].cancel()  # barge-in: a queued piece is dropped, not run
+        await asyncio.sleep(0)  # the cancellation reaches the worker's future in a loop callback
+        gate.set()
+        await blocker
+        await asyncio.gather(*queued, return_exceptions=True)
+        assert ran == ["urgent", "later", "later2", "spec"]
+    finally:
+        pipeline.close()

@@ -9,10 +9,13 @@ that worker; the queue is bounded so overload fails fast with VoiceBusyError.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib.util
+import itertools
+import queue
 import shutil
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -44,6 +47,49 @@ _REQUIRED = (
 
 class VoiceBusyError(RuntimeError):
     """Too many voice requests are already waiting for the voice worker."""
+
+
+# Worker priorities, lowest first. Someone is waiting in silence for a transcript or for the first
+# piece of an answer; a later piece has slack (the audio already sent is still playing); an early
+# decode while the learner speaks is only worth doing when nothing else is.
+URGENT, LATER, SPECULATIVE = 0, 1, 2
+
+
+class _Worker:
+    """One thread running model calls in priority order (FIFO within a priority)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="kotoba-voice", daemon=True)
+        self._thread.start()
+
+    def submit(self, priority: int, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((priority, next(self._order), future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            _priority, _n, future, fn, args = self._queue.get()
+            if future is None:
+                return
+            if not future.set_running_or_notify_cancel():  # cancelled while queued (barge-in)
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item[2] is not None:
+                item[2].cancel()
+        self._queue.put((-1, -1, None, None, None))
 
 
 def english_backend() -> str | None:
@@ -109,7 +155,7 @@ class VoicePipeline:
 
     def __init__(self, config: VoiceConfig | None = None) -> None:
         self.config = config or VoiceConfig.from_env()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kotoba-voice")
+        self._worker = _Worker()
         self._stt: SpeechToText | None = None
         self._tts: TextToSpeech | None = None
         self._active = 0
@@ -137,8 +183,8 @@ class VoicePipeline:
         return self._tts
 
     # -- event-loop side ------------------------------------------------------------
-    def _on_worker(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    def _on_worker(self, fn: Callable[..., T], *args: object, priority: int = URGENT) -> asyncio.Future[T]:
+        return asyncio.wrap_future(self._worker.submit(priority, fn, *args))
 
     def _admit(self) -> None:
         if self._active >= self.config.max_pending:
@@ -173,7 +219,8 @@ class VoicePipeline:
         async def speculate(pcm: bytes) -> str:
             self._active += 1
             try:
-                return await self._on_worker(lambda: self._get_stt().transcribe(pcm, language, prompt))
+                return await self._on_worker(lambda: self._get_stt().transcribe(pcm, language, prompt),
+                                             priority=SPECULATIVE)
             finally:
                 self._active -= 1
 
@@ -223,7 +270,8 @@ class VoicePipeline:
                 assert upcoming is not None
                 pcm = await upcoming
                 following = pieces[position + 1][1] if position + 1 < len(pieces) else None
-                upcoming = self._on_worker(tts.render, following) if following is not None else None
+                upcoming = (self._on_worker(tts.render, following, priority=LATER)
+                            if following is not None else None)
                 for chunk in frames(pcm, chunk_bytes):
                     yield index, chunk
         finally:
@@ -235,4 +283,4 @@ class VoicePipeline:
         return b"".join([chunk async for chunk in self.synthesize(text, language)])
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.shutdown()
