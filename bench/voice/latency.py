@@ -1,6 +1,7 @@
 """First audio after the learner stops speaking, per stage, old path vs new path side by side.
 
-    .venv/bin/python bench/voice/latency.py [--runs 6] [--sessions 5] [--turns 2] [--json out.json]
+    .venv/bin/python bench/voice/latency.py [--runs 6] [--sessions 5] [--within 2] [--turns 2] [--think 0.5,3]
+                                            [--json out.json]
 
 Runs the local Live engine in this process (real TLS WebSocket server, real google-genai client, the
 real offline voice stack) and streams spoken questions in real time (100 ms chunks), then
@@ -116,7 +117,8 @@ def stats(turns: list[dict]) -> dict:
             for stage in ("transcript", "tool_call", "first_audio", "turn_complete")}
 
 
-async def bench(runs: int, sessions: int, turns: int) -> dict:
+async def bench(runs: int, sessions: int, turns: int, within: float = 2.0,
+                think: tuple[float, float] = (0.5, 3.0)) -> dict:
     result: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}}
     pcms = {text: await asyncio.to_thread(speech_pcm16_16k, text, language, tail_silence=0.3)
             for text, language in CLIPS}
@@ -151,29 +153,29 @@ async def bench(runs: int, sessions: int, turns: int) -> dict:
                                                         for _, lang in CLIPS}} for mode, t in single.items()}
         result["heard"] = sorted({(t["clip"], t["heard"]) for ts in single.values() for t in ts})
 
-        # N sessions at once (staggered starts, think time 0.5–3 s), mode by mode, twice each.
+        # N learners opening within `within` s, `turns` questions each with `think` s between them;
+        # mode by mode, each mode twice.
         concurrent: dict[str, list[dict]] = {"old": [], "new": []}
         rng = random.Random(5)
 
         async def learner(i: int, mode: str) -> None:
             text, language = CLIPS[i % len(CLIPS)]
-            await asyncio.sleep(i * 0.4)
+            await asyncio.sleep(i * within / max(1, sessions - 1))
             async with connect(language) as session:
                 for _ in range(turns):
-                    await asyncio.sleep(rng.uniform(0.5, 3.0))
+                    await asyncio.sleep(rng.uniform(*think))
                     concurrent[mode].append(await voice_turn(session, pcms[text]))
 
         for mode in ("old", "new", "new", "old"):
             set_mode(mode)
             await asyncio.gather(*(learner(i, mode) for i in range(sessions)))
-        result["concurrent"] = {"sessions": sessions, **{mode: stats(t) for mode, t in concurrent.items()}}
+        result["concurrent"] = {"sessions": sessions, "within_s": within, "turns": turns, "think_s": think, **{mode: stats(t) for mode, t in concurrent.items()}}
     finally:
         server.close()
         await server.wait_closed()
 
     def ratio(block: dict, q: str) -> float | None:
-        old, new = block["old"]["first_audio"][q] if "all" not in block["old"] else block["old"]["all"]["first_audio"][q], \
-            block["new"]["first_audio"][q] if "all" not in block["new"] else block["new"]["all"]["first_audio"][q]
+        old, new = (block[mode].get("all", block[mode])["first_audio"][q] for mode in ("old", "new"))
         return round(new / old, 2) if old and new else None
 
     result["ratio_new_over_old"] = {f"{scope} {q}": ratio(result[scope], q)
@@ -186,10 +188,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=6, help="rounds of the single-session part")
     parser.add_argument("--sessions", type=int, default=5)
+    parser.add_argument("--within", type=float, default=2.0, help="seconds over which the sessions open")
     parser.add_argument("--turns", type=int, default=2, help="turns per session in each concurrent round")
+    parser.add_argument("--think", default="0.5,3", help="think time range between turns, seconds")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    result = asyncio.run(bench(args.runs, args.sessions, args.turns))
+    low, high = (float(x) for x in args.think.split(","))
+    result = asyncio.run(bench(args.runs, args.sessions, args.turns, args.within, (low, high)))
     text = json.dumps(result, ensure_ascii=False, indent=2)
     print(text)
     if args.json:

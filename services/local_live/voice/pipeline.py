@@ -251,7 +251,8 @@ class VoicePipeline:
         self._admit()
         upcoming: asyncio.Future[bytes] | None = None
         try:
-            tts = await self._on_worker(self._get_tts)
+            # Loaded: skip a worker round trip, which under load means queueing twice for the first piece.
+            tts = self._tts or await self._on_worker(self._get_tts)
             pieces: list[tuple[int, Piece]] = []
             for index, sentence in enumerate(sentences):
                 planned = tts.plan(sentence, language)
