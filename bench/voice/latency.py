@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -106,7 +108,34 @@ async def voice_turn(session, pcm: bytes) -> dict:
     return out
 
 
-def set_mode(mode: str) -> None:
+class EngineStages(logging.Handler):
+    """The engine's own `voice turn stages` log records (ms after the end of speech, per stage)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: dict[str, list[dict]] = {}
+        self.mode = "warm-up"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "voice turn stages":
+            self.records.setdefault(self.mode, []).append(
+                {k: v for k, v in record.__dict__.items() if k.endswith("_ms") or k == "decodes"})
+
+    def summary(self) -> dict:
+        out = {}
+        for mode, records in self.records.items():
+            stages = sorted({k for r in records for k in r if k != "decodes"})
+            out[mode] = {k: summary([r[k] / 1000 for r in records if k in r]) for k in stages}
+            # How the transcript was made: "spec" only = ready or running before the end of speech.
+            out[mode]["decodes"] = dict(Counter(r.get("decodes", "?") for r in records))
+        return out
+
+
+STAGES = EngineStages()
+
+
+def set_mode(mode: str, scope: str) -> None:
+    STAGES.mode = f"{scope} {mode}"
     voice = voice_bridge._voice
     assert voice is not None
     voice.pipeline.config = replace(voice.pipeline.config, **MODES[mode])
@@ -120,6 +149,9 @@ def stats(turns: list[dict]) -> dict:
 async def bench(runs: int, sessions: int, turns: int, within: float = 2.0,
                 think: tuple[float, float] = (0.5, 3.0)) -> dict:
     result: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}}
+    engine_log = logging.getLogger("services.local_live.reply")
+    engine_log.setLevel(logging.INFO)
+    engine_log.addHandler(STAGES)
     pcms = {text: await asyncio.to_thread(speech_pcm16_16k, text, language, tail_silence=0.3)
             for text, language in CLIPS}
     tmp = Path(tempfile.mkdtemp(prefix="kotoba-voice-bench-"))
@@ -142,7 +174,7 @@ async def bench(runs: int, sessions: int, turns: int, within: float = 2.0,
             await (await voice_bridge.get_voice()).pipeline.warm()
             for round_ in range(runs + 1):
                 for mode in (("old", "new") if round_ % 2 else ("new", "old")):
-                    set_mode(mode)
+                    set_mode(mode, "single" if round_ else "warm-up")
                     for text, language in CLIPS:
                         turn = await voice_turn(by_language[language], pcms[text])
                         turn["clip"] = language
@@ -167,7 +199,7 @@ async def bench(runs: int, sessions: int, turns: int, within: float = 2.0,
                     concurrent[mode].append(await voice_turn(session, pcms[text]))
 
         for mode in ("old", "new", "new", "old"):
-            set_mode(mode)
+            set_mode(mode, "concurrent")
             await asyncio.gather(*(learner(i, mode) for i in range(sessions)))
         result["concurrent"] = {"sessions": sessions, "within_s": within, "turns": turns, "think_s": think, **{mode: stats(t) for mode, t in concurrent.items()}}
     finally:
@@ -180,6 +212,7 @@ async def bench(runs: int, sessions: int, turns: int, within: float = 2.0,
 
     result["ratio_new_over_old"] = {f"{scope} {q}": ratio(result[scope], q)
                                     for scope in ("single", "concurrent") for q in ("p50_ms", "p95_ms")}
+    result["engine_stages"] = STAGES.summary()
     result["machine"]["loadavg_end"] = os.getloadavg()
     return result
 

@@ -144,7 +144,9 @@ class Reply:
         self._stage("answer")
         await self._stream(answer.sentences)
         if self.audio is not None:
+            decodes = [kind for _start, _end, kind in self.transcript.decoded] if self.transcript is not None else []
             log.info("voice turn stages", extra={"conn": self.conn.conn_id, "incremental": self.transcript is not None,
+                                                 "decodes": ",".join(decodes) or "whole",
                                                  **{f"{k}_ms": round(v * 1000) for k, v in self.stages.items()}})
         await self.conn.send(p.generation_complete())
         self.session.turns += 1
