@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make image: build kotoba:dev (runtime) and kotoba-dynalite:dev from the one
-# Dockerfile. docker when a daemon answers; else podman as
-# /work/shared/facts/containers.md describes (no registry here, so the bases are
-# made with debootstrap and cached as localhost/pybase:bookworm and
+# Dockerfile. docker when a daemon answers; else podman (no registry here, so the
+# bases are made with debootstrap from the Debian mirror apt uses, and cached as
+# localhost/pybase:bookworm and
 # localhost/nodebase:bookworm). Skips the build when the inputs' hash matches the
 # label on the existing image, so CI re-runs cost seconds.
 set -euo pipefail
@@ -37,7 +37,7 @@ else
   BUILD=("${ENGINE[@]}" build --isolation chroot --format docker --network host --label "kotoba.inputs=$HASH")
   mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
   [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  mirror=${mirror:-http://deb.debian.org/debian}
+  [ -n "$mirror" ] || { echo "image: no Debian mirror configured for apt; cannot debootstrap a base" >&2; exit 1; }
   make_base() {  # $1 image, $2 packages
     "${ENGINE[@]}" image exists "$1" && return 0
     echo "image: making base $1 with debootstrap ($2)"

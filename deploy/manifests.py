@@ -247,7 +247,7 @@ def _check_config(c: Container, problems: list[str]) -> None:
         EmbedderConfig.from_env(c.env)
 
     def indexer():
-        from services.indexer.job import IndexerConfig
+        from services.snapshots.job import IndexerConfig
         CommonConfig.from_env(c.env)
         IndexerConfig.from_env(c.env)
 
