@@ -67,15 +67,19 @@ else
   BASE_ARGS=(--build-arg "PYTHON_IMAGE=$PYBASE" --build-arg "NODE_IMAGE=$NODEBASE")
 fi
 
+# The dynalite stage only depends on the Dockerfile and the npm lock: a code change must not rebuild it.
+DYN_HASH=$(sha256sum Dockerfile package.json package-lock.json | sha256sum | cut -c1-16)
 current() { "${ENGINE[@]}" image inspect --format '{{ index .Config.Labels "kotoba.inputs" }}' "$1" 2>/dev/null || true; }
-if [ "${KOTOBA_IMAGE_FORCE:-}" != 1 ] && [ "$(current "$TAG")" = "$HASH" ] && [ "$(current "$DYN_TAG")" = "$HASH" ]; then
-  echo "image: $TAG and $DYN_TAG are up to date (inputs $HASH)"
-  exit 0
-fi
-start=$(date +%s)
-"${BUILD[@]}" "${BASE_ARGS[@]}" --target runtime -t "$TAG" .
-"${BUILD[@]}" "${BASE_ARGS[@]}" --target dynalite -t "$DYN_TAG" .
-echo "image: built $TAG and $DYN_TAG in $(( $(date +%s) - start ))s (inputs $HASH)"
+build() {  # $1 target, $2 tag, $3 inputs hash
+  if [ "${KOTOBA_IMAGE_FORCE:-}" != 1 ] && [ "$(current "$2")" = "$3" ]; then
+    echo "image: $2 is up to date (inputs $3)"; return 0
+  fi
+  local start; start=$(date +%s)
+  "${BUILD[@]/kotoba.inputs=$HASH/kotoba.inputs=$3}" "${BASE_ARGS[@]}" --target "$1" -t "$2" .
+  echo "image: built $2 in $(( $(date +%s) - start ))s (inputs $3)"
+}
+build runtime "$TAG" "$HASH"
+build dynalite "$DYN_TAG" "$DYN_HASH"
 "${ENGINE[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "kotoba" || true
-# Dangling layers from earlier builds: CI machines are reused.
-"${ENGINE[@]}" image prune -f >/dev/null 2>&1 || true
+# Intermediate layers are kept: they are the build cache that lets a code change reuse the dependency
+# layers (pruning them made every build start from scratch). Old tagged builds are replaced in place.
