@@ -120,7 +120,7 @@ class Reply:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed send means the socket is gone
-            if not self.conn._closed:
+            if not self.conn.closed:
                 log.exception("reply failed", extra={"conn": self.conn.conn_id})
                 await self.conn.close(p.CLOSE_INTERNAL, f"reply failed: {type(exc).__name__}")
 

@@ -31,7 +31,9 @@ def speakable(sentence: str) -> str:
     return _CITATION.sub("", sentence).strip()
 
 
-class Composer:
+class Phrasing:
+    """The pieces every answer is built from: bilingual templates, item labels, glosses, citations."""
+
     def __init__(self, language: str = "en", cite: bool = True, name: str = "", speech: bool = False) -> None:
         self.ja = language == "ja"
         self.speech = speech
@@ -39,6 +41,7 @@ class Composer:
         self.name = name
 
     def t(self, en: str, ja: str, /, **values: Any) -> str:
+        """The English or Japanese template, in the answer's language, filled with the values."""
         return (ja if self.ja else en).format(**values)
 
     # ---- pieces ---------------------------------------------------------------------------------
@@ -93,7 +96,9 @@ class Composer:
         en, ja = names.get(item.get("type", ""), ("item", "項目"))
         return ja if self.ja else en
 
-    # ---- answers about dictionary items ---------------------------------------------------------
+
+class DictionaryAnswers(Phrasing):
+    """Answers about dictionary items: meanings, readings, levels, examples, comparisons."""
 
     def meaning(self, items: list[dict[str, Any]]) -> list[str]:
         first = items[0]
@@ -210,29 +215,22 @@ class Composer:
             return [self.t("I don't have a meaning for {w}.", "{w}の意味はわかりません。", w=written)]
         return [self.t("Simply put: {w} means “{g}”.", "簡単に言うと、{w}は「{g}」という意味です。", w=written, g=gloss)]
 
+
+class KanjiAnswers(Phrasing):
+    """Answers about one kanji: strokes, meaning, on/kun readings, the words it appears in."""
+
     def kanji(self, item: dict[str, Any], aspect: str, words: list[dict[str, Any]] | None = None) -> list[str]:
         char = item.get("written", "")
         on, kun = item.get("onyomi") or [], item.get("kunyomi") or []
         if self.speech:  # き.く / -かた: dictionary markers for okurigana, not something to say
             on, kun = [_bare(r) for r in on], [_bare(r) for r in kun]
-        strokes = as_int(item.get("strokes"))
         out: list[str] = []
         if aspect in ("strokes", "all"):
-            if strokes:
-                out.append(self.t("{char} has {n} strokes.", "{char}は{n}画です。", char=char, n=strokes))
-            else:
-                out.append(self.t("I don't have the stroke count for {char}.", "{char}の画数はわかりません。", char=char))
-        if aspect in ("meaning", "all") or (aspect == "strokes" and meanings(item)):
-            if meanings(item):
-                out.append(self.t("It means “{gloss}”.", "意味は「{gloss}」です。", gloss=self.gloss(item, 4)))
+            out.append(self._strokes(item))
+        if (aspect in ("meaning", "all") or aspect == "strokes") and meanings(item):
+            out.append(self.t("It means “{gloss}”.", "意味は「{gloss}」です。", gloss=self.gloss(item, 4)))
         if aspect in ("readings", "all"):
-            if on:
-                out.append(self.t("On'yomi: {on}.", "音読みは{on}です。", on="、".join(on) if self.ja else ", ".join(on)))
-            if kun:
-                out.append(self.t("Kun'yomi: {kun}.", "訓読みは{kun}です。",
-                                  kun="、".join(kun) if self.ja else ", ".join(kun)))
-            if not on and not kun:
-                out.append(self.t("I don't have readings for {char}.", "{char}の読みはわかりません。", char=char))
+            out += self._readings(char, on, kun)
         if aspect == "all" and item.get("level"):
             out.append(self.t("It's a JLPT {level} kanji.", "JLPT {level}の漢字です。", level=item["level"]))
         if words and aspect in ("all", "meaning", "readings"):
@@ -241,6 +239,22 @@ class Composer:
             if labels:
                 out.append(self.t("Common words: {w}.", "よく使う言葉：{w}。", w=labels))
         return out + self.ids([item])
+
+    def _strokes(self, item: dict[str, Any]) -> str:
+        char, strokes = item.get("written", ""), as_int(item.get("strokes"))
+        if strokes:
+            return self.t("{char} has {n} strokes.", "{char}は{n}画です。", char=char, n=strokes)
+        return self.t("I don't have the stroke count for {char}.", "{char}の画数はわかりません。", char=char)
+
+    def _readings(self, char: str, on: list[str], kun: list[str]) -> list[str]:
+        out = []
+        if on:
+            out.append(self.t("On'yomi: {on}.", "音読みは{on}です。", on="、".join(on) if self.ja else ", ".join(on)))
+        if kun:
+            out.append(self.t("Kun'yomi: {kun}.", "訓読みは{kun}です。", kun="、".join(kun) if self.ja else ", ".join(kun)))
+        if not on and not kun:
+            out.append(self.t("I don't have readings for {char}.", "{char}の読みはわかりません。", char=char))
+        return out
 
     def kanji_for(self, english: str, kanji: list[dict[str, Any]]) -> list[str]:
         first = kanji[0]
@@ -257,6 +271,10 @@ class Composer:
         if others:
             out.append(self.t("Related kanji: {o}.", "関連する漢字：{o}。", o=", ".join(others)))
         return out + self.ids(kanji[:2])
+
+
+class WordAnswers(Phrasing):
+    """Answers that show words in use: how an English word is written, examples, comparisons."""
 
     def word_written_as(self, english: str, word: dict[str, Any]) -> list[str]:
         return [self.t("“{en}” is {label}, written {written}.", "「{en}」は{label}で、{written}と書きます。", en=english,
@@ -310,7 +328,9 @@ class Composer:
                                   m=sorted(shared)[0]))
         return out + self.ids([i for _, i in found])
 
-    # ---- the learner's own data -----------------------------------------------------------------
+
+class StudyAnswers(Phrasing):
+    """Answers about the learner's own data: progress, the review plan, items due, items learned."""
 
     def progress(self, rows: list[tuple[str, dict[str, Any]]], group: str) -> list[str]:
         out: list[str] = []
@@ -402,7 +422,9 @@ class Composer:
                               "他にもあります。レベルや種類で絞り込めます。"))
         return out
 
-    # ---- conversation ---------------------------------------------------------------------------
+
+class ConversationAnswers(Phrasing):
+    """Turns that are not about an item: greetings, help, refusals, and what cannot be answered."""
 
     def greeting(self) -> list[str]:
         name = f" {self.name}" if self.name else ""
@@ -455,6 +477,10 @@ class Composer:
 
     def misheard(self) -> list[str]:
         return [self.t("Sorry, I didn't catch that. Could you say it again?", "すみません、聞き取れませんでした。もう一度お願いします。")]
+
+
+class Composer(DictionaryAnswers, KanjiAnswers, WordAnswers, StudyAnswers, ConversationAnswers):
+    """Everything the tutor can say, for one language and output (text with citations, or speech)."""
 
 
 def _bare(reading: str) -> str:
