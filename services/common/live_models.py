@@ -250,39 +250,63 @@ def check_setup(fam: Family, setup: Mapping[str, Any], api_version: str = "v1bet
     modalities = tuple(str(m).upper() for m in asked) if isinstance(asked, list) and asked else ()
     if fam.permissive:
         return modalities or ("TEXT",)
+    modalities = _check_modalities(fam, modalities)
+    _check_affective_dialog(fam, setup, generation, api_version)
+    _check_proactivity(fam, _get(setup, "proactivity"))
+    _check_thinking(fam, _get(generation, "thinking_config"))
+    _check_tools(fam, _get(setup, "tools"))
+    return modalities
+
+
+def _refuse(what: str, status: str = INVALID_ARGUMENT) -> LiveRefusal:
+    return LiveRefusal(CLOSE_INVALID_ARGUMENT, status, what)
+
+
+def _check_modalities(fam: Family, modalities: tuple[str, ...]) -> tuple[str, ...]:
+    """One output modality the family has (its default when none is asked)."""
     if not modalities:
         modalities = ("TEXT",) if "TEXT" in fam.output else ("AUDIO",)
-    invalid = LiveRefusal
     if len(set(modalities)) > 1:
-        raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "TEXT and AUDIO together")
+        raise _refuse("TEXT and AUDIO together")
     if modalities[0] not in fam.output:
         if modalities[0] == "TEXT":
-            raise invalid(CLOSE_INVALID_ARGUMENT, NON_AUDIO_REQUEST, "TEXT on an audio-only model")
-        raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, f"modality {modalities[0]}")
+            raise _refuse("TEXT on an audio-only model", NON_AUDIO_REQUEST)
+        raise _refuse(f"modality {modalities[0]}")
+    return modalities
+
+
+def _check_affective_dialog(fam: Family, setup: Mapping[str, Any], generation: Any, api_version: str) -> None:
     if _get(generation, "enable_affective_dialog") is not None or _get(setup, "enable_affective_dialog") is not None:
         if not fam.affective_dialog:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "affective dialog")
+            raise _refuse("affective dialog")
         if api_version == "v1beta":
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "affective dialog needs v1alpha")
-    proactivity = _get(setup, "proactivity")
+            raise _refuse("affective dialog needs v1alpha")
+
+
+def _check_proactivity(fam: Family, proactivity: Any) -> None:
     if isinstance(proactivity, dict) and _get(proactivity, "proactive_audio") is not None:
         if not fam.proactive_audio:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "proactive audio")
+            raise _refuse("proactive audio")
         if fam.proactivity_always_on and _get(proactivity, "proactive_audio") is False:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "proactivity=false on an always-on model")
-    thinking = _get(generation, "thinking_config")
+            raise _refuse("proactivity=false on an always-on model")
+
+
+def _check_thinking(fam: Family, thinking: Any) -> None:
+    """A thinking level or budget only where the family thinks that way."""
     if isinstance(thinking, dict):
         if _get(thinking, "thinking_level") is not None and fam.thinking != "level":
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "thinking level")
+            raise _refuse("thinking level")
         if _get(thinking, "thinking_budget") is not None and fam.thinking != "budget":
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "thinking budget")
-    tools = _get(setup, "tools")
+            raise _refuse("thinking budget")
+
+
+def _check_tools(fam: Family, tools: Any) -> None:
+    """Function behaviours the family takes, and Google Search only where it has it."""
     for name, behaviour in function_behaviours(tools, fam).items():
         if behaviour not in fam.function_modes:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, f"{behaviour} function {name}")
+            raise _refuse(f"{behaviour} function {name}")
     if not fam.google_search and any(_get(t, "google_search") is not None for t in tools or []):
-        raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "google search")
-    return modalities
+        raise _refuse("google search")
 
 
 # ---- what the gateway asks for -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from services.common.tables import chunks, is_expired, query_all
 from services.conversations import records, stats
+from services.conversations.erase import Erasure, batch_write
 from services.conversations.records import TurnKey, from_item, to_attr, to_item
 
 _NAMES = {"#pk": "sessionId", "#sk": "timestamp", "#ttl": "ttl"}
@@ -27,14 +28,15 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class ConversationStore:
+    """The conversations table: privacy settings, turns and their counters, summaries, reads, erasure."""
+
     def __init__(self, client, table: str, settings_table: str, connections_table: str = "",
                  usage_table: str = "") -> None:
         self.client = client
         self.table = table
         self.settings_table = settings_table
         # The gateway's tables: erased with the learner's logs (resumption rows hold recent turns).
-        self.connections_table = connections_table
-        self.usage_table = usage_table
+        self.erasure = Erasure(client, table, connections_table, usage_table)
         self._days_marked: set[str] = set()
 
     # ---- settings (privacy) -------------------------------------------------------------
@@ -301,56 +303,8 @@ class ConversationStore:
 
     # ---- erase ---------------------------------------------------------------------------
     def delete_user(self, user_ids: Iterable[str]) -> int:
-        """Erase every row that carries one of these ids: turns, summaries, pending markers and session rows
-        here, the learner's rows in connections (resumption handle and recent turns) and usage (daily counts
-        and costs). Settings stay: they hold the privacy choice (an opted-out learner must stay opted out
-        after erasing) and study preferences, which are not logs. Returns the number of turn rows."""
-        deleted = 0
-        user_ids = list(user_ids)
-        for user_id in user_ids:
-            self._delete_gateway_rows(user_id)
-            # A second pass catches turns appended while the first one ran; bounded
-            # because a GSI read may still show rows that were just deleted.
-            for _pass in range(3):
-                turns = query_all(
-                    self.client.query, TableName=self.table, IndexName="userId-timestamp-index",
-                    KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
-                    ProjectionExpression="sessionId, #sk", ExpressionAttributeNames={"#sk": "timestamp"})
-                if not turns:
-                    break
-                keys: dict[tuple[str, str], dict[str, Any]] = {}
-                for item in turns:
-                    sid, sk = item["sessionId"]["S"], item["timestamp"]["S"]
-                    for key in (TurnKey(sid, sk).item_key(), records.summary_key(sk), records.pending_key(sk),
-                                records.session_day_key(records.day_of(sk), sid)):
-                        keys[(key["sessionId"]["S"], key["timestamp"]["S"])] = key
-                self._batch_delete(list(keys.values()))
-                deleted += len(turns)
-        return deleted
+        """Erase the learner's logs everywhere (erase.Erasure says what goes and what stays)."""
+        return self.erasure.delete_user(user_ids)
 
-    def _delete_gateway_rows(self, user_id: str) -> None:
-        if self.connections_table:
-            rows = query_all(self.client.query, TableName=self.connections_table, IndexName="userId-index",
-                             KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
-                             ProjectionExpression="sessionId")
-            self._batch_delete([{"sessionId": r["sessionId"]} for r in rows], self.connections_table)
-        if self.usage_table:
-            rows = query_all(self.client.query, TableName=self.usage_table, KeyConditionExpression="userId = :u",
-                             ExpressionAttributeValues={":u": {"S": user_id}}, ProjectionExpression="userId, #d",
-                             ExpressionAttributeNames={"#d": "day"})
-            self._batch_delete([{"userId": r["userId"], "day": r["day"]} for r in rows], self.usage_table)
-
-    def _batch_delete(self, keys: list[dict[str, Any]], table: str | None = None) -> None:
-        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys], table)
-
-    def _batch_write(self, requests: list[dict[str, Any]], table: str | None = None) -> None:
-        for batch in chunks(requests, 25):
-            request = {table or self.table: batch}
-            for attempt in range(10):
-                reply = self.client.batch_write_item(RequestItems=request)
-                request = reply.get("UnprocessedItems") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * (attempt + 1))
-            else:
-                raise RuntimeError("DynamoDB kept throttling a batch write; try again")
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        batch_write(self.client, self.table, requests)
