@@ -191,6 +191,18 @@ def clean_meanings(raw: Sequence[str]) -> tuple[list[str], list[str], list[str]]
     any other leading qualifier moves behind the gloss ("(electric) iron" → "iron (electric)"), so
     no meaning starts with "(".
     """
+    joined, fixes = _rejoin_glosses(raw)
+    meanings: list[str] = []
+    tags: list[str] = []
+    for gloss in joined:
+        meaning = _clean_meaning(gloss, tags, fixes)
+        if meaning and meaning not in meanings:
+            meanings.append(meaning)
+    return meanings, tags, fixes
+
+
+def _rejoin_glosses(raw: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Glosses re-joined until their parentheses balance, and the fixes that took."""
     joined: list[str] = []
     fixes: list[str] = []
     pending = ""
@@ -206,35 +218,35 @@ def clean_meanings(raw: Sequence[str]) -> tuple[list[str], list[str], list[str]]
     if pending:
         joined.append(pending)
         fixes.append("meaning_unbalanced_parentheses_kept")
-    meanings: list[str] = []
-    tags: list[str] = []
-    for meaning in joined:
-        meaning = re.sub(r"\s+", " ", meaning)
-        if _SENSE_NUMBER_RE.match(meaning):
-            meaning = _SENSE_NUMBER_RE.sub("", meaning)
-            fixes.append("meaning_sense_number_removed")
-        while (match := _LEADING_PAREN_RE.match(meaning)) and match.group(2):
-            inner, rest = match.group(1), match.group(2)
-            parts = [t.strip() for t in re.split(r"[;,]", inner) if t.strip()]
-            if parts and all(t in POS_TAGS for t in parts):
-                tags += [t for t in parts if t not in tags]
-                fixes.append("meaning_tags_moved_to_pos")
-            else:
-                rest = f"{rest} ({inner})"
-                fixes.append("meaning_leading_qualifier_moved_behind")
-            meaning = rest
-        trailing = re.match(r"^(.*\S)\s*\(([^()]*)\)$", meaning)
-        if trailing:
-            parts = [t.strip() for t in trailing.group(2).split(";") if t.strip()]
-            found = [t for t in parts if t in POS_TAGS]
-            if found:  # "(abbr)" or "(daytime greeting; id)": the tags go, the words stay
-                tags += [t for t in found if t not in tags]
-                rest = [t for t in parts if t not in POS_TAGS]
-                meaning = trailing.group(1) + (f" ({'; '.join(rest)})" if rest else "")
-                fixes.append("meaning_tags_moved_to_pos")
-        if meaning and meaning not in meanings:
-            meanings.append(meaning)
-    return meanings, tags, fixes
+    return joined, fixes
+
+
+def _clean_meaning(meaning: str, tags: list[str], fixes: list[str]) -> str:
+    """One gloss without a sense number or leading "(…)"; part-of-speech tags go to `tags`."""
+    meaning = re.sub(r"\s+", " ", meaning)
+    if _SENSE_NUMBER_RE.match(meaning):
+        meaning = _SENSE_NUMBER_RE.sub("", meaning)
+        fixes.append("meaning_sense_number_removed")
+    while (match := _LEADING_PAREN_RE.match(meaning)) and match.group(2):
+        inner, rest = match.group(1), match.group(2)
+        parts = [t.strip() for t in re.split(r"[;,]", inner) if t.strip()]
+        if parts and all(t in POS_TAGS for t in parts):
+            tags += [t for t in parts if t not in tags]
+            fixes.append("meaning_tags_moved_to_pos")
+        else:
+            rest = f"{rest} ({inner})"
+            fixes.append("meaning_leading_qualifier_moved_behind")
+        meaning = rest
+    trailing = re.match(r"^(.*\S)\s*\(([^()]*)\)$", meaning)
+    if trailing:
+        parts = [t.strip() for t in trailing.group(2).split(";") if t.strip()]
+        found = [t for t in parts if t in POS_TAGS]
+        if found:  # "(abbr)" or "(daytime greeting; id)": the tags go, the words stay
+            tags += [t for t in found if t not in tags]
+            rest = [t for t in parts if t not in POS_TAGS]
+            meaning = trailing.group(1) + (f" ({'; '.join(rest)})" if rest else "")
+            fixes.append("meaning_tags_moved_to_pos")
+    return meaning
 
 
 def to_ascii(text: str) -> str:
@@ -469,16 +481,7 @@ def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[
             report.dropped_items.append(f"{level} {entry['word']!r} / {entry.get('reading', '')!r}: {reason}")
             continue
         for written in alts:
-            reading, fixes = clean_reading(written, entry.get("reading") or "")
-            source = "source"
-            if reading is None:
-                if is_kana_only(written):
-                    reading = kata2hira(written)
-                    fixes.append("reading_from_kana_headword")
-                else:
-                    reading = jp.machine_reading(written)
-                    source = "machine"
-                    fixes.append("reading_by_fugashi")
+            reading, source, fixes = _word_reading(written, entry.get("reading") or "", jp)
             if reading is None:
                 reason = "no usable reading in the source and none from unidic"
                 report.dropped[reason] += 1
@@ -493,15 +496,8 @@ def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[
             src_examples = [(ex["ja"].strip(), ex["en"].strip()) for ex in entry.get("examples") or []]
             if item_id in words:
                 old = words[item_id]
-                if _level_key(level) < _level_key(old["level"]):
-                    old["level"] = level
-                if source == "source":  # a machine reading confirmed by another source entry
-                    old["reading_source"] = "source"
-                old["meanings"] = list(dict.fromkeys([*old["meanings"], *glosses]))
-                pos = "; ".join(dict.fromkeys([*filter(None, old.get("pos", "").split("; ")), *tags]))
-                if pos:
-                    old["pos"] = pos
-                old["_src_examples"] = list(dict.fromkeys([*old["_src_examples"], *src_examples]))
+                _merge_word(old, {"level": level, "reading_source": source, "meanings": glosses,
+                                  "pos": "; ".join(tags), "_src_examples": src_examples})
                 report.fixed["duplicates_merged"] += 1
                 report.merged_items.append(f"{written}/{reading} {level}→{old['level']}")
                 continue
@@ -523,6 +519,32 @@ def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[
     report.notes["word readings not matching the headword's kana (kept)"] = len(mismatches)
     report.note_examples["word readings not matching the headword's kana (kept)"] = mismatches[:8]
     return words
+
+
+def _word_reading(written: str, raw: str, jp: _Japanese) -> tuple[str | None, str, list[str]]:
+    """(reading, where it came from, fixes): the source's when usable, else the kana headword's, else unidic's."""
+    reading, fixes = clean_reading(written, raw)
+    if reading is not None:
+        return reading, "source", fixes
+    if is_kana_only(written):
+        fixes.append("reading_from_kana_headword")
+        return kata2hira(written), "source", fixes
+    fixes.append("reading_by_fugashi")
+    return jp.machine_reading(written), "machine", fixes
+
+
+def _merge_word(old: dict, new: dict) -> None:
+    """A second source entry for the same word: the lower level wins, meanings and tags are joined."""
+    if _level_key(new["level"]) < _level_key(old["level"]):
+        old["level"] = new["level"]
+    if new["reading_source"] == "source":  # a machine reading confirmed by another source entry
+        old["reading_source"] = "source"
+    old["meanings"] = list(dict.fromkeys([*old["meanings"], *new["meanings"]]))
+    pos = "; ".join(dict.fromkeys([*filter(None, old.get("pos", "").split("; ")),
+                                   *filter(None, new["pos"].split("; "))]))
+    if pos:
+        old["pos"] = pos
+    old["_src_examples"] = list(dict.fromkeys([*old["_src_examples"], *new["_src_examples"]]))
 
 
 def _gloss_key(meaning: str) -> str:
@@ -834,6 +856,31 @@ def build(out_dir: Path, fixture_dir: Path) -> BuildReport:
 
     # sentences: dedupe by Japanese text, machine reading, token-matched words
     sentence_src = _build_sentences(vocab)
+    sentences = _sentence_items(sentence_src, jp, index, word_readings)
+    _link_examples(words, sentences, sentence_src, report)
+    report.notes["sentences keeping digits or latin letters in the reading"] = sum(
+        1 for s in sentences.values() if not re.fullmatch(f"[{_HIRA}ー\\W_]+", s["reading"])
+    )
+
+    kanji = _build_kanji(kanji_source, words, jp, report)
+    kana = _build_kana(jp)
+    items = {"word": words, "kanji": kanji, "sentence": sentences, "kana": kana}
+    fixture = _fixture(items)
+
+    for t, name in FILES.items():
+        _write_jsonl_gz(out_dir / name, (items[t][i] for i in sorted(items[t])))
+        _write_jsonl_gz(fixture_dir / name, (fixture[t][i] for i in sorted(fixture[t])))
+    report.counts = _counts(items)
+    report.fixture_counts = _counts(fixture)
+    report.fixed = Counter({k: v for k, v in report.fixed.items() if v})
+    (out_dir / "REPORT.md").write_text(report.to_markdown(), encoding="utf-8")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _sentence_items(sentence_src: dict[str, tuple[str, str]], jp: _Japanese, index: dict[str, list[str]],
+                    word_readings: dict[str, str]) -> dict[str, dict]:
+    """Sentences deduplicated by Japanese text, with a machine reading and the words their tokens match."""
     sentences: dict[str, dict] = {}
     for ja, (sid, en) in sentence_src.items():
         toks = jp.tokens(ja)
@@ -850,7 +897,13 @@ def build(out_dir: Path, fixture_dir: Path) -> BuildReport:
             "translation": en,
             "words": match_words(toks, index, word_readings),
         }
+    return sentences
 
+
+def _link_examples(words: dict[str, dict], sentences: dict[str, dict], sentence_src: dict[str, tuple[str, str]],
+                   report: BuildReport) -> None:
+    """Each word's examples: sentences whose tokens contain it, the source's own picks first, then
+    the shortest; source picks that fail the token match are counted as false matches."""
     # word examples: sentences whose tokens contain the word; the source's own picks first,
     # then the shortest; source picks that fail the token match are counted as false matches
     by_word: dict[str, list[str]] = defaultdict(list)
@@ -870,24 +923,6 @@ def build(out_dir: Path, fixture_dir: Path) -> BuildReport:
     report.notes["source example links confirmed by token match"] = confirmed
     report.notes["words without any example sentence"] = sum(1 for w in words.values() if not w["examples"])
     report.notes["sentences matching no word"] = sum(1 for s in sentences.values() if not s["words"])
-    report.notes["sentences keeping digits or latin letters in the reading"] = sum(
-        1 for s in sentences.values() if not re.fullmatch(f"[{_HIRA}ー\\W_]+", s["reading"])
-    )
-
-    kanji = _build_kanji(kanji_source, words, jp, report)
-    kana = _build_kana(jp)
-    items = {"word": words, "kanji": kanji, "sentence": sentences, "kana": kana}
-    fixture = _fixture(items)
-
-    for t, name in FILES.items():
-        _write_jsonl_gz(out_dir / name, (items[t][i] for i in sorted(items[t])))
-        _write_jsonl_gz(fixture_dir / name, (fixture[t][i] for i in sorted(fixture[t])))
-    report.counts = _counts(items)
-    report.fixture_counts = _counts(fixture)
-    report.fixed = Counter({k: v for k, v in report.fixed.items() if v})
-    (out_dir / "REPORT.md").write_text(report.to_markdown(), encoding="utf-8")
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
