@@ -49,6 +49,7 @@ class Cli:
 
 
 def build_cli() -> Cli:
+    """The `kotoba` command line with every area's subcommands registered."""
     cli = Cli()
     for area in AREAS:
         importlib.import_module(area).register(cli)
@@ -56,6 +57,7 @@ def build_cli() -> Cli:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `kotoba` command; its exit status (a usage error is reported, not raised)."""
     args = build_cli().parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)

@@ -105,6 +105,7 @@ class TokenVerifier:
 
 
 def bearer_from_header(value: str | None) -> str:
+    """The token of an "Authorization: Bearer …" header value; empty for any other scheme."""
     if not value:
         return ""
     scheme, _, token = value.partition(" ")
@@ -112,6 +113,7 @@ def bearer_from_header(value: str | None) -> str:
 
 
 def bearer_from_metadata(context: grpc.aio.ServicerContext) -> str:
+    """The bearer token a gRPC caller sent in its metadata; empty when there is none."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             return bearer_from_header(value)
@@ -131,6 +133,7 @@ async def authenticate(context: grpc.aio.ServicerContext, verifier: TokenVerifie
 
 
 def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """gRPC call metadata carrying the token, for service-to-service calls."""
     return (("authorization", f"Bearer {token}"),)
 
 

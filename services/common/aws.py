@@ -27,6 +27,7 @@ def _ensure_local_credentials(endpoint: str) -> None:
 
 
 def dynamodb_client(aws: AwsConfig, boto_config: BotoConfig | None = None):
+    """A DynamoDB client for the configured region and endpoint (moto locally)."""
     _ensure_local_credentials(aws.dynamodb_endpoint)
     return boto3.session.Session().client(
         "dynamodb", region_name=aws.region, endpoint_url=aws.dynamodb_endpoint or None,
@@ -35,6 +36,7 @@ def dynamodb_client(aws: AwsConfig, boto_config: BotoConfig | None = None):
 
 
 def dynamodb_resource(aws: AwsConfig, boto_config: BotoConfig | None = None):
+    """A DynamoDB resource for the configured region and endpoint (moto locally)."""
     _ensure_local_credentials(aws.dynamodb_endpoint)
     return boto3.session.Session().resource(
         "dynamodb", region_name=aws.region, endpoint_url=aws.dynamodb_endpoint or None,
@@ -43,6 +45,7 @@ def dynamodb_resource(aws: AwsConfig, boto_config: BotoConfig | None = None):
 
 
 def s3_client(aws: AwsConfig, boto_config: BotoConfig | None = None):
+    """An S3 client for the configured region and endpoint (moto locally)."""
     _ensure_local_credentials(aws.s3_endpoint)
     return boto3.session.Session().client(
         "s3", region_name=aws.region, endpoint_url=aws.s3_endpoint or None, config=boto_config or _BOTO,

@@ -73,12 +73,14 @@ class GrpcTls:
 
 
 def reflection_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the server offers gRPC reflection: on except in prod, unless set explicitly."""
     env = os.environ if env is None else env
     # Reflection hands anyone who can connect a map of every method: handy locally, not needed in prod.
     return env_bool(env, "KOTOBA_GRPC_REFLECTION", env.get("KOTOBA_ENV", "local") != "prod")
 
 
 def make_channel(addr: str, options: tuple, interceptors) -> grpc.aio.Channel:
+    """A gRPC channel to another service, over TLS when the environment configures it."""
     tls = GrpcTls.from_env()
     creds = tls.channel_credentials()
     if creds is None:

@@ -40,6 +40,7 @@ class LiveRefusal(Exception):
 
 
 def not_found(name: str, api_version: str = "v1beta") -> LiveRefusal:
+    """The refusal the real service sends for a model it does not serve on this API version."""
     return LiveRefusal(CLOSE_NOT_FOUND, f"models/{name} is not found for API version {api_version}, "
                        "or is not supported for bidiGenerateContent", "unknown or retired model")
 
@@ -176,6 +177,7 @@ def bare_name(model: str) -> str:
 
 
 def supported_names(api: str = "gemini") -> list[str]:
+    """Every model name the registry serves on this API (Gemini or Vertex)."""
     names: list[str] = []
     for family in FAMILIES:
         for name in family.vertex_names if api == "vertex" else family.names:
@@ -185,6 +187,7 @@ def supported_names(api: str = "gemini") -> list[str]:
 
 
 def family(key: str) -> Family:
+    """The family registered under this key."""
     return _BY_KEY[key]
 
 
@@ -198,6 +201,7 @@ def find(model: str, api: str = "gemini") -> Family | None:
 
 
 def lookup(model: str, api: str = "gemini", api_version: str = "v1beta") -> Family:
+    """The family serving this model name; refused like the real service when there is none."""
     fam = find(model, api)
     if fam is None:
         raise not_found(bare_name(model), api_version)
@@ -443,6 +447,7 @@ def session_tokens(fam: Family, mode: str, a: SessionAssumptions = SessionAssump
 
 
 def session_cost(fam: Family, mode: str, a: SessionAssumptions = SessionAssumptions()) -> float:
+    """The cost in USD of a session with this usage on this family, at the family's prices."""
     return session_tokens(fam, mode, a).cost(fam.prices)
 
 

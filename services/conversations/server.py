@@ -22,6 +22,7 @@ SERVICE_NAME = conversations_pb2.DESCRIPTOR.services_by_name["Conversations"].fu
 
 
 def make_summariser(config: ConversationsConfig) -> Summariser:
+    """The summariser the configuration names: Gemini, or the offline rules."""
     if config.summary_backend == "gemini":
         return GeminiSummariser(config.gemini_api_key, config.gemini_model, config.gemini_base_url,
                                 config.summary_timeout_seconds)
@@ -56,6 +57,7 @@ class App:
 def build(config: ConversationsConfig, summariser: Summariser | None = None, addr: str | None = None) -> App:
     # boto3 calls block: they run in this bounded pool (one pooled HTTP connection each). The bound
     # also caps how hard a logging flood can push the store that chat turns read from.
+    """The conversations service wired to its tables, summariser and worker, ready to serve."""
     executor = ThreadPoolExecutor(max_workers=config.db_threads, thread_name_prefix="dynamodb")
     store = ConversationStore(dynamodb_client(config.common.aws), config.table, config.settings_table,
                               config.connections_table, config.usage_table)
@@ -70,6 +72,7 @@ def build(config: ConversationsConfig, summariser: Summariser | None = None, add
 
 
 async def serve() -> None:
+    """Run the conversations service until it is told to stop."""
     common = bootstrap("conversations")
     config = ConversationsConfig.from_env(common=common)
     app = build(config)
@@ -86,4 +89,5 @@ async def serve() -> None:
 
 
 def main() -> None:
+    """Entry point of the conversations service process."""
     asyncio.run(serve())

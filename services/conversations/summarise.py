@@ -133,6 +133,7 @@ def _key_points(answer: str) -> list[str]:
 
 
 def classify(turn: dict[str, Any]) -> tuple[str, str]:
+    """(category, response type) of a turn from its intent and words, without a model."""
     intent = (turn.get("intent") or "").lower()
     if intent:
         for words, category, response in _INTENT_RULES:
@@ -153,6 +154,7 @@ def classify(turn: dict[str, Any]) -> tuple[str, str]:
 
 
 def offline_summary(turn: dict[str, Any]) -> dict[str, Any]:
+    """A summary of a turn made by rules, when no model is configured or it failed."""
     category, response_type = classify(turn)
     return {"category": category, "topics": _topics(turn), "response_type": response_type,
             "key_points": _key_points(turn.get("answer") or "")}

@@ -40,6 +40,7 @@ class EmbeddingError(RuntimeError):
 
 
 def titan_model_name(model_id: str, dimensions: int) -> str:
+    """The model name stored with Titan vectors: model id, dimensions and recipe version."""
     return f"titan:{model_id}/{dimensions}/{RECIPE_VERSION}"
 
 

@@ -103,6 +103,7 @@ class Engine:
 
 
 async def start(config: LiveConfig, engine: Engine | None = None) -> tuple[Server, Engine]:
+    """Start the engine's WebSocket server (TLS with the dev certificate); the server and its engine."""
     engine = engine or Engine.from_config(config)
     ssl_ctx = await asyncio.to_thread(server_context, config.tls_dir)
     server = await serve(
@@ -116,10 +117,12 @@ async def start(config: LiveConfig, engine: Engine | None = None) -> tuple[Serve
 
 
 def bound_port(server: Server) -> int:
+    """The port the server actually listens on (the config may ask for 0: any free port)."""
     return next(iter(server.sockets)).getsockname()[1]
 
 
 async def serve_forever(config: LiveConfig) -> None:
+    """Serve until the process is told to stop."""
     server, _ = await start(config)
     log.info("local Live engine listening", extra={"addr": f"{config.host}:{bound_port(server)}",
                                                    "tls_dir": str(config.tls_dir)})

@@ -115,6 +115,7 @@ def _latin_content(text: str, has_japanese: bool) -> str:
 
 
 def parse_query(raw: str) -> ParsedQuery:
+    """What a search query asks for: its intent, terms, quoted phrases, level and types."""
     text = normalise(raw)
     intent = _intent(text)
     quoted = [q.strip() for q in _QUOTED.findall(text) if q.strip()]

@@ -32,6 +32,7 @@ _INTS = ("strokes", "grade", "freq")
 
 
 def item_proto(item: dict) -> items_pb2.Item:
+    """A snapshot item as the Item message."""
     msg = items_pb2.Item(**{k: item[k] for k in _SCALARS if k in item},
                          **{k: item[k] for k in _LISTS if k in item},
                          **{k: int(item[k]) for k in _INTS if k in item})

@@ -59,6 +59,7 @@ def kata2hira(text: str) -> str:
 
 
 def hira2kata(text: str) -> str:
+    """Hiragana in the text written as katakana."""
     return "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in text)
 
 
@@ -68,6 +69,7 @@ def is_kana_reading(text: str) -> bool:
 
 
 def is_kana_only(text: str) -> bool:
+    """True when the text is written in kana only."""
     return bool(KANA_ONLY_RE.match(text))
 
 
@@ -77,6 +79,7 @@ def kanji_chars(text: str) -> list[str]:
 
 
 def split_alternatives(text: str) -> list[str]:
+    """The alternative forms a source field lists, split on slashes and spaces ("A/B", "A B")."""
     return [part for part in _ALT_SPLIT_RE.split(text.strip()) if part]
 
 
@@ -926,6 +929,7 @@ def _link_examples(words: dict[str, dict], sentences: dict[str, dict], sentence_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m services.seed.build`."""
     parser = argparse.ArgumentParser(
         prog="python -m services.seed.build", description=__doc__.splitlines()[0]
     )

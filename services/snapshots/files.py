@@ -34,6 +34,7 @@ SCRIPTS = ("hiragana", "katakana")
 
 
 def answer_fields(item: Mapping) -> dict:
+    """The item fields an answer may use, stored in the snapshot beside the vectors."""
     out = {k: item[k] for k in ANSWER_FIELDS if item.get(k) not in (None, "", [])}
     for k in ("strokes", "grade", "freq"):
         if k in out:
@@ -42,6 +43,7 @@ def answer_fields(item: Mapping) -> dict:
 
 
 def build_index(vectors: np.ndarray) -> faiss.Index:
+    """An exact inner-product FAISS index over the vectors, ids being row numbers."""
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
     if len(vectors):
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.arange(len(vectors), dtype=np.int64))
@@ -190,6 +192,7 @@ class Snapshot:
 
 def load_files(manifest: Manifest, files: Mapping[str, bytes], store_uri: str = "") -> Snapshot:
     # Parsing allocates ~10^5 small objects; cyclic GC passes over a large heap would triple the load time.
+    """A loaded snapshot from its files (garbage collection paused while millions of objects are made)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -230,5 +233,6 @@ def _load_files(manifest: Manifest, files: Mapping[str, bytes], store_uri: str =
 
 
 def load_version(store: SnapshotStore, version: str) -> Snapshot:
+    """A snapshot version read from the store, checksums verified, then loaded."""
     manifest, files = store.read_verified(version)
     return load_files(manifest, files, store.uri)

@@ -82,6 +82,7 @@ class Postings:
 
 
 def ja_doc_tokens(item: dict) -> list[str]:
+    """The Japanese tokens an item is found by: its forms and their pieces."""
     tokens = list(japanese_tokens(item.get("written", "")))
     if item.get("type") != "sentence":
         for form in (item.get("written", ""), item.get("reading", "")):
@@ -93,6 +94,7 @@ def ja_doc_tokens(item: dict) -> list[str]:
 
 
 def en_doc_tokens(item: dict) -> list[str]:
+    """The English tokens an item is found by: its meanings (a sentence's translation)."""
     if item.get("type") == "sentence":
         return english_tokens(item.get("translation") or " ".join(item.get("meanings") or []))
     tokens: list[str] = []
@@ -104,6 +106,7 @@ def en_doc_tokens(item: dict) -> list[str]:
 
 
 def exact_keys(item: dict) -> dict[str, list[str]]:
+    """The exact-match keys of an item (written form, reading, romaji, meanings) per field."""
     keys: dict[str, list[str]] = defaultdict(list)
     written = normalise(item.get("written", ""))
     if written:

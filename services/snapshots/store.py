@@ -59,15 +59,18 @@ class Manifest:
 
 
 def sha256(data: bytes) -> str:
+    """The hex SHA-256 of some bytes, for snapshot checksums."""
     return hashlib.sha256(data).hexdigest()
 
 
 def new_version() -> str:
     # Sortable by time; the suffix keeps two publishes in one second apart.
+    """A new snapshot version name: sortable by time, unique across writers."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{os.urandom(2).hex()}"
 
 
 def now_rfc3339() -> str:
+    """The current UTC time as RFC 3339, for manifests."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

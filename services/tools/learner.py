@@ -36,14 +36,17 @@ DEFAULT_SETTINGS = {"baseLevel": "N5", "language": "en", "timezone": "UTC", "dis
 
 
 def iso(moment: datetime) -> str:
+    """A moment as the UTC ISO 8601 string the tools return."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(text: str) -> datetime:
+    """An ISO 8601 string (with Z or an offset) as an aware datetime."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def zone(name: str) -> ZoneInfo:
+    """The learner's time zone; UTC when the name is unknown."""
     try:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):

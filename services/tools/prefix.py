@@ -30,6 +30,7 @@ _SPACE_RE = re.compile(r"\s+")
 
 
 def norm_latin(text: str) -> str:
+    """Latin text as the prefix index keys it: lower case, single spaces."""
     return _SPACE_RE.sub(" ", text.strip().lower())
 
 
@@ -46,6 +47,7 @@ def meaning_keys(meaning: str) -> set[str]:
 
 
 def keys_for(row: dict[str, Any]) -> dict[str, set[str]]:
+    """The prefix keys of an item row per field (written, reading, romaji, meaning)."""
     keys: dict[str, set[str]] = {f: set() for f in FIELDS}
     if row.get("written"):
         keys["written"].add(row["written"])

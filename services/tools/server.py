@@ -105,6 +105,7 @@ _WORD_NAMES = {"#t": "type", "#l": "level"}
 
 
 def scan_words(store: Store) -> list[dict[str, Any]]:
+    """Every word row with the fields the prefix index needs."""
     rows: list[dict[str, Any]] = []
     for page in store.client.get_paginator("scan").paginate(
             TableName=store.items, ProjectionExpression=_WORD_FIELDS, ExpressionAttributeNames=_WORD_NAMES,
@@ -125,6 +126,7 @@ def changed_since(store: Store, watermark: str) -> tuple[list[str], str]:
 
 
 def newest_dirty(store: Store) -> str:
+    """The newest "dirty" marker time, so the prefix index knows when to rebuild."""
     reply = store.client.query(
         TableName=store.items, IndexName="dirty-index", KeyConditionExpression="dirty = :d",
         ExpressionAttributeValues={":d": {"S": "1"}}, ScanIndexForward=False, Limit=1)
@@ -175,6 +177,7 @@ class PrefixKeeper:
 
 
 async def serve(config: ToolsConfig | None = None) -> None:
+    """Run the tools service until it is told to stop."""
     config = config or ToolsConfig.from_env()
     store = Store(config.common, threads=config.threads)
     prefixes = PrefixIndex()
@@ -197,5 +200,6 @@ async def serve(config: ToolsConfig | None = None) -> None:
 
 
 def main() -> None:
+    """Entry point of the tools service process."""
     common = bootstrap("tools")
     asyncio.run(serve(ToolsConfig.from_env(common=common)))

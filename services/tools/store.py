@@ -27,10 +27,12 @@ BATCH_GET_MAX = 100
 
 
 def plain(row: dict[str, dict]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values."""
     return {k: _des.deserialize(v) for k, v in row.items()}
 
 
 def attrs(row: dict[str, Any]) -> dict[str, dict]:
+    """A row as DynamoDB attributes, leaving out None values."""
     return {k: _ser.serialize(v) for k, v in row.items() if v is not None}
 
 

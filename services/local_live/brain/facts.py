@@ -14,6 +14,7 @@ from services.local_live.brain.lexicon import has_japanese, romaji_key, romaji_t
 
 
 def as_int(value: Any) -> int:
+    """An int from a tool result field; 0 when it is missing or not a number."""
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -35,6 +36,7 @@ def walk_items(value: Any) -> Iterator[dict[str, Any]]:
 
 
 def meanings(item: dict[str, Any]) -> list[str]:
+    """An item's meanings; a sentence's translation when it has none."""
     found = [m for m in item.get("meanings") or [] if isinstance(m, str) and m]
     if not found and item.get("translation"):
         found = [item["translation"]]
@@ -42,6 +44,7 @@ def meanings(item: dict[str, Any]) -> list[str]:
 
 
 def example_ids(item: dict[str, Any]) -> list[str]:
+    """The ids of a word's example sentences, under either field name."""
     return list(item.get("example_ids") or item.get("examples") or [])
 
 

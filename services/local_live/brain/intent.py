@@ -234,6 +234,7 @@ _KEEP = frozenset({"do", "is", "a", "an", "the", "in", "of", "to", "and", "it", 
 
 
 def fix_typos(text: str) -> str:
+    """The message with common misspellings of the question words repaired."""
     import difflib
 
     def repair(match: re.Match[str]) -> str:
@@ -374,6 +375,7 @@ def _aspect_of(intent: Intent) -> str:
 
 
 def is_single_kanji_text(term: str) -> bool:
+    """True when the term is exactly one CJK ideograph."""
     return len(term) == 1 and bool(re.match("[\u3400-\u4dbf\u4e00-\u9fff]", term))
 
 
