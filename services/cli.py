@@ -30,6 +30,7 @@ class Cli:
         self._groups: dict[str, argparse._SubParsersAction] = {}
 
     def command(self, name: str, help: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        """A top-level `kotoba NAME` command running `handler` with the parsed arguments."""
         parser = self._commands.add_parser(name, help=help, description=help)
         parser.set_defaults(handler=handler)
         return parser
@@ -43,6 +44,7 @@ class Cli:
 
     def subcommand(self, group: str, name: str, help: str,
                    handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        """A `kotoba GROUP NAME` command (admin, eval, index, seed, …) running `handler`."""
         parser = self.group(group, help=f"{group} commands").add_parser(name, help=help, description=help)
         parser.set_defaults(handler=handler)
         return parser

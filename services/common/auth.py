@@ -32,10 +32,12 @@ class Identity:
 
     @property
     def is_admin(self) -> bool:
+        """The caller may use the admin RPCs and pages."""
         return ADMIN in self.roles
 
     @property
     def is_service(self) -> bool:
+        """The caller is another Kotoba service (it may write on a learner's behalf)."""
         return SERVICE in self.roles
 
 
@@ -64,6 +66,7 @@ class TokenVerifier:
         self._jwks = jwt.PyJWKClient(auth.jwks_url, cache_keys=True, lifespan=3600, timeout=5) if auth.jwks_url else None
 
     def verify(self, token: str) -> Identity:
+        """The identity a token proves; AuthError when it is missing, forged, expired or for another audience."""
         if not token:
             raise AuthError("missing bearer token")
         try:
@@ -145,6 +148,7 @@ class BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         self.pair = auth_metadata(token)[0]
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):
+        """Attach the service token to a call that carries no authorization of its own."""
         metadata = list(client_call_details.metadata or ())
         if not any(key == "authorization" for key, _ in metadata):
             metadata.append(self.pair)

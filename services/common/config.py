@@ -154,13 +154,16 @@ class CommonConfig:
     otel_exporter: str = "none"  # none | console | otlp
 
     def addr(self, service: str) -> str:
+        """The host:port of a service."""
         return self.addrs[service]
 
     def table(self, name: str) -> str:
+        """A table's name with the environment's prefix."""
         return f"{self.aws.table_prefix}{name}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CommonConfig:
+        """The settings every service shares, read from the environment; ConfigError names a bad one."""
         env = os.environ if env is None else env
         environment = env_choice(env, "KOTOBA_ENV", "local", ("local", "prod"))
         algorithm = env_choice(env, "KOTOBA_JWT_ALGORITHM", "HS256" if environment == "local" else "RS256",

@@ -101,10 +101,12 @@ class Family:
 
     @property
     def audio_only(self) -> bool:
+        """The family answers in speech only (its text comes from the output transcription)."""
         return self.output == frozenset({"AUDIO"})
 
     @property
     def all_names(self) -> tuple[str, ...]:
+        """Every name of the family on either API, Gemini names first."""
         return self.names + tuple(n for n in self.vertex_names if n not in self.names)
 
 
@@ -411,6 +413,7 @@ class Tokens:
     audio_out: float = 0
 
     def cost(self, prices: Prices) -> float:
+        """The cost in USD of these tokens at these prices (prices are per million tokens)."""
         return (self.text_in * prices.text_in + self.audio_in * prices.audio_in
                 + self.text_out * prices.text_out + self.audio_out * prices.audio_out) / 1_000_000
 

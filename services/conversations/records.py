@@ -173,13 +173,16 @@ class TurnKey:
 
     @property
     def turn_id(self) -> str:
+        """The turn id part of the sort key."""
         return self.sk.split("#", 1)[1]
 
     @property
     def day(self) -> str:
+        """The UTC day the turn was logged on."""
         return day_of(self.sk)
 
     def item_key(self) -> dict[str, Any]:
+        """The turn row's primary key."""
         return {"sessionId": {"S": self.session_id}, "timestamp": {"S": self.sk}}
 
 

@@ -40,6 +40,7 @@ class App:
     executor: ThreadPoolExecutor
 
     async def start(self) -> int:
+        """Start the gRPC service and the summary worker; the port bound."""
         port = await self.service.start()
         self.worker.start()
         # Turns left pending by a crash (or a full queue) get their summaries now.
@@ -48,6 +49,7 @@ class App:
         return port
 
     async def stop(self, grace: float = 0.5) -> None:
+        """Stop serving, then let the worker finish (or drop) what it was summarising."""
         await self.service.stop(grace)
         await self.worker.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -55,9 +57,9 @@ class App:
 
 
 def build(config: ConversationsConfig, summariser: Summariser | None = None, addr: str | None = None) -> App:
+    """The conversations service wired to its tables, summariser and worker, ready to serve."""
     # boto3 calls block: they run in this bounded pool (one pooled HTTP connection each). The bound
     # also caps how hard a logging flood can push the store that chat turns read from.
-    """The conversations service wired to its tables, summariser and worker, ready to serve."""
     executor = ThreadPoolExecutor(max_workers=config.db_threads, thread_name_prefix="dynamodb")
     store = ConversationStore(dynamodb_client(config.common.aws), config.table, config.settings_table,
                               config.connections_table, config.usage_table)

@@ -56,6 +56,7 @@ class Conversations(pb_grpc.ConversationsServicer):
         self.redactor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="redact")
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store call in the DynamoDB thread pool, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     def _ids_for(self, user_id: str) -> list[str]:
@@ -76,6 +77,7 @@ class Conversations(pb_grpc.ConversationsServicer):
 
     @_store_errors
     async def AppendTurn(self, request: pb.AppendTurnRequest, context: grpc.aio.ServicerContext) -> pb.AppendTurnResponse:
+        """Log one turn (unless the learner opted out) and queue it for summarising; services only."""
         # Turn content (costs, latencies, tool names, session ids) is the gateway's to report, never a
         # learner's: a learner token could otherwise inflate costs or write into someone's session.
         await authenticate(context, self.verifier, role=SERVICE)
@@ -117,6 +119,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def GetPrivacySettings(self, request: pb.GetPrivacySettingsRequest,
                                  context: grpc.aio.ServicerContext) -> pb.GetPrivacySettingsResponse:
+        """The caller's own privacy settings."""
         identity = await authenticate(context, self.verifier)
         enabled, pseudo = await self.io(self.store.get_privacy, identity.user_id)
         return pb.GetPrivacySettingsResponse(settings=pb.PrivacySettings(logging_enabled=enabled, pseudonymize=pseudo))
@@ -124,6 +127,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def UpdatePrivacySettings(self, request: pb.UpdatePrivacySettingsRequest,
                                     context: grpc.aio.ServicerContext) -> pb.UpdatePrivacySettingsResponse:
+        """Change the caller's privacy settings; they apply from the next turn."""
         identity = await authenticate(context, self.verifier)
         if not request.HasField("settings"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "settings is required (both fields are written)")
@@ -134,6 +138,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def DeleteUserData(self, request: pb.DeleteUserDataRequest,
                              context: grpc.aio.ServicerContext) -> pb.DeleteUserDataResponse:
+        """Erase the caller's logs (an admin may name another learner); the number of turns erased."""
         identity = await authenticate(context, self.verifier)
         target = request.user_id or identity.user_id
         if target != identity.user_id and not identity.is_admin:
@@ -169,6 +174,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def GetConversation(self, request: pb.GetConversationRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetConversationResponse:
+        """Every turn of one session, for admins."""
         await self._admin(context)
         if not request.session_id or request.session_id.startswith("#"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
@@ -180,6 +186,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def ListUserConversations(self, request: pb.ListUserConversationsRequest,
                                     context: grpc.aio.ServicerContext) -> pb.ListUserConversationsResponse:
+        """One learner's turns newest first, a page at a time, for admins."""
         await self._admin(context)
         if not request.user_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id is required")
@@ -194,6 +201,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def ListSummaries(self, request: pb.ListSummariesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListSummariesResponse:
+        """Turn summaries in a time range newest first, optionally of one category, for admins."""
         await self._admin(context)
         start, end = await self._range(context, request.start_time, request.end_time, self.config.ttl_days)
         filters = {"c": request.category, "s": request.start_time, "e": request.end_time}
@@ -227,6 +235,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def ListConversations(self, request: pb.ListConversationsRequest,
                                 context: grpc.aio.ServicerContext) -> pb.ListConversationsResponse:
+        """Conversations in a time range newest first, filtered by category, learner or text, for admins."""
         await self._admin(context)
         start, end = await self._range(context, request.start_time, request.end_time, self.config.ttl_days)
         filters = {"c": request.category, "u": request.user_id, "s": request.start_time, "e": request.end_time,
@@ -275,6 +284,7 @@ class Conversations(pb_grpc.ConversationsServicer):
 
     @_store_errors
     async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+        """Turns, sessions, learners, categories, latency and cost per day in a range, for admins."""
         await self._admin(context)
         start, end = await self._range(context, request.start_time, request.end_time, 7)
         if not request.end_time:

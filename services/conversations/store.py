@@ -48,6 +48,7 @@ class ConversationStore:
         return bool(row.get("loggingEnabled", True)), bool(row.get("pseudonymize", False))
 
     def set_privacy(self, user_id: str, logging_enabled: bool, pseudonymize: bool) -> None:
+        """Store a learner's privacy choices."""
         self.client.update_item(
             TableName=self.settings_table, Key={"userId": {"S": user_id}},
             UpdateExpression="SET loggingEnabled = :l, pseudonymize = :p",
@@ -76,6 +77,7 @@ class ConversationStore:
             raise
 
     def add_turn_counters(self, row: dict[str, Any]) -> None:
+        """Count the turn in its day's stats shard: mode, tools, cost and latency buckets."""
         latencies, usage = row["latencies"], row["usage"]
         adds: dict[str, Any] = {"turns": 1, "stored": 1, "sumPending": 1, f"m_{records.safe_name(row['mode'])}": 1}
         if usage.get("cost_usd"):
@@ -107,6 +109,7 @@ class ConversationStore:
         self.client.update_item(**args)
 
     def touch_session_day(self, row: dict[str, Any]) -> None:
+        """Create or update the session's row in the day's sessions index."""
         self.client.update_item(
             TableName=self.table, Key=records.session_day_key(row["day"], row["sessionId"]),
             UpdateExpression=("SET learnerId = :u, lastTurnAt = :ts, #ttl = :ttl, #day = :day, "
@@ -121,11 +124,13 @@ class ConversationStore:
         )
 
     def mark_pending(self, row: dict[str, Any]) -> None:
+        """Mark the turn as waiting for its summary, so a restart finds it again."""
         key = records.pending_key(row["timestamp"])
         self.client.put_item(TableName=self.table, Item={**key, "turnSessionId": {"S": row["sessionId"]},
                                                          "ttl": {"N": str(row["ttl"])}})
 
     def mark_day(self, day: str) -> None:
+        """Record that a day has rows (once per process), for the days index the admin reads scan."""
         if day in self._days_marked:
             return
         self.client.put_item(TableName=self.table, Item={"sessionId": {"S": "#days"}, "timestamp": {"S": day},
@@ -149,6 +154,7 @@ class ConversationStore:
 
     # ---- summaries -----------------------------------------------------------------------
     def get_turn(self, key: TurnKey) -> dict[str, Any] | None:
+        """A live turn row by key; None when it is gone or expired."""
         item = self.client.get_item(TableName=self.table, Key=key.item_key(), ConsistentRead=True).get("Item")
         return from_item(item) if item and not is_expired(item) else None
 
@@ -204,6 +210,7 @@ class ConversationStore:
         self._batch_write(writes)
 
     def pending_keys(self) -> list[TurnKey]:
+        """The keys of every turn still waiting for a summary, over all shards."""
         keys: list[TurnKey] = []
         for n in range(records.SHARDS):
             for item in self._query_all(f"#pending#{n}"):
@@ -211,6 +218,7 @@ class ConversationStore:
         return keys
 
     def drop_pending(self, key: TurnKey) -> None:
+        """Remove a turn's "summary pending" marker."""
         self.client.delete_item(TableName=self.table, Key=records.pending_key(key.sk))
 
     # ---- reads ---------------------------------------------------------------------------
@@ -225,6 +233,7 @@ class ConversationStore:
         return query_all(self.client.query, **args)
 
     def session_turns(self, session_id: str) -> list[dict[str, Any]]:
+        """Every live turn of a session, oldest first."""
         now = time.time()
         return [from_item(i) for i in self._query_all(session_id) if not is_expired(i, now)]
 
@@ -237,6 +246,7 @@ class ConversationStore:
         return sorted((i["timestamp"]["S"] for i in items), reverse=True)
 
     def session_day_rows(self, day: str, projection: str | None = None) -> list[dict[str, Any]]:
+        """The day's session rows over all shards, expired ones left out."""
         now = time.time()
         rows = []
         for n in range(records.SHARDS):
@@ -245,6 +255,7 @@ class ConversationStore:
         return rows
 
     def stats_rows(self, days: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The stats shard rows of each day, read in batches and retried while throttled."""
         keys = [k for day in days for k in records.stats_keys(day)]
         out: dict[str, list[dict[str, Any]]] = {}
         for batch in chunks(keys, 100):

@@ -166,6 +166,7 @@ class Summariser(Protocol):
 
 class OfflineSummariser:
     async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Summaries by rules, one per turn."""
         return [offline_summary(t) for t in turns]
 
 
@@ -209,6 +210,7 @@ class GeminiSummariser:
         self.model = model
 
     async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Summaries of a batch of turns from Gemini; ValueError when its answer is not the expected JSON."""
         payload = [{"turn_id": t["turnId"], "intent": t.get("intent", ""), "question": t.get("question", ""),
                     "answer": (t.get("answer") or "")[:4000],
                     "tools": [c.get("name") for c in t.get("toolCalls") or []]} for t in turns]

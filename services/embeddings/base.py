@@ -45,6 +45,7 @@ class EmbedderConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, threads: int | None = None) -> EmbedderConfig:
+        """The embedder settings, read from the environment."""
         env = os.environ if env is None else env
         dims = env_int(env, "KOTOBA_TITAN_DIMENSIONS", 512)
         if dims not in (256, 512, 1024):

@@ -54,6 +54,7 @@ class Question:
 
     @property
     def half(self) -> str:
+        """The question's half (dev or held-out), fixed by a hash of its id."""
         return half_of(self.id)
 
 
@@ -154,9 +155,11 @@ class DynamicFacts:
         self.md = auth_metadata(token)
 
     async def close(self) -> None:
+        """Close the channel to the tools service."""
         await self.channel.close()
 
     async def resolve(self, fact: Any) -> Any:
+        """A fact with its per-learner value filled in from the tools (other facts unchanged)."""
         if not (isinstance(fact, dict) and "dynamic" in fact):
             if isinstance(fact, dict) and "any" in fact:
                 return {"any": [await self.resolve(f) for f in fact["any"]]}
@@ -195,6 +198,7 @@ class Report:
 
     @property
     def pass_rate(self) -> float:
+        """The share of questions that passed (0 for an empty run)."""
         return self.passed / self.total if self.total else 0.0
 
     def by_half(self) -> dict[str, dict[str, Any]]:
@@ -211,6 +215,7 @@ class Report:
         return out
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON: totals, per category and per half, and every outcome."""
         return {"total": self.total, "passed": self.passed, "pass_rate": round(self.pass_rate, 4),
                 "seconds": round(self.seconds, 2), "by_category": self.by_category, "by_half": self.by_half(),
                 "outcomes": [asdict(o) for o in self.outcomes]}

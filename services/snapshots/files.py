@@ -191,8 +191,8 @@ class Snapshot:
 
 
 def load_files(manifest: Manifest, files: Mapping[str, bytes], store_uri: str = "") -> Snapshot:
+    """A loaded snapshot from its files (cyclic garbage collection paused while it parses)."""
     # Parsing allocates ~10^5 small objects; cyclic GC passes over a large heap would triple the load time.
-    """A loaded snapshot from its files (garbage collection paused while millions of objects are made)."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -64,8 +64,8 @@ def sha256(data: bytes) -> str:
 
 
 def new_version() -> str:
-    # Sortable by time; the suffix keeps two publishes in one second apart.
     """A new snapshot version name: sortable by time, unique across writers."""
+    # Sortable by time; the suffix keeps two publishes in one second apart.
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{os.urandom(2).hex()}"
 
 

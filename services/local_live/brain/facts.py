@@ -56,6 +56,7 @@ class ItemPool:
         self.add(items)
 
     def add(self, items: Iterable[dict[str, Any]]) -> None:
+        """Add items found in context or tool results (soft-deleted ones left out)."""
         for item in items:
             if item.get("deleted"):
                 continue
@@ -71,6 +72,7 @@ class ItemPool:
         return len(self._items)
 
     def get(self, item_id: str) -> dict[str, Any] | None:
+        """An item by id; None when the turn has not seen it."""
         return self._items.get(item_id)
 
     def find(self, term: str, types: tuple[str, ...] = ("word", "kanji", "kana")) -> list[dict[str, Any]]:
@@ -112,6 +114,7 @@ class ItemPool:
         return _basic_first(exact) + _basic_first(partial)
 
     def sentences_with(self, forms: Iterable[str]) -> list[dict[str, Any]]:
+        """The sentences containing any of these forms."""
         forms = [f for f in forms if f]
         return [i for i in self._items.values() if i.get("type") == "sentence"
                 and any(f in (i.get("written") or "") for f in forms)]

@@ -44,6 +44,7 @@ class Intent:
 
     @property
     def term(self) -> str:
+        """The first term the question is about; empty when it names none."""
         return self.terms[0] if self.terms else ""
 
 
