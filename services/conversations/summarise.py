@@ -161,7 +161,9 @@ def offline_summary(turn: dict[str, Any]) -> dict[str, Any]:
 
 
 class Summariser(Protocol):
-    async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One summary (category, topics, response type, key points) per turn, in order."""
+        ...
 
 
 class OfflineSummariser:

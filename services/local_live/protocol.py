@@ -233,6 +233,7 @@ class Usage:
     video_in: int = 0
 
     def frame(self) -> dict[str, Any]:
+        """The usageMetadata message: prompt and response tokens, by modality."""
         prompt = [{"modality": m, "tokenCount": n}
                   for m, n in (("TEXT", self.text_in), ("AUDIO", self.audio_in), ("VIDEO", self.video_in)) if n]
         response = [{"modality": m, "tokenCount": n}

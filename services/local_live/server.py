@@ -40,6 +40,7 @@ class Engine:
 
     @classmethod
     def from_config(cls, config: LiveConfig) -> Engine:
+        """The engine for this configuration: its clock, default faults, frames recorder and handles."""
         clock = ModelClock(config.clock_speed)
         return cls(config=config, faults=Faults.parse(config.faults),
                    resumption=ResumptionStore(config.resumption_ttl_seconds, clock=clock.now),
@@ -52,6 +53,7 @@ class Engine:
                    for c in self.connections)
 
     def key_ok(self, request: Request) -> bool:
+        """True when the request carries the configured API key (header or ?key=)."""
         query = parse_qs(urlsplit(request.path).query)
         given = request.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
         bearer = request.headers.get("authorization", "")
@@ -62,6 +64,7 @@ class Engine:
     # ---- HTTP side of the handshake ---------------------------------------------------------------
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer plain HTTP requests (the debug frames endpoint, bad paths or keys) before the WebSocket upgrade."""
         path = urlsplit(request.path).path
         if path.startswith(DEBUG_PREFIX):
             return self._debug_frames(connection, request, path[len(DEBUG_PREFIX):])
@@ -82,6 +85,7 @@ class Engine:
     # ---- WebSocket side -----------------------------------------------------------------------------
 
     async def handle(self, ws: ServerConnection) -> None:
+        """Serve one WebSocket connection as a Live session."""
         if not self.key_ok(ws.request):
             # Read the setup first: the SDK sends it straight after the handshake, and closing
             # before it arrives would surface as a send error instead of this reason.

@@ -42,10 +42,12 @@ class SessionState:
 
     @property
     def audio_out(self) -> bool:
+        """The session answers in speech."""
         return "AUDIO" in self.modalities
 
     @property
     def language(self) -> str:
+        """The language the answers are in: the speech language set up, else the learner's."""
         return self.speech_language or self.learner.language
 
     def apply_setup(self, setup: dict[str, Any], api: str = "gemini", api_version: str = "v1beta") -> None:
@@ -104,6 +106,7 @@ class SessionState:
         self.resume_handle = handle
 
     def set_system_instruction(self, value: Any) -> None:
+        """Take a (new) system instruction: the learner context the tutor reads comes from it."""
         if value is None:
             return
         if isinstance(value, str):
@@ -116,6 +119,7 @@ class SessionState:
         self.learner = Learner.from_system_instruction(text)
 
     def set_tools(self, value: Any) -> None:
+        """Take the (new) function declarations: the only functions the tutor may call."""
         if value is None:
             return
         if not isinstance(value, list):
@@ -145,11 +149,13 @@ class SessionState:
     # What a resumption handle keeps: the conversation, not the connection's settings (the new
     # connection sends its own setup, as with Gemini).
     def snapshot(self) -> dict[str, Any]:
+        """The session as a resumption handle stores it: memory, turn count, start time, context sizes."""
         return {"memory": self.memory.to_dict(), "turns": self.turns, "started_at": self.started_at,
                 "context": dict(self.context),
                 "saw_video": self.saw_video, "lineage": self.lineage or self.session_id}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue a conversation from a resumption snapshot."""
         self.memory = Memory.from_dict(snapshot.get("memory", {}))
         # The session limits count from the conversation's start, across resumptions.
         self.started_at = snapshot.get("started_at", self.started_at)

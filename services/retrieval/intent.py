@@ -75,11 +75,13 @@ class ParsedQuery:
 
     @property
     def public_intent(self) -> str:
+        """The intent as the API reports it (kana queries report as reading)."""
         # The API knows word/kanji/sentence/reading/any; a kana question is a reading question.
         return "reading" if self.intent == "kana" else self.intent
 
     @property
     def content(self) -> str:
+        """The part of the query worth embedding: its Japanese spans and Latin words."""
         return " ".join([*self.ja_spans, self.latin]).strip() or self.text
 
 

@@ -282,6 +282,7 @@ class BuildReport:
     seconds: float = 0.0
 
     def totals(self) -> dict[str, int]:
+        """The number of items per type, over all levels."""
         return {t: sum(levels.values()) for t, levels in self.counts.items()}
 
     def to_markdown(self) -> str:

@@ -154,10 +154,12 @@ class Snapshot:
     type_codes: np.ndarray | None = None
 
     def type_of(self, pos: int) -> str:
+        """The item type at a position."""
         code = int(self.type_codes[pos])
         return TYPES[code] if code >= 0 else ""
 
     def sentences_for_word(self, pos: int) -> np.ndarray:
+        """The positions of the sentences linked to the word at a position."""
         return self.links[self.link_ptr[pos]:self.link_ptr[pos + 1]]
 
     def sentences_containing(self, text: str) -> set[int]:
@@ -173,16 +175,20 @@ class Snapshot:
 
     @property
     def version(self) -> str:
+        """The snapshot's version name."""
         return self.manifest.version
 
     @property
     def count(self) -> int:
+        """The number of items in the snapshot."""
         return len(self.items)
 
     def vector(self, pos: int) -> np.ndarray:
+        """The stored vector of the item at a position."""
         return self.index.reconstruct(int(pos))
 
     def all_vectors(self) -> np.ndarray:
+        """Every stored vector, one row per item."""
         n = self.index.ntotal
         if n == 0:
             return np.zeros((0, self.manifest.dim), dtype=np.float32)

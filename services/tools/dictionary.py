@@ -145,6 +145,7 @@ class Dictionary:
     # ---- details -----------------------------------------------------------------------
 
     async def word_details(self, request: tools_pb2.GetWordDetailsRequest) -> tools_pb2.GetWordDetailsResponse:
+        """A word by id or written form, with its homographs and example sentences."""
         item_id, written = request.id.strip(), request.written.strip()
         homographs: list[dict[str, Any]] = []
         if item_id:
@@ -181,6 +182,7 @@ class Dictionary:
         )
 
     async def kanji_details(self, request: tools_pb2.GetKanjiDetailsRequest) -> tools_pb2.GetKanjiDetailsResponse:
+        """A kanji by character or id, with common words written with it."""
         character = request.character.strip()
         if character.startswith("kanji:"):
             character = character[len("kanji:"):]
@@ -200,6 +202,7 @@ class Dictionary:
 
     async def sentence_details(self, request: tools_pb2.GetSentenceDetailsRequest
                                ) -> tools_pb2.GetSentenceDetailsResponse:
+        """A sentence by id, with the words it contains."""
         item_id = request.id.strip()
         if item_id.isdigit() and len(item_id) <= 12:  # int() of thousands of digits raises ValueError
             item_id = f"sentence:{int(item_id):05d}"

@@ -73,6 +73,7 @@ class PrefixIndex:
         self.size = 0
 
     def rebuild(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace the index with one built from these rows."""
         fresh = PrefixIndex()
         for row in rows:
             fresh._add(row)
@@ -119,6 +120,7 @@ class PrefixIndex:
             self.size = len(self._keys_of)
 
     def exact_meaning(self, query: str, level: str = "") -> list[str]:
+        """Ids of words with exactly this meaning, at the level when one is given."""
         with self._lock:
             ids = set()
             for key in meaning_keys(query):
