@@ -20,6 +20,8 @@ from services.common.tables import create_tables
 from tests.support.kotoba_stack import make_env
 
 REPO = Path(__file__).resolve().parents[1]
+# IAM from evidence: every run checks the AWS calls it saw against the generated prod policies.
+from tests.support.iam_record import pytest_sessionfinish, pytest_sessionstart  # noqa: E402,F401
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")

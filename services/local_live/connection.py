@@ -195,11 +195,12 @@ class Connection:
 
     # ---- replies --------------------------------------------------------------------------------
 
-    async def start_reply(self, turn: TurnInput | None, usage: TurnUsage, audio: bytes | None = None) -> None:
+    async def start_reply(self, turn: TurnInput | None, usage: TurnUsage, audio: bytes | None = None,
+                          transcript: Any = None) -> None:
         """A new learner turn: interrupt whatever is being said and answer this one."""
         await self.interrupt()
         assert self.session is not None
-        self.reply = Reply(self, self.session, turn, usage, audio)
+        self.reply = Reply(self, self.session, turn, usage, audio, transcript)
         self.reply.start()
 
     def detach(self, reply: Reply) -> None:

@@ -37,6 +37,10 @@ class Voice:
         """The language of 16 kHz PCM speech; `default` when unsure."""
         return await self.pipeline.detect_language(pcm16_16k, default)
 
+    def stream_transcriber(self, language: str, prompt: str | None = None) -> Any:
+        """A voice.StreamingTranscript for the utterance being spoken, or None (incremental off)."""
+        return self.pipeline.stream_transcriber(language, prompt)
+
     async def synthesize(self, text: str, language: str) -> AsyncIterator[bytes]:
         """Speech chunks for the text, in the given language, as they are synthesised."""
         stream = self.pipeline.synthesize(text, language)
