@@ -102,7 +102,7 @@ class Phrasing:
         return ja if self.ja else en
 
 
-class DictionaryAnswers(Phrasing):
+class DictionaryPhrases(Phrasing):
     """Answers about dictionary items: meanings, readings, levels, examples, comparisons."""
 
     def meaning(self, items: list[dict[str, Any]]) -> list[str]:
@@ -230,7 +230,7 @@ class DictionaryAnswers(Phrasing):
         return [self.t("Simply put: {w} means “{g}”.", "簡単に言うと、{w}は「{g}」という意味です。", w=written, g=gloss)]
 
 
-class KanjiAnswers(Phrasing):
+class KanjiPhrases(Phrasing):
     """Answers about one kanji: strokes, meaning, on/kun readings, the words it appears in."""
 
     def kanji(self, item: dict[str, Any], aspect: str, words: list[dict[str, Any]] | None = None) -> list[str]:
@@ -289,7 +289,7 @@ class KanjiAnswers(Phrasing):
         return out + self.ids(kanji[:2])
 
 
-class WordAnswers(Phrasing):
+class WordPhrases(Phrasing):
     """Answers that show words in use: how an English word is written, examples, comparisons."""
 
     def word_written_as(self, english: str, word: dict[str, Any]) -> list[str]:
@@ -348,7 +348,7 @@ class WordAnswers(Phrasing):
         return out + self.ids([i for _, i in found])
 
 
-class StudyAnswers(Phrasing):
+class StudyPhrases(Phrasing):
     """Answers about the learner's own data: progress, the review plan, items due, items learned."""
 
     def progress(self, rows: list[tuple[str, dict[str, Any]]], group: str) -> list[str]:
@@ -446,7 +446,7 @@ class StudyAnswers(Phrasing):
         return out
 
 
-class ConversationAnswers(Phrasing):
+class ConversationPhrases(Phrasing):
     """Turns that are not about an item: greetings, help, refusals, and what cannot be answered."""
 
     def greeting(self) -> list[str]:
@@ -513,7 +513,7 @@ class ConversationAnswers(Phrasing):
         return [self.t("Sorry, I didn't catch that. Could you say it again?", "すみません、聞き取れませんでした。もう一度お願いします。")]
 
 
-class Composer(DictionaryAnswers, KanjiAnswers, WordAnswers, StudyAnswers, ConversationAnswers):
+class Composer(DictionaryPhrases, KanjiPhrases, WordPhrases, StudyPhrases, ConversationPhrases):
     """Everything the tutor can say, for one language and output (text with citations, or speech)."""
 
 
