@@ -96,6 +96,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
+    """Add the indexer commands (build, update, verify, rollback, watch) under `kotoba index`."""
     for name, handler, help_text in (
         ("build", _build, "Embed what is missing and publish a full snapshot."),
         ("update", _update, "Apply changed (dirty) items to LATEST and publish a new version."),

