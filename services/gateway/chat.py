@@ -216,7 +216,7 @@ class ChatSession:
         sessions.bind(self.info.connection_id, self.session_id)
         here = sessions.held(self.identity.user_id, exclude_connection=self.info.connection_id,
                              exclude_session=self.session_id)
-        if await self.persistence.attached_elsewhere(here) >= cap:
+        if await self.persistence.attached_elsewhere(here, sessions.open_elsewhere) >= cap:
             await self.persistence.unclaim(fresh=row is None)
             await self._refuse_too_many()
         await self._open(mode, language, resumed=row is not None)
