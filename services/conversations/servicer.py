@@ -147,6 +147,29 @@ class Conversations(pb_grpc.ConversationsServicer):
         log.info("user data erased", extra={"deleted_turns": deleted, "by_admin": target != identity.user_id})
         return pb.DeleteUserDataResponse(deleted_turns=deleted)
 
+    @_store_errors
+    async def ExportUserData(self, request: pb.ExportUserDataRequest,
+                             context: grpc.aio.ServicerContext) -> pb.ExportUserDataResponse:
+        """The caller's own turns newest first, a page at a time, with their privacy settings."""
+        identity = await authenticate(context, self.verifier)
+        # A service token names no learner; the gateway passes the learner's own token on instead.
+        if identity.is_service:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "export with the learner's own token")
+        filters = {"export": identity.user_id}
+        size, cursor = await self._page(context, request.page_size, request.page_token, filters)
+        if not isinstance(cursor.get("k", ""), str):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token is not a token this service issued")
+        rows, (enabled, pseudo) = await asyncio.gather(
+            self.io(functools.partial(self.store.merged_desc, self._ids_for(identity.user_id), index=GSI,
+                                      below=cursor.get("k"), want=size + 1)),
+            self.io(self.store.get_privacy, identity.user_id))
+        turns = [records.row_to_turn(r) for r in rows[:size]]
+        reply = pb.ExportUserDataResponse(turns=turns, session_ids=list(dict.fromkeys(t.session_id for t in turns)),
+                                          settings=pb.PrivacySettings(logging_enabled=enabled, pseudonymize=pseudo))
+        if len(rows) > size:
+            reply.next_page_token = pages.encode(filters, {"k": rows[size - 1]["timestamp"]})
+        return reply
+
     # ---- admin ---------------------------------------------------------------------------
     async def _admin(self, context: grpc.aio.ServicerContext) -> Identity:
         return await authenticate(context, self.verifier, role=ADMIN)
