@@ -27,11 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import report as report_mod  # noqa: E402
+from bench.load import burst as burst_mod  # noqa: E402
 from bench.load import collect as collect_mod  # noqa: E402
 from bench.load import sessions as load  # noqa: E402
 from bench.load.stack import BenchStack  # noqa: E402
 
-SECTIONS = ("cold", "text", "voice", "overhead", "churn", "soak", "collect")
+SECTIONS = ("cold", "text", "opens", "burst", "voice", "overhead", "churn", "soak", "collect")
 CHURN_BOUND_MB = 64.0  # growth of gateway + engine RSS allowed after the churn (allocator slack, caches)
 
 
@@ -113,7 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                        "python": platform.python_version(), "commit": _commit()},
                               "notes": []}
     t_all = time.perf_counter()
-    needs_stack = only & {"cold", "text", "voice", "overhead", "churn", "soak"}
+    needs_stack = only & {"cold", "text", "opens", "burst", "voice", "overhead", "churn", "soak"}
     stack = None
     if needs_stack:
         # Fault headers are let through for the soak's sessions only; nothing else uses them.
@@ -170,6 +171,15 @@ async def _sections(stack: BenchStack, args, only: set[str], report: dict[str, A
                 stack.procs.pop(name, None)
                 await asyncio.to_thread(stack.start_service, name)
             await asyncio.sleep(3)
+    if "opens" in only:
+        await _opens(stack, args, report)
+    if "burst" in only:
+        n, within, k = args.burst
+        log(f"burst: {n} sessions opening within {within:g} s, {k} questions, think {args.burst_think} s …")
+        result = await burst_mod.burst(stack, n, within, k, args.burst_think, prefix=f"bench-b{n}")
+        report["burst"] = result
+        log(f"  errors {result['errors']}, refused {result['refused']}, first text p95 "
+            f"{result['first_text'].get('p95_ms')} ms, open over turn p50 {result['open_over_turn_p50_ms']} ms")
     if "voice" in only:
         n = 2 if args.quick else args.voice_sessions
         log(f"voice: {n} concurrent sessions …")
@@ -236,6 +246,40 @@ async def _sections(stack: BenchStack, args, only: set[str], report: dict[str, A
         log(f"  lost {report['soak']['turn_logs_lost']}, leaks {report['soak']['cross_learner_leaks']}")
 
 
+async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
+    """Session open vs a turn, unloaded, with the gateway's per-stage breakdown: the gateway is restarted with
+    INFO logs for this section only (its `session opened` records), then back to the stack's settings."""
+    n = 10 if args.quick else 40
+    log(f"session opens: {n} sessions one after another …")
+    gateway_log = stack.root / "logs" / "gateway.log"
+    stack.stop_service("gateway")
+    stack.procs["gateway"] = stack.spawn("gateway", {**stack.env, "KOTOBA_LOG_LEVEL": "INFO"})
+    procs_ready = await asyncio.to_thread(_wait_ready, stack, "gateway")
+    skip = burst_mod.log_lines(gateway_log)
+    await burst_mod.open_cost(stack, 3, prefix="bench-o-warm")  # first connections warm pools and caches
+    skip_warm = burst_mod.log_lines(gateway_log)
+    result = await burst_mod.open_cost(stack, n, prefix="bench-o")
+    result["stages"] = burst_mod.stage_breakdown(gateway_log, max(skip, skip_warm))
+    result["gateway_restart_s"] = round(procs_ready, 2)
+    report["opens"] = result
+    stack.stop_service("gateway")
+    await asyncio.to_thread(stack.start_service, "gateway")
+    log(f"  open p50 {result['open'].get('p50_ms')} ms, first turn {result['first_turn_first_text'].get('p50_ms')} "
+        f"ms, later turn {result['later_turn_first_text'].get('p50_ms')} ms; stages {result['stages']}")
+
+
+def _wait_ready(stack: BenchStack, name: str) -> float:
+    from bench.load.stack import READY
+
+    t0 = time.perf_counter()
+    proc = stack.procs[name]
+    while not READY[name](stack.addr(name)):
+        if proc.poll() is not None or time.perf_counter() - t0 > 120:
+            raise RuntimeError(f"{name} did not come back")
+        time.sleep(0.05)
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke subset: fixture seed, small levels, no collection")
@@ -244,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=None, help="seconds each text level runs (default 75; quick 15)")
     p.add_argument("--think", type=float, default=None, help="mean think time, s (default 15; quick 4)")
     p.add_argument("--voice-sessions", type=int, default=20)
+    p.add_argument("--burst", default="200,5,3", help="burst profile: sessions,within_s,questions (issue 19)")
+    p.add_argument("--burst-think", default="0,5", help="burst think time range between questions, s")
     p.add_argument("--churn", type=int, default=2000)
     p.add_argument("--soak-seconds", type=float, default=120.0)
     p.add_argument("--collect-timeout", type=float, default=1200.0, help="per collected bench, seconds")
@@ -255,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args.levels = args.levels or ("1,10" if args.quick else "1,50,200,500")
     args.window = args.window or (15.0 if args.quick else 75.0)
     args.think = args.think or (4.0 if args.quick else 15.0)
+    n, within, k = args.burst.split(",")
+    args.burst = (int(n) if not args.quick else min(int(n), 30), float(within), int(k))
+    args.burst_think = tuple(float(x) for x in args.burst_think.split(","))
     report = asyncio.run(run(args))
     existing = args.out / "report.json"
     if args.merge and existing.exists():

@@ -61,6 +61,7 @@ class ChatSession:
                                 self.settings.max_pending_turns, self.persistence.write_soon)
         self.link.bind(self.turns)
         self.started = False
+        self.stages = metrics.Stages()
         self.superseded = False
         self._errors: collections.deque[float] = collections.deque()
         self._budget_error_sent = False
@@ -200,6 +201,7 @@ class ChatSession:
     # ------------------------------------------------------------------ session start / end
 
     async def start(self, mode: str | None, language: str | None, resume: str | None) -> None:
+        stages = self.stages = metrics.Stages()
         sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
         # Looked up before the row is read: a session closing meanwhile leaves the registry once its last row
         # is written, and the row read may predate that write.
@@ -209,6 +211,7 @@ class ChatSession:
         if not sessions.reserve(self.info.connection_id, self.identity.user_id, cap, handed_over):
             await self._refuse_too_many()
         row = await self._resumable_row(resume, held) if resume else None
+        stages.mark("resume_lookup")
         if row is not None:
             mode, language = mode or row.mode, language or row.language
         else:
@@ -219,6 +222,7 @@ class ChatSession:
         if await self.persistence.attached_elsewhere(here) >= cap:
             await self.persistence.unclaim(fresh=row is None)
             await self._refuse_too_many()
+        stages.mark("claim_count")
         await self._open(mode, language, resumed=row is not None)
         self._active_mode = mode_attr(self.info.mode)
         metrics.active_sessions.add(1, {"mode": self._active_mode})
@@ -226,6 +230,8 @@ class ChatSession:
         self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
         await self.learner.frame("session", session_id=self.session_id, mode=self.info.mode,
                                  language=self.info.language, resumed=row is not None)
+        stages.mark("session_frame")
+        log.info("session opened", extra={"session_id": self.session_id, "stages_ms": stages.ms()})
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
         """The learner's own session `resume`, its state taken over (from the connection still holding it
@@ -251,8 +257,10 @@ class ChatSession:
         with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
                                            attributes={"session.id": self.session_id}):
             self.info.context, _ = await asyncio.gather(
-                self._learner_context(),
-                self.persistence.bounded(self.deps.limits.load(self.identity.user_id), "usage", None))
+                self.stages.timed("context", self._learner_context()),
+                self.stages.timed("usage", self.persistence.bounded(self.deps.limits.load(self.identity.user_id),
+                                                                    "usage", None)))
+            self.stages.mark("context_usage")
             self.info.mode = mode or "text"
             self.info.language = language or (self.info.context.settings.language if self.info.context else "") \
                 or "en"
@@ -262,6 +270,7 @@ class ChatSession:
             self.deps.sessions.add(self.session_id, self)
             try:
                 await self.link.open(resume=resumed, first=True)
+                self.stages.mark("upstream_open")
             except Exception as exc:  # noqa: BLE001
                 log.warning("upstream unavailable at start", extra={"error": repr(exc)})
                 metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})
