@@ -273,11 +273,15 @@ def _wait_ready(stack: BenchStack, name: str) -> float:
 
     t0 = time.perf_counter()
     proc = stack.procs[name]
-    while not READY[name](stack.addr(name)):
+    while True:
+        try:
+            if READY[name](stack.addr(name)):
+                return time.perf_counter() - t0
+        except Exception:  # noqa: BLE001 - not listening yet
+            pass
         if proc.poll() is not None or time.perf_counter() - t0 > 120:
             raise RuntimeError(f"{name} did not come back")
         time.sleep(0.05)
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:

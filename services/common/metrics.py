@@ -133,5 +133,8 @@ class Stages:
         finally:
             self._ms[name] = round(elapsed_ms(t), 2)
 
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
     def ms(self) -> dict[str, float]:
         return {**self._ms, "total": round(elapsed_ms(self.started), 2)}

@@ -210,6 +210,18 @@ class ChatSession:
         handed_over = resume if held is not None and held.identity.user_id == self.identity.user_id else ""
         if not sessions.reserve(self.info.connection_id, self.identity.user_id, cap, handed_over):
             await self._refuse_too_many()
+        retry_after = await self.deps.admission.enter()
+        stages.mark("admission")
+        if retry_after is not None:
+            await self._refuse_busy(retry_after)
+        try:
+            await self._start_admitted(mode, language, resume, held, stages)
+        finally:
+            self.deps.admission.leave(stages.elapsed_s() if self.started else None)
+
+    async def _start_admitted(self, mode: str | None, language: str | None, resume: str | None,
+                              held: ChatSession | None, stages: metrics.Stages) -> None:
+        sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
         row = await self._resumable_row(resume, held) if resume else None
         stages.mark("resume_lookup")
         if row is not None:
@@ -219,11 +231,22 @@ class ChatSession:
         sessions.bind(self.info.connection_id, self.session_id)
         here = sessions.held(self.identity.user_id, exclude_connection=self.info.connection_id,
                              exclude_session=self.session_id)
-        if await self.persistence.attached_elsewhere(here) >= cap:
+        # The cross-gateway cap (claim the row, count the learner's others) runs beside the context read and
+        # the upstream open rather than before them: an open over the cap is undone below, which is rare;
+        # waiting for two table round trips first would cost every open.
+        cap_check = asyncio.ensure_future(stages.timed("claim_count", self.persistence.attached_elsewhere(here)))
+        try:
+            await self._open(mode, language, resumed=row is not None)
+        except BaseException:
+            # The claim lands before the closing row write (detach), never after it.
+            await asyncio.gather(cap_check, return_exceptions=True)
+            raise
+        if await cap_check >= cap:
+            self.started = False
+            sessions.remove(self.session_id, self)
             await self.persistence.unclaim(fresh=row is None)
             await self._refuse_too_many()
-        stages.mark("claim_count")
-        await self._open(mode, language, resumed=row is not None)
+        stages.mark("cap_wait")
         self._active_mode = mode_attr(self.info.mode)
         metrics.active_sessions.add(1, {"mode": self._active_mode})
         self.turns.start_worker()
@@ -232,6 +255,15 @@ class ChatSession:
                                  language=self.info.language, resumed=row is not None)
         stages.mark("session_frame")
         log.info("session opened", extra={"session_id": self.session_id, "stages_ms": stages.ms()})
+
+    async def _refuse_busy(self, retry_after: int) -> None:
+        """Too many sessions opening at once for this gateway to open this one within the promise."""
+        self.deps.sessions.release(self.info.connection_id)
+        metrics.errors.add(1, {"component": "gateway", "code": protocol.SERVER_BUSY})
+        await self.learner.frame("error", code=protocol.SERVER_BUSY, retry_after=retry_after,
+                                 message=f"the tutor is busy right now; try again in {retry_after} seconds")
+        await self.ws.close(protocol.CLOSE_TRY_AGAIN_LATER, "busy")
+        raise Closing()
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
         """The learner's own session `resume`, its state taken over (from the connection still holding it
@@ -257,7 +289,7 @@ class ChatSession:
         with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
                                            attributes={"session.id": self.session_id}):
             self.info.context, _ = await asyncio.gather(
-                self.stages.timed("context", self._learner_context()),
+                self.stages.timed("context", self.deps.contexts.get(self.identity.user_id, self._learner_context)),
                 self.stages.timed("usage", self.persistence.bounded(self.deps.limits.load(self.identity.user_id),
                                                                     "usage", None)))
             self.stages.mark("context_usage")
