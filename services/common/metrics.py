@@ -133,6 +133,10 @@ class Stages:
         finally:
             self._ms[name] = round(elapsed_ms(t), 2)
 
+    def at(self, name: str) -> None:
+        """Time since the start, e.g. when a background step of the operation finished."""
+        self._ms[name] = round(elapsed_ms(self.started), 2)
+
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
 

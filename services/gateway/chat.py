@@ -62,6 +62,7 @@ class ChatSession:
         self.link.bind(self.turns)
         self.started = False
         self.stages = metrics.Stages()
+        self._admitted = False  # holds an admission slot (admission.py) until its upstream is open
         self.superseded = False
         self._errors: collections.deque[float] = collections.deque()
         self._budget_error_sent = False
@@ -214,10 +215,17 @@ class ChatSession:
         stages.mark("admission")
         if retry_after is not None:
             await self._refuse_busy(retry_after)
+        self._admitted = True
         try:
             await self._start_admitted(mode, language, resume, held, stages)
-        finally:
-            self.deps.admission.leave(stages.elapsed_s() if self.started else None)
+        except BaseException:
+            self._leave_admission(None)
+            raise
+
+    def _leave_admission(self, took_s: float | None) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.deps.admission.leave(took_s)
 
     async def _start_admitted(self, mode: str | None, language: str | None, resume: str | None,
                               held: ChatSession | None, stages: metrics.Stages) -> None:
@@ -254,7 +262,7 @@ class ChatSession:
         await self.learner.frame("session", session_id=self.session_id, mode=self.info.mode,
                                  language=self.info.language, resumed=row is not None)
         stages.mark("session_frame")
-        log.info("session opened", extra={"session_id": self.session_id, "stages_ms": stages.ms()})
+        stages.at("session_frame_at")
 
     async def _refuse_busy(self, retry_after: int) -> None:
         """Too many sessions opening at once for this gateway to open this one within the promise."""
@@ -300,16 +308,24 @@ class ChatSession:
                 self.info.language = "en"
             self.started = True
             self.deps.sessions.add(self.session_id, self)
-            try:
-                await self.link.open(resume=resumed, first=True)
-                self.stages.mark("upstream_open")
-            except Exception as exc:  # noqa: BLE001
-                log.warning("upstream unavailable at start", extra={"error": repr(exc)})
-                metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})
-                await self.send_error(protocol.UPSTREAM_UNAVAILABLE,
-                                      "the tutor is unavailable right now; try again soon")
+            # The upstream opens while the cap check finishes and the `session` frame goes out: the learner's
+            # first message waits for it in the turn queue (audio is buffered), never the other way round.
+            # The admission slot is held until it is open: it is the costly part of an open.
+            opening = self.background.spawn(self._open_upstream(resumed))
+            opening.add_done_callback(lambda _t: self._leave_admission(self.stages.elapsed_s()))
+
+    async def _open_upstream(self, resumed: bool) -> None:
+        try:
+            await self.stages.timed("upstream_open", self.link.open_first(resume=resumed))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("upstream unavailable at start", extra={"error": repr(exc)})
+            metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})
+            await self.send_error(protocol.UPSTREAM_UNAVAILABLE, "the tutor is unavailable right now; try again soon")
+            with contextlib.suppress(Exception):
                 await self.ws.close(1011, "upstream unavailable")
-                raise Closing() from None
+            return
+        self.stages.at("upstream_ready")
+        log.info("session opened", extra={"session_id": self.session_id, "stages_ms": self.stages.ms()})
 
     async def _refuse_too_many(self) -> None:
         self.deps.sessions.release(self.info.connection_id)

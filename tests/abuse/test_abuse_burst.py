@@ -32,7 +32,6 @@ async def test_an_open_beyond_the_wait_bound_gets_server_busy_with_retry_after(s
                 refusal = frame
                 break
             await client.close()
-            assert not slow_session.done(), "the slow open ended before any probe was queued behind it"
         assert refusal is not None, "no open was refused while the only slot was held"
         assert refusal.get("code") == "server_busy", refusal
         assert isinstance(refusal.get("retry_after"), int) and refusal["retry_after"] >= 1, refusal
@@ -69,19 +68,24 @@ async def test_queued_opens_are_served_in_order_while_open_sessions_keep_their_t
             assert got["type"] == "session", got
             arrivals.append(name)
 
-        waiters = [asyncio.create_task(session_of("first", slow, slow_session))]
+        await session_of("first", slow, slow_session)
+        # The first learner asks at once: the answer waits for its upstream, which holds the only slot.
+        first_answer = asyncio.create_task(slow.ask("What does 泳ぐ mean?"))
+        waiters = []
         for name in ("second", "third"):
             # A turn of the open session is answered while the slow open holds the slot (and it also
             # orders the starts: the previous one has reached the gateway before the next is sent).
             answer = await talking.ask("What does 泳ぐ mean?")
             assert not answer.errors and "swim" in answer.text.lower()
-            assert "first" not in arrivals, "the open session's turn waited for the queued opens"
+            assert not first_answer.done(), "the open session's turn waited for the queued opens"
             client = await ChatClient.open(side.url, side.token(kit.learner(f"burst-{name}")))
             await client.send(type="start", mode="text")
             queued.append(client)
             waiters.append(asyncio.create_task(session_of(name, client)))
         await asyncio.gather(*waiters)
         assert arrivals == ["first", "second", "third"]
+        answer = await first_answer
+        assert not answer.errors and "swim" in answer.text.lower()
         for client in queued:
             answer = await client.ask("What does 泳ぐ mean?")
             assert not answer.errors, answer.errors
