@@ -22,6 +22,8 @@ from typing import Any
 from bench.load.sessions import QUESTIONS, Tally, _reason, summary
 from services.gateway.client import ChatClient
 
+MAX_BUSY_RETRIES = 3
+
 
 def schedule(n: int, within_s: float) -> list[float]:
     """Offsets (s) at which n learners open: evenly spread over `within_s`, the first at 0."""
@@ -85,23 +87,36 @@ async def burst(stack, n: int, within_s: float, questions: int, think: tuple[flo
     thinks = [[rng.uniform(*think) for _ in range(questions)] for _ in range(n)]
     t0 = time.perf_counter()
 
+    async def connect(i: int) -> ChatClient | None:
+        """Open and start, retrying after `server_busy` as a client should (after its retry_after)."""
+        for _attempt in range(MAX_BUSY_RETRIES + 1):
+            try:
+                client = await ChatClient.open(stack.url, stack.token(f"{prefix}-{i:04d}"), open_wait_s=120)
+            except Exception as exc:  # noqa: BLE001 - counted: the handshake was refused or failed
+                tally.refused[_reason(exc)] += 1
+                return None
+            try:
+                await client.start("text", wait_s=120)
+                return client
+            except Exception as exc:  # noqa: BLE001
+                await client.close()
+                if "server_busy" not in str(exc):
+                    tally.refused[_reason(exc)] += 1
+                    return None
+                retry = _retry_after(str(exc))
+                busy_retry_after.append(retry)
+                await asyncio.sleep(max(retry, 0.5))
+        tally.refused["server_busy"] += 1
+        return None
+
     async def learner(i: int, offset: float) -> None:
         await asyncio.sleep(offset)
         t = time.perf_counter()
-        try:
-            client = await ChatClient.open(stack.url, stack.token(f"{prefix}-{i:04d}"), open_wait_s=120)
-        except Exception as exc:  # noqa: BLE001 - counted: the handshake was refused or failed
-            tally.refused[_reason(exc)] += 1
+        client = await connect(i)
+        if client is None:
             return
         try:
-            try:
-                await client.start("text", wait_s=120)
-            except RuntimeError as exc:
-                tally.refused[_reason(exc)] += 1
-                if "busy" in str(exc):
-                    busy_retry_after.append(_retry_after(str(exc)))
-                return
-            opens.append(time.perf_counter() - t)
+            opens.append(time.perf_counter() - t)  # what the learner waited, busy retries included
             tally.sessions_opened += 1
             for k in range(questions):
                 await asyncio.sleep(thinks[i][k])
@@ -119,7 +134,8 @@ async def burst(stack, n: int, within_s: float, questions: int, think: tuple[flo
     all_first_text = first_tally.first_text + tally.first_text
     return {"sessions": n, "within_s": within_s, "questions": questions, "think_s": list(think),
             "wall_s": round(time.perf_counter() - t0, 1), "sessions_opened": tally.sessions_opened,
-            "refused": dict(tally.refused), "busy_retry_after_s": sorted(set(busy_retry_after)),
+            "refused": dict(tally.refused), "busy_retries": len(busy_retry_after),
+            "busy_retry_after_s": sorted(set(busy_retry_after)),
             "turns": tally.turns + first_tally.turns, "errors": dict(errors),
             "open": summary(opens), "first_text": summary(all_first_text),
             "first_turn_first_text": summary(first_tally.first_text), "later_turn_first_text": summary(tally.first_text),
