@@ -62,6 +62,7 @@ class ChatSession:
         self.link.bind(self.turns)
         self.started = False
         self.stages = metrics.Stages()
+        self._session_sent = asyncio.Event()
         self._admitted = False  # holds an admission slot (admission.py) until its upstream is open
         self.superseded = False
         self._errors: collections.deque[float] = collections.deque()
@@ -263,6 +264,7 @@ class ChatSession:
                                  language=self.info.language, resumed=row is not None)
         stages.mark("session_frame")
         stages.at("session_frame_at")
+        self._session_sent.set()
 
     async def _refuse_busy(self, retry_after: int) -> None:
         """Too many sessions opening at once for this gateway to open this one within the promise."""
@@ -325,6 +327,7 @@ class ChatSession:
                 await self.ws.close(1011, "upstream unavailable")
             return
         self.stages.at("upstream_ready")
+        await self._session_sent.wait()  # the record has every stage (the cap check can finish last)
         log.info("session opened", extra={"session_id": self.session_id, "stages_ms": self.stages.ms()})
 
     async def _refuse_too_many(self) -> None:
