@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from bench import report as report_mod  # noqa: E402
 from bench.load import burst as burst_mod  # noqa: E402

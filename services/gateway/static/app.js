@@ -168,7 +168,8 @@ function connect() {
         if (msg.role === "tutor") tutorAppend(msg.text);
         else addMessage("learner transcript", msg.text);
         break;
-      case "tool": addMessage("tool", `checking ${msg.name.replace(/_/g, " ")}…`); break;
+      // msg.text: the status in the learner's words ("looking up 水…", services/gateway/citations.tool_status)
+      case "tool": addMessage("tool", msg.text || "checking…"); break;
       case "interrupted":
         window.kotoba.stats.interrupted++;
         stopPlayback();

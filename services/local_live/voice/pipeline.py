@@ -145,6 +145,14 @@ class VoicePipeline:
         await self._on_worker(self._get_stt)
         await self._on_worker(self._get_tts)
 
+    async def detect_language(self, pcm16_16k: bytes, default: str) -> str:
+        """"ja" or "en" for one utterance (the session's language unless the other is clear)."""
+        self._admit()
+        try:
+            return await self._on_worker(lambda: self._get_stt().detect_language(pcm16_16k, default))
+        finally:
+            self._active -= 1
+
     async def transcribe(self, pcm16_16k: bytes, language: str, prompt: str | None = None) -> str:
         """Text of one utterance. language "ja" or "en" (forced); prompt: one natural sentence."""
         if language not in LANGUAGES:
