@@ -3,8 +3,8 @@ how long its sessions last and what it costs.
 
 Read by the gateway (config validation, the LiveConnectConfig it asks for, prices), by the local
 Live engine (it refuses what the family refuses, with the real close codes and wording) and by the
-cost table in docs/live-models.md. Facts: /work/shared/facts/gemini-live-models.md (autumn 2026);
-re-check the model pages before a release.
+cost table in docs/live-models.md. Facts as Google's model pages and Live API guides gave them in
+autumn 2026 (sources in docs/live-models.md); re-check the model pages before a release.
 """
 
 from __future__ import annotations

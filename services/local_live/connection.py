@@ -49,6 +49,7 @@ class AudioInput:
     endpointer: Any = None
     received_bytes: int = 0  # all audio since the last turn, for usage
     any_audio: bool = False  # audio arrived on this connection: the audio session limit applies
+    transcript: Any = None  # voice.StreamingTranscript of the utterance being spoken
 
 
 # Gemini bills an image at 258 tokens (media resolution default); a video frame is one image.
@@ -186,6 +187,7 @@ class Connection:
         if p.has(body, "activity_start"):
             self.audio.manual = self.audio.active = True
             self.audio.buffer.clear()
+            self._drop_transcript()
             await self.interrupt()
         if p.has(body, "video"):
             self._video(get(body, "video"))
@@ -250,14 +252,35 @@ class Connection:
         if self.audio.manual or not self.session or not self.session.auto_activity:
             if self.audio.active or not self.audio.manual:
                 self.audio.buffer += pcm
+                if self.audio.active:
+                    self._hear(bytes(self.audio.buffer))
             return
         if self.audio.endpointer is None:
             self.audio.endpointer = self.voice.endpointer()
         for event in self.audio.endpointer.feed(pcm):
             await self._vad_event(event)
+        if self.audio.endpointer.in_speech:
+            self._hear(self.audio.endpointer.utterance_audio())
+
+    def _hear(self, utterance: bytes) -> None:
+        """Transcribe while the learner is still speaking, so only the tail is left at the end."""
+        assert self.voice is not None and self.session is not None
+        if self.audio.transcript is None:
+            from services.local_live.reply import transcription_prompt
+
+            self.audio.transcript = self.voice.stream_transcriber(
+                self.session.language, transcription_prompt(self.session.memory, self.session.language))
+        if self.audio.transcript is not None:
+            self.audio.transcript.update(utterance)
+
+    def _drop_transcript(self) -> None:
+        if self.audio.transcript is not None:
+            self.audio.transcript.close()
+            self.audio.transcript = None
 
     async def _vad_event(self, event: Any) -> None:
         if event.kind == "speech_start":
+            self._drop_transcript()
             await self.interrupt()
         elif event.kind == "speech_end":
             await self._end_utterance(event.audio)
@@ -285,18 +308,22 @@ class Connection:
         return tokens
 
     async def _end_utterance(self, pcm: bytes) -> None:
+        transcript, self.audio.transcript = self.audio.transcript, None
         if not pcm:
+            if transcript is not None:
+                transcript.close()
             return
         usage = TurnUsage(audio_in=audio_tokens(self.audio.received_bytes, p.INPUT_RATE), video_in=self._take_video())
         self.audio.received_bytes = 0
-        await self._start_reply(None, usage, audio=pcm)
+        await self._start_reply(None, usage, audio=pcm, transcript=transcript)
 
     # ---- replies --------------------------------------------------------------------------------
 
-    async def _start_reply(self, turn: TurnInput | None, usage: TurnUsage, audio: bytes | None = None) -> None:
+    async def _start_reply(self, turn: TurnInput | None, usage: TurnUsage, audio: bytes | None = None,
+                           transcript: Any = None) -> None:
         await self.interrupt()
         assert self.session is not None
-        self.reply = Reply(self, self.session, turn, usage, audio)
+        self.reply = Reply(self, self.session, turn, usage, audio, transcript)
         self.reply.start()
 
     def detach(self, reply: Reply) -> None:

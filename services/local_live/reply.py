@@ -71,12 +71,14 @@ def _romaji_for(term: str, items: list[dict[str, Any]]) -> str:
 
 class Reply:
     def __init__(self, conn: Connection, session: SessionState, turn: TurnInput | None, usage: p.Usage,
-                 audio: bytes | None = None) -> None:
+                 audio: bytes | None = None, transcript: Any = None) -> None:
         self.conn = conn
         self.session = session
         self.turn = turn
         self.usage = usage
         self.audio = audio
+        self.transcript = transcript  # voice.StreamingTranscript fed while the learner spoke, or None
+        self.stages: dict[str, float] = {}  # voice turns: seconds after the end of speech, per stage
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.scheduling: dict[str, str] = {}  # call id -> how its NON_BLOCKING result is to be used
         self.detached = False  # spoke its holding sentence; answers when NON_BLOCKING results arrive
@@ -149,6 +151,7 @@ class Reply:
             answer = done.value
         log.info("turn answered", extra={"conn": self.conn.conn_id, "intent": answer.intent,
                                          "calls": answer.calls, "detached": self.detached})
+        self._stage("answer")
         if self.detached:
             scheduling = max(self.scheduling.values() or [lm.DEFAULT_SCHEDULING], key=_SCHEDULING_RANK.__getitem__)
             if scheduling == "SILENT":  # the results only join the context; the model says nothing
@@ -156,7 +159,16 @@ class Reply:
                 return
             await self.conn.resume_foreground(self, scheduling)
         await self._stream(answer.sentences)
+        self._log_stages()
         await self._finish()
+
+    def _log_stages(self) -> None:
+        if self.audio is None:
+            return
+        decodes = [kind for _start, _end, kind in self.transcript.decoded] if self.transcript is not None else []
+        log.info("voice turn stages", extra={"conn": self.conn.conn_id, "incremental": self.transcript is not None,
+                                             "decodes": ",".join(decodes) or "whole",
+                                             **{f"{k}_ms": round(v * 1000) for k, v in self.stages.items()}})
 
     def _what_was_shown(self, turn: TurnInput) -> list[str] | None:
         """"What do you see?" after video frames: the last frame's test caption (the engine has no
@@ -190,14 +202,28 @@ class Reply:
 
     async def _transcribe(self, pcm: bytes) -> TurnInput:
         assert self.conn.voice is not None
-        language = await self.conn.voice.detect_language(pcm, self.session.language)
-        prompt = transcription_prompt(self.session.memory, language)
-        text = (await self.conn.voice.transcribe(pcm, language, prompt)).strip()
+        early = self.transcript
+        if early is not None and early.detected == early.language:
+            # decoded while the learner spoke, in the language they spoke: only the tail is left
+            language = early.language
+            text = (await early.finish(pcm)).strip()
+        else:
+            if early is not None:
+                early.close()
+            language = await self.conn.voice.detect_language(pcm, self.session.language)
+            prompt = transcription_prompt(self.session.memory, language)
+            text = (await self.conn.voice.transcribe(pcm, language, prompt)).strip()
+        self._stage("transcript")
         if self.session.input_transcription:
             await self.conn.send(p.input_transcription(text))
         turn = TurnInput.from_texts([text], voice=True)
         turn.language = language
         return turn
+
+    def _stage(self, name: str) -> None:
+        """Time since the end of speech (this reply starts right at audio_end / the VAD's end), first
+        occurrence only: end of speech → transcript → tool call/result → answer → first audio chunk."""
+        self.stages.setdefault(name, time.monotonic() - self.started)
 
     async def _call_tools(self, calls: list[Call]) -> list[dict[str, Any]]:
         """One toolCall frame; waits (as long as it takes) for every id to be answered."""
@@ -206,10 +232,12 @@ class Reply:
         for call_id in ids:
             self.pending[call_id] = loop.create_future()
         await self.conn.send(p.tool_call([{"id": i, "name": c.name, "args": c.args} for i, c in zip(ids, calls, strict=True)]))
+        self._stage("tool_call")
         non_blocking = any(self.session.behaviours.get(c.name) == lm.NON_BLOCKING for c in calls)
         if non_blocking and not self.detached:
             await self._hold()
         results = [await self.pending[i] for i in ids]
+        self._stage("tool_result")
         for call_id in ids:
             self.pending.pop(call_id, None)
         self.usage.text_in += sum(text_tokens(str(r)) for r in results)
@@ -245,6 +273,8 @@ class Reply:
                 await self.conn.send(p.output_transcription(
                     sentence + ("" if last or not _NEEDS_SPACE.search(sentence) else " ")))
             spoken = index
+            if not sent:
+                self._stage("first_audio")
             await self.conn.send(p.audio_chunk(chunk))
             sent += len(chunk)
             self.usage.audio_out = audio_tokens(sent, p.OUTPUT_RATE)

@@ -141,7 +141,7 @@ async def test_budget_exceeded_is_a_clear_error_and_the_session_lives_on(stack):
     from services.gateway.usage import today
 
     table = dynamodb_resource(stack.config.aws).Table(stack.config.table("usage"))
-    table.put_item(Item={"userId": "big-spender", "day": today(), "costUsd": 5, "turns": 1})
+    table.put_item(Item={"userId": "big-spender", "day": today(), "costUsd": 500, "turns": 1})
     client = await ChatClient.open(stack.url, stack.token("big-spender"))
     async with client:
         result = await client.ask("What does 泳ぐ mean?")

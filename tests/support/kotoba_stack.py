@@ -55,7 +55,10 @@ def start_stack(moto_endpoint: str, root: Path, **overrides: str) -> Stack:
                    KOTOBA_LIVE_CA_FILE=str(tls / "ca.pem"), KOTOBA_LOG_LEVEL="INFO",
                    KOTOBA_GATEWAY_ALLOW_FAULTS="1", KOTOBA_GATEWAY_MESSAGES_PER_MINUTE="2000",
                    KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER="6", KOTOBA_GATEWAY_RECONNECT_BASE_DELAY_S="0.05",
-                   KOTOBA_DRAIN_SECONDS="1")
+                   KOTOBA_DRAIN_SECONDS="1",
+                   # A whole suite asks the demo learners hundreds of questions, each billed with its context
+                   # as Live does; the budget test spends past this on purpose.
+                   KOTOBA_GATEWAY_DAILY_BUDGET_USD="100")
     env.update(overrides)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     s = Stack(env, logs)
