@@ -19,15 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.load.sessions import QUESTIONS, Tally, _reason, summary
+from bench.load.sessions import QUESTIONS, Tally, _reason, schedule, summary
 from services.gateway.client import ChatClient
 
 MAX_BUSY_RETRIES = 3
-
-
-def schedule(n: int, within_s: float) -> list[float]:
-    """Offsets (s) at which n learners open: evenly spread over `within_s`, the first at 0."""
-    return [i * within_s / max(1, n - 1) for i in range(n)]
 
 
 def log_lines(log_path: Path) -> int:
