@@ -296,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=None, help="seconds each text level runs (default 75; quick 15)")
     p.add_argument("--think", type=float, default=None, help="mean think time, s (default 15; quick 4)")
     p.add_argument("--voice-sessions", type=int, default=20)
-    p.add_argument("--burst", default="200,5,3", help="burst profile: sessions,within_s,questions (issue 19)")
+    p.add_argument("--burst", default=None,
+                   help="burst profile: sessions,within_s,questions (default 200,5,3 as in issue 19; quick 30,5,3)")
     p.add_argument("--burst-think", default="0,5", help="burst think time range between questions, s")
     p.add_argument("--churn", type=int, default=2000)
     p.add_argument("--soak-seconds", type=float, default=120.0)
@@ -309,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args.levels = args.levels or ("1,10" if args.quick else "1,50,200,500")
     args.window = args.window or (15.0 if args.quick else 75.0)
     args.think = args.think or (4.0 if args.quick else 15.0)
-    n, within, k = args.burst.split(",")
-    args.burst = (int(n) if not args.quick else min(int(n), 30), float(within), int(k))
+    n, within, k = (args.burst or ("30,5,3" if args.quick else "200,5,3")).split(",")
+    args.burst = (int(n), float(within), int(k))
     args.burst_think = tuple(float(x) for x in args.burst_think.split(","))
     report = asyncio.run(run(args))
     existing = args.out / "report.json"
