@@ -255,37 +255,22 @@ async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
     INFO logs for this section only (its `session opened` records), then back to the stack's settings."""
     n = 10 if args.quick else 40
     log(f"session opens: {n} sessions one after another …")
-    gateway_log = stack.root / "logs" / "gateway.log"
+    gateway_log = stack.logs / "gateway.log"
     stack.stop_service("gateway")
-    stack.procs["gateway"] = stack.spawn("gateway", {**stack.env, "KOTOBA_LOG_LEVEL": "INFO"})
-    procs_ready = await asyncio.to_thread(_wait_ready, stack, "gateway")
-    skip = burst_mod.log_lines(gateway_log)
+    t = time.perf_counter()
+    proc = stack.spawn("gateway", env=stack.env(KOTOBA_LOG_LEVEL="INFO"))
+    await asyncio.to_thread(stack.wait_ready, "gateway", proc, stack.addr("gateway"), 120)
+    restart_s = time.perf_counter() - t
     await burst_mod.open_cost(stack, 3, prefix="bench-o-warm")  # first connections warm pools and caches
-    skip_warm = burst_mod.log_lines(gateway_log)
+    skip = burst_mod.log_lines(gateway_log)
     result = await burst_mod.open_cost(stack, n, prefix="bench-o")
-    result["stages"] = burst_mod.stage_breakdown(gateway_log, max(skip, skip_warm))
-    result["gateway_restart_s"] = round(procs_ready, 2)
+    result["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
+    result["gateway_restart_s"] = round(restart_s, 2)
     report["opens"] = result
     stack.stop_service("gateway")
     await asyncio.to_thread(stack.start_service, "gateway")
     log(f"  open p50 {result['open'].get('p50_ms')} ms, first turn {result['first_turn_first_text'].get('p50_ms')} "
         f"ms, later turn {result['later_turn_first_text'].get('p50_ms')} ms; stages {result['stages']}")
-
-
-def _wait_ready(stack: BenchStack, name: str) -> float:
-    from bench.load.stack import READY
-
-    t0 = time.perf_counter()
-    proc = stack.procs[name]
-    while True:
-        try:
-            if READY[name](stack.addr(name)):
-                return time.perf_counter() - t0
-        except Exception:  # noqa: BLE001 - not listening yet
-            pass
-        if proc.poll() is not None or time.perf_counter() - t0 > 120:
-            raise RuntimeError(f"{name} did not come back")
-        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
