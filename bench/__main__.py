@@ -265,12 +265,17 @@ async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
     skip = burst_mod.log_lines(gateway_log)
     result = await burst_mod.open_cost(stack, n, prefix="bench-o")
     result["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
+    # The same learners again at once: a reconnect, a second tab (their context is still cached).
+    skip = burst_mod.log_lines(gateway_log)
+    result["returning"] = await burst_mod.open_cost(stack, n, prefix="bench-o")
+    result["returning"]["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
     result["gateway_restart_s"] = round(restart_s, 2)
     report["opens"] = result
     stack.stop_service("gateway")
     await asyncio.to_thread(stack.start_service, "gateway")
     log(f"  open p50 {result['open'].get('p50_ms')} ms, first turn {result['first_turn_first_text'].get('p50_ms')} "
-        f"ms, later turn {result['later_turn_first_text'].get('p50_ms')} ms; stages {result['stages']}")
+        f"ms, later turn {result['later_turn_first_text'].get('p50_ms')} ms, adds {result.get('open_adds_p50_ms')} "
+        f"ms (returning learners: {result['returning'].get('open_adds_p50_ms')} ms); stages {result['stages']}")
 
 
 def main(argv: list[str] | None = None) -> int:

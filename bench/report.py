@@ -114,6 +114,13 @@ def _burst_lines(report: dict[str, Any]) -> list[str]:
                   f"{_ms(opens.get('open_adds_p50_ms'))} over a turn.", "",
                   "| stage | p50 |", "|---|---|"]
         lines += [f"| {name} | {_ms(v.get('p50_ms'))} |" for name, v in stages.items()]
+        again = opens.get("returning") or {}
+        if again:
+            lines += ["", f"The same learners again (a reconnect, a second tab): open p50 "
+                      f"{_ms((again.get('open') or {}).get('p50_ms'))}, first answer p50 "
+                      f"{_ms((again.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
+                      f"{_ms((again.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
+                      f"{_ms(again.get('open_adds_p50_ms'))} over a turn."]
         lines.append("")
     return lines
 
