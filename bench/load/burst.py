@@ -22,7 +22,7 @@ from typing import Any
 from bench.load.sessions import QUESTIONS, Tally, _reason, schedule, summary
 from services.gateway.client import ChatClient
 
-MAX_BUSY_RETRIES = 3
+MAX_BUSY_RETRIES = 10  # a client keeps retrying after retry_after; the bench gives up after this many
 
 
 def log_lines(log_path: Path) -> int:
