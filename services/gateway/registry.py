@@ -37,6 +37,10 @@ class SessionRegistry:
         if self._sessions.get(session_id) is session:
             del self._sessions[session_id]
 
+    def turns_in_flight(self) -> int:
+        """Turns being answered in this process right now (admission holds new sessions back past a level)."""
+        return sum(1 for s in self._sessions.values() if s.turns.turn is not None)
+
     # ---- per-learner slots
 
     def reserve(self, connection_id: str, user_id: str, cap: int, resuming: str = "") -> bool:

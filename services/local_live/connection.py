@@ -106,6 +106,8 @@ class Connection:
                 raise ProtocolError(p.CLOSE_POLICY, str(exc)) from None
         if self.faults.reject_setup:
             raise ProtocolError(p.CLOSE_POLICY, "setup rejected (fault injection: reject_setup)")
+        if self.faults.delay_setup_ms:
+            await asyncio.sleep(self.faults.delay_setup_ms / 1000)
         session = SessionState(session_id=self.conn_id, started_at=self.engine.clock.now())
         api, version = p.api_of(urlsplit(self.ws.request.path).path)
         session.apply_setup(body, api, version)

@@ -31,6 +31,7 @@ class Faults:
     goaway_time_left: float = 1.0  # seconds announced in goAway before the server closes
     drop_mid_turn: int = 0  # abort the TCP connection in the middle of this turn number (1-based)
     delay_first_token_ms: int = 0
+    delay_setup_ms: int = 0  # answer setup this late (a slow session open upstream)
     reject_setup: bool = False
     never_answer: bool = False  # take turns but never reply (a stalled model)
     ping_delay_ms: int = 0  # answer WebSocket pings this late

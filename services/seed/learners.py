@@ -240,6 +240,21 @@ def ensure_learner(client, prefix: str, profile: LearnerProfile, items: list[dic
             "written": result.written}
 
 
+def learners_fresh(client, prefix: str, now: datetime | None = None) -> bool:
+    """Every demo learner exists with this profile version and a schedule younger than REFRESH_AFTER (what
+    `ensure_learner` would leave unchanged for an unchanged seed) — one read per learner."""
+    now = now or datetime.now(UTC)
+    for profile in PROFILES:
+        row = client.get_item(TableName=prefix + "settings", Key={"userId": {"S": profile.user_id}},
+                              ConsistentRead=True, ProjectionExpression="demo").get("Item") or {}
+        demo = row.get("demo", {}).get("M", {})
+        if not demo or demo.get("version", {}).get("N") != str(PROFILE_VERSION):
+            return False
+        if now - datetime.fromisoformat(demo["scheduleBase"]["S"].replace("Z", "+00:00")) >= REFRESH_AFTER:
+            return False
+    return True
+
+
 def ensure_learners(client, prefix: str, items: list[dict[str, Any]], *, reset: bool = False,
                     now: datetime | None = None, threads: int = 4) -> list[dict[str, Any]]:
     """Create (or reset) every demo learner profile."""

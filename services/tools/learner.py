@@ -129,6 +129,25 @@ class Learner:
                                        ":b": {"S": iso(now + timedelta(hours=hours))}})
         return [parse_iso(r["nextReview"]["S"]) for r in rows]
 
+    async def review_window(self, user_id: str, now: datetime, hours: int) -> tuple[Counter, list[datetime]]:
+        """`due_groups(now)` and `upcoming(now, hours)` from one query of the nextReview index (every session
+        open asks for both: one read instead of two)."""
+        rows = await self.store.run(
+            self.store.query_all, TableName=self.store.progress, IndexName=NEXT_REVIEW_INDEX,
+            KeyConditionExpression="userId = :u AND nextReview <= :b",
+            ProjectionExpression="#t, #l, nextReview", ExpressionAttributeNames={"#t": "type", "#l": "level"},
+            ExpressionAttributeValues={":u": {"S": user_id}, ":b": {"S": iso(now + timedelta(hours=hours))}})
+        due_by, soon_from = iso(now), iso(now + timedelta(seconds=1))
+        due: Counter = Counter()
+        upcoming: list[datetime] = []
+        for r in rows:
+            at = r["nextReview"]["S"]
+            if at <= due_by:
+                due[(r.get("type", {}).get("S", ""), r.get("level", {}).get("S", "none"))] += 1
+            elif at >= soon_from:
+                upcoming.append(parse_iso(at))
+        return due, upcoming
+
     # ---- get_user_progress --------------------------------------------------------------
 
     async def progress(self, user_id: str, request: tools_pb2.GetUserProgressRequest,
@@ -277,9 +296,9 @@ class Learner:
     async def context(self, user_id: str, now: datetime | None = None) -> tools_pb2.GetUserContextResponse:
         """The learner summary the gateway puts in the prompt: settings, progress, what is due."""
         now = (now or datetime.now(UTC)).replace(microsecond=0)
-        settings, totals, aggs, due, upcoming = await asyncio.gather(
+        settings, totals, aggs, (due, upcoming) = await asyncio.gather(
             self.settings(user_id), self.catalog.totals(), self.aggregates(user_id),
-            self.due_groups(user_id, now), self.upcoming(user_id, now, 24))
+            self.review_window(user_id, now, 24))
         words = self._levels("word", "", totals, aggs, due)
         kanji = self._levels("kanji", "", totals, aggs, due)
         reviews_due = sum(due.values())
