@@ -28,6 +28,7 @@ class Prices:
     audio_out: float = 12.00
     text_in: float = 0.50
     text_out: float = 2.00
+    video_in: float = 3.00  # a video frame's tokens (usageMetadata modality VIDEO/IMAGE)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class GatewayConfig:
     allowed_origins: tuple[str, ...] = ()
     max_pending_handshakes_per_learner: int = 4
     max_pending_handshakes_per_address: int = 32
+    stall_s: float = 8.0
+    google_search: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -120,6 +123,7 @@ class GatewayConfig:
                 audio_out=env_float(env, "KOTOBA_PRICE_AUDIO_OUT_PER_M", family.prices.audio_out, minimum=0.0),
                 text_in=env_float(env, "KOTOBA_PRICE_TEXT_IN_PER_M", family.prices.text_in, minimum=0.0),
                 text_out=env_float(env, "KOTOBA_PRICE_TEXT_OUT_PER_M", family.prices.text_out, minimum=0.0),
+                video_in=env_float(env, "KOTOBA_PRICE_VIDEO_IN_PER_M", family.prices.video_in, minimum=0.0),
             ),
             daily_budget_usd=env_float(env, "KOTOBA_GATEWAY_DAILY_BUDGET_USD", 1.00, minimum=0.0),
             messages_per_minute=env_int(env, "KOTOBA_GATEWAY_MESSAGES_PER_MINUTE", 30, minimum=1),
@@ -165,4 +169,8 @@ class GatewayConfig:
                                                        minimum=1),
             max_pending_handshakes_per_address=env_int(env, "KOTOBA_GATEWAY_MAX_PENDING_HANDSHAKES_PER_ADDRESS", 32,
                                                        minimum=1),
+            # The stall watchdog (watchdog.py): no model output this long after a learner turn, a tool
+            # response or an interruption → nudge; as long again → reconnect and ask again.
+            stall_s=env_float(env, "KOTOBA_GATEWAY_STALL_S", 8.0, minimum=0.1),
+            google_search=env_bool(env, "KOTOBA_GATEWAY_GOOGLE_SEARCH", False),
         )

@@ -197,12 +197,25 @@ class UpstreamLink:
         with contextlib.suppress(Exception):
             await self.upstream.send_audio_end()
 
-    async def send_tool_responses(self, records: list[CallRecord], gen: int) -> None:
-        """Answer a toolCall on the upstream that asked it (after a reconnect the turn is asked again)."""
+    async def send_tool_responses(self, records: list[CallRecord], gen: int, scheduling: str = "") -> bool:
+        """Answer a toolCall on the upstream that asked it; False when that upstream is gone (the turn
+        runner then asks the turn again on the new one: a call id means nothing to another session)."""
         responses = function_responses(records)
-        if not responses or gen != self.generation or self.upstream is None:
-            return
+        if not responses:
+            return True
+        if gen != self.generation or self.upstream is None:
+            return False
+        if scheduling:  # NON_BLOCKING calls: how the model is to use the result (INTERRUPT: answer now)
+            for response in responses:
+                response.scheduling = types.FunctionResponseScheduling(scheduling)
         try:
             await self.upstream.send_tool_response(responses)
-        except Exception as exc:  # noqa: BLE001 - a dropped upstream resends the whole turn
+        except Exception as exc:  # noqa: BLE001 - a dropped upstream: the turn is asked again after the reconnect
             log.info("tool response not sent", extra={"error": repr(exc)})
+            return False
+        return True
+
+    async def nudge(self) -> None:
+        if self.upstream is not None and self.ready.is_set():
+            with contextlib.suppress(Exception):
+                await self.upstream.send_nudge()

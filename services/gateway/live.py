@@ -50,6 +50,14 @@ def make_client(config: GatewayConfig) -> genai.Client:
     return genai.Client(api_key=live.api_key, http_options=options)
 
 
+def function_mode(family: live_models.Family) -> str:
+    """How the session's functions behave: the family's default (3.8 answers NON_BLOCKING calls in a later
+    turn, which the turn runner follows: turns.py), its only mode where it has one."""
+    if len(family.function_modes) == 1:
+        return next(iter(family.function_modes))
+    return family.default_function_mode
+
+
 def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: str, handle: str | None,
                    config: CompressionSettings, headers: dict[str, str] | None = None) -> types.LiveConnectConfig:
     """What the configured model's family accepts for `mode` (live_models.live_connect_config): on an
@@ -61,9 +69,8 @@ def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: st
         compression=(config.compression_trigger_tokens, config.compression_target_tokens),
         # The name was validated for its backend at start; a name only Vertex serves means Vertex.
         backend="gemini" if live_models.find(model) is not None else "vertex",
-        # The session answers a turn's tool calls before the answer; NON_BLOCKING (late answers after
-        # turnComplete) is not handled yet, so BLOCKING wherever the family takes it.
-        function_mode=live_models.BLOCKING)
+        google_search=bool(getattr(config, "google_search", False)),
+        function_mode=None)  # the family's default: see function_mode()
     if headers:
         cfg.http_options = types.HttpOptions(headers=headers)
     return cfg
@@ -127,6 +134,10 @@ class Upstream:
 
     async def send_audio_end(self) -> None:
         await self.session.send_realtime_input(audio_stream_end=True)
+
+    async def send_nudge(self) -> None:
+        """An empty turnComplete: asks a model that went quiet to take its turn, changing nothing else."""
+        await self.session.send_client_content(turn_complete=True)
 
     async def send_tool_response(self, responses: list[types.FunctionResponse]) -> None:
         await self.session.send_tool_response(function_responses=responses)

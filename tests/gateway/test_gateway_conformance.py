@@ -1,0 +1,180 @@
+"""The conformance matrix: the core gateway scenarios against the local engine once per model family in
+the registry (services/common/live_models.py), each through its own gateway started with that
+`KOTOBA_LIVE_MODEL`. The engine is as strict as the family (TEXT refused on audio-only models, NON_BLOCKING
+tools on 3.8), so a scenario that passes here asks for what the real family accepts.
+
+Text mode on an audio-only family reads the output transcription: the learner gets `text` deltas and no
+audio, and the usage shows audio-out tokens at the family's audio price. Voice is one short clip per
+family (real Whisper/Kokoro), marked `voice`; it also covers the learner barging in (`interrupted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from services.common import live_models
+from services.gateway.client import ChatClient
+
+pytestmark = pytest.mark.timeout(240)
+
+FAMILIES = [fam for fam in live_models.FAMILIES]
+STALL_S = 3.0  # the matrix gateways' stall watchdog (KOTOBA_GATEWAY_STALL_S)
+
+
+@pytest.fixture(scope="module")
+def gateways(stack):
+    """family key → ws URL of a gateway on that family's first model name (started on first use)."""
+    started: dict[str, str] = {}
+
+    def url(fam: live_models.Family) -> str:
+        if fam.key not in started:
+            addr = stack.start_gateway(f"gateway-{fam.key}", KOTOBA_LIVE_MODEL=fam.names[0],
+                                       KOTOBA_GATEWAY_STALL_S=str(STALL_S),
+                                       KOTOBA_GATEWAY_DAILY_BUDGET_USD="1000")
+            started[fam.key] = f"ws://{addr}/v1/chat"
+        return started[fam.key]
+
+    yield url
+    for key in started:
+        stack.stop_service(f"gateway-{key}")
+
+
+def log_of(stack, fam: live_models.Family) -> str:
+    return (stack.logs / f"gateway-{fam.key}.log").read_text()
+
+
+def expected_cost(usage: dict, fam: live_models.Family) -> float:
+    p = fam.prices
+    return (usage["text_in_tokens"] * p.text_in + usage["text_out_tokens"] * p.text_out
+            + usage["audio_in_tokens"] * p.audio_in + usage["audio_out_tokens"] * p.audio_out) / 1e6
+
+
+def assert_text_answer(result, fam: live_models.Family) -> None:
+    """What the learner sees in text mode is the same on every family: text deltas, no audio."""
+    assert not result.errors, result.errors
+    assert result.text and result.first_text_s is not None
+    assert not result.audio and not result.transcript("tutor"), "text mode must not carry speech"
+    usage = result.usage
+    if fam.audio_only:  # the text was spoken and transcribed: billed as audio out
+        assert usage["audio_out_tokens"] > 0 and usage["text_out_tokens"] == 0, usage
+    elif not fam.permissive:
+        assert usage["text_out_tokens"] > 0 and usage["audio_out_tokens"] == 0, usage
+    assert usage["cost_usd"] == pytest.approx(expected_cost(usage, fam), rel=1e-3, abs=1e-7), usage
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.key)
+async def test_text_turn(stack, gateways, fam):
+    client = await ChatClient.open(gateways(fam), stack.token("demo-n4"))
+    async with client:
+        result = await client.ask("What does 泳ぐ mean?", wait_s=90)
+    assert_text_answer(result, fam)
+    assert "swim" in result.text.lower(), result.text
+    assert "[word:" not in result.text
+    if not fam.audio_only:  # a spoken answer carries no citations (the engine speaks without them)
+        assert {"id": "word:泳ぐ:およぐ", "kind": "word"} in result.sources, result.sources
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.key)
+async def test_tool_call(stack, gateways, fam):
+    """Own progress through get_user_progress; on 3.8 the call is NON_BLOCKING: the learner's turn stays
+    open across the engine's holding turn and the INTERRUPT-scheduled answer completes it."""
+    client = await ChatClient.open(gateways(fam), stack.token("demo-n5"))
+    async with client:
+        result = await client.ask("how is my N5 progress?", wait_s=90)
+        after = await client.ask("What does 食べる mean?", wait_s=90)
+    assert_text_answer(result, fam)
+    assert "get_user_progress" in result.tools
+    assert any(ch.isdigit() for ch in result.text), result.text  # the answer uses the result
+    assert "eat" in after.text.lower(), after.text  # the next turn is its own, not the late answer
+    if live_models.NON_BLOCKING in fam.function_modes and fam.default_function_mode == live_models.NON_BLOCKING:
+        assert "holding turn complete" in log_of(stack, fam)
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.key)
+async def test_tool_results_survive_an_upstream_drop(stack, gateways, fam):
+    """The upstream drops in the first turn (the engine's drop fault), while tool results may still be
+    owed to it: the turn is asked again on the new upstream and the answer arrives once."""
+    client = await ChatClient.open(gateways(fam), stack.token("demo-n5"),
+                                   headers={"x-kotoba-faults": "drop_mid_turn=1"})
+    async with client:
+        result = await client.ask("how is my N5 progress?", wait_s=90)
+    assert not result.errors, result.errors
+    assert "get_user_progress" in result.tools and any(ch.isdigit() for ch in result.text), result.text
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.key)
+async def test_resume(stack, gateways, fam):
+    url = gateways(fam)
+    client = await ChatClient.open(url, stack.token("demo-n4"))
+    async with client:
+        session = await client.start("text")
+        first = await client.ask("What does 買う mean?", wait_s=90)
+    assert "buy" in first.text, first.text
+    client = await ChatClient.open(url, stack.token("demo-n4"))
+    async with client:
+        again = await client.start("text", resume=session["session_id"])
+        result = await client.ask("How do you read it?", wait_s=90)
+    assert again["resumed"] is True and again["session_id"] == session["session_id"]
+    assert_text_answer(result, fam)
+    assert "かう" in result.text or "kau" in result.text.lower(), result.text
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.key)
+async def test_go_away(stack, gateways, fam):
+    client = await ChatClient.open(gateways(fam), stack.token("demo-n4"),
+                                   headers={"x-kotoba-faults": "goaway_after_turns=1,goaway_time_left=2"})
+    async with client:
+        first = await client.ask("What does 泳ぐ mean?", wait_s=90)
+        await asyncio.sleep(0.3)  # the goAway arrives after the first turn; the gateway resumes between turns
+        second = await client.ask("And how do you read it?", wait_s=90)
+    assert_text_answer(first, fam)
+    assert_text_answer(second, fam)
+    assert "およぐ" in second.text or "oyogu" in second.text.lower(), second.text
+    assert '"reason": "go_away"' in log_of(stack, fam)
+
+
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.key)
+async def test_stall(stack, gateways, fam):
+    """A model that takes the turn and never answers (the engine's never_answer fault, on the first
+    upstream only): the watchdog nudges, then reconnects and asks again; the learner gets the answer."""
+    client = await ChatClient.open(gateways(fam), stack.token("demo-n4"),
+                                   headers={"x-kotoba-faults": "never_answer=1"})
+    async with client:
+        result = await client.ask("What does 泳ぐ mean?", wait_s=90)
+    assert_text_answer(result, fam)
+    assert "swim" in result.text.lower()
+    assert result.total_s > STALL_S  # it did stall
+    log = log_of(stack, fam)
+    assert "upstream stalled; nudging" in log and "upstream stalled; reconnecting" in log
+    assert '"reason": "stall"' in log
+
+
+@pytest.mark.voice
+@pytest.mark.parametrize("fam", FAMILIES, ids=lambda f: f.key)
+async def test_voice_turn_and_interruption(stack, gateways, fam, voice_clip):
+    """Voice mode: a typed question is answered in speech; the learner speaks over it (one short clip) →
+    `interrupted` ends that answer, and the clip is heard and answered with transcripts and audio."""
+    client = await ChatClient.open(gateways(fam), stack.token("demo-n4"))
+    async with client:
+        await client.start("audio", language="en")
+        started = time.perf_counter()
+        await client.send(type="text", text="Tell me about the word 勉強する.")
+        while (await client.ws.recv()).__class__ is not bytes:  # the spoken answer has begun
+            pass
+        spoken_over = await client.say(voice_clip, wait_s=120)
+        answered = await client.collect(started, wait_s=120)
+    assert spoken_over.interrupted, spoken_over.frames
+    assert not answered.errors, answered.errors
+    assert answered.transcript("user").strip() and answered.transcript("tutor").strip()
+    assert answered.audio and not answered.text
+    assert answered.usage["audio_in_tokens"] > 0 and answered.usage["audio_out_tokens"] > 0
+
+
+@pytest.fixture(scope="module")
+def voice_clip() -> bytes:
+    from services.local_live.voice.testaudio import speech_pcm16_16k
+
+    return speech_pcm16_16k("What does taberu mean?", "en")
