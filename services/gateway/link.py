@@ -58,6 +58,10 @@ class UpstreamLink:
         self._reconnect_lock = asyncio.Lock()
         self._audio: collections.deque[bytes] = collections.deque()
         self._audio_bytes = 0
+        # The learner's current utterance (the audio since the last audio_end, its last 10 s): a voice turn
+        # the upstream lost before answering it is said again on the new one.
+        self.utterance = bytearray()
+        self._utterance_ended = False
         self._handlers: dict[str, Callable[[Any], Awaitable[None]]] = {}
 
     def bind(self, events: LinkEvents) -> None:
@@ -182,6 +186,12 @@ class UpstreamLink:
 
     async def send_audio(self, chunk: bytes) -> None:
         """Straight upstream when it is there; else kept (bounded) for the reconnect to replay."""
+        if self._utterance_ended:
+            self._utterance_ended = False
+            self.utterance.clear()
+        self.utterance += chunk
+        if len(self.utterance) > MAX_BUFFERED_AUDIO:
+            del self.utterance[:len(self.utterance) - MAX_BUFFERED_AUDIO]
         if self.ready.is_set() and self.upstream is not None:
             try:
                 await self.upstream.send_audio(chunk)
@@ -192,7 +202,15 @@ class UpstreamLink:
             self._audio.append(chunk)
             self._audio_bytes += len(chunk)
 
+    async def say_again(self) -> None:
+        """The lost utterance, then its end, on the current upstream."""
+        pcm = bytes(self.utterance)
+        for start in range(0, len(pcm), 3200):
+            await self.upstream.send_audio(pcm[start:start + 3200])
+        await self.upstream.send_audio_end()
+
     async def send_audio_end(self) -> None:
+        self._utterance_ended = True
         await self.ready.wait()
         with contextlib.suppress(Exception):
             await self.upstream.send_audio_end()

@@ -239,13 +239,24 @@ class TurnRunner:
         the model calls again). A text turn's already-streamed prefix is not sent twice; a voice turn is
         asked again from its transcript while nothing of its answer was heard, else it ends as interrupted."""
         turn = self.turn
-        if reason not in ("drop", "stall") or turn is None:
+        if reason not in ("drop", "stall"):
+            return
+        if turn is None:
+            if reason == "stall" and self.info.mode == "audio" and self.link.utterance:
+                # Barged in, and the answer to what was said never came: say it again.
+                self.begin("voice", "")
+                await self.link.say_again()
+                self.watchdog.arm("asked_again", len(self.link.utterance) / 32000)
             return
         turn.holding = turn.held = False
         turn.tools_pending = 0
         if turn.content is None and turn.transcript_in and not turn.first_audio_ms:
             turn.content = types.Content(role="user", parts=[types.Part(text="".join(turn.transcript_in))])
-        if turn.content is not None:
+        if turn.content is None and not turn.transcript_in and not turn.first_audio_ms and self.link.utterance:
+            log.info("utterance said again", extra={"reason": reason, "session_id": self.info.session_id})
+            await self.link.say_again()
+            self.watchdog.arm("asked_again", len(self.link.utterance) / 32000)
+        elif turn.content is not None:
             turn.skip_chars = turn.sent_chars
             turn.answer = [("".join(turn.answer))[:turn.sent_chars]]
             log.info("turn asked again", extra={"reason": reason, "session_id": self.info.session_id})
@@ -266,7 +277,8 @@ class TurnRunner:
     def mark_audio_end(self) -> None:
         if self.turn is not None:
             self.turn.audio_end = time.perf_counter()
-            self.watchdog.arm("learner_turn")
+        # The model hears the utterance before it can answer: its length is added to the wait.
+        self.watchdog.arm("learner_turn", len(self.link.utterance) / 32000)
 
     # ------------------------------------------------------------------ server content (from the link)
 

@@ -36,10 +36,10 @@ class StallWatchdog:
         self.nudges = 0
         self.reconnects = 0
 
-    def arm(self, why: str) -> None:
+    def arm(self, why: str, extra_s: float = 0.0) -> None:
         self.armed_for = why
         self._stage = 0
-        self._deadline = time.monotonic() + self.stall_s
+        self._deadline = time.monotonic() + self.stall_s + extra_s
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._watch(), name="stall-watchdog")
 
