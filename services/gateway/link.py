@@ -202,6 +202,12 @@ class UpstreamLink:
             self._audio.append(chunk)
             self._audio_bytes += len(chunk)
 
+    async def send_video(self, jpeg: bytes) -> None:
+        """A frame is only worth its moment: dropped, not kept, while the upstream is away."""
+        if self.ready.is_set() and self.upstream is not None:
+            with contextlib.suppress(Exception):
+                await self.upstream.send_video(jpeg)
+
     async def say_again(self) -> None:
         """The lost utterance, then its end, on the current upstream."""
         pcm = bytes(self.utterance)

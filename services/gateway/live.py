@@ -132,6 +132,9 @@ class Upstream:
     async def send_audio(self, pcm16: bytes) -> None:
         await self.session.send_realtime_input(audio=types.Blob(data=pcm16, mime_type="audio/pcm;rate=16000"))
 
+    async def send_video(self, jpeg: bytes) -> None:
+        await self.session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg"))
+
     async def send_audio_end(self) -> None:
         await self.session.send_realtime_input(audio_stream_end=True)
 

@@ -19,7 +19,9 @@ from services.common import metrics
 
 log = logging.getLogger(__name__)
 
+# kotoba.errors{component="gateway", code=…}: every stall (nudged), and those the nudge did not cure.
 STALL_CODE = "upstream_stall"
+STALL_RECONNECT_CODE = "upstream_stall_reconnect"
 
 
 class StallWatchdog:
@@ -69,11 +71,11 @@ class StallWatchdog:
                 self.nudges += 1
                 self._deadline = time.monotonic() + self.stall_s
                 log.warning("upstream stalled; nudging", extra=attrs)
-                metrics.errors.add(1, {"component": "gateway", "code": STALL_CODE, "action": "nudge"})
+                metrics.errors.add(1, {"component": "gateway", "code": STALL_CODE})
                 await self._nudge()
                 continue
             self.reconnects += 1
             self.armed_for = ""
             log.warning("upstream stalled; reconnecting", extra=attrs)
-            metrics.errors.add(1, {"component": "gateway", "code": STALL_CODE, "action": "reconnect"})
+            metrics.errors.add(1, {"component": "gateway", "code": STALL_RECONNECT_CODE})
             await self._reconnect()
