@@ -81,3 +81,28 @@ def test_video_tokens_are_priced_at_the_video_price():
     u = from_metadata(meta, Prices(text_in=0.5, video_in=3.0, audio_out=12.0))
     assert u.text_in_tokens == 1258 and u.audio_out_tokens == 100
     assert u.cost_usd == pytest.approx((1000 * 0.5 + 258 * 3.0 + 100 * 12.0) / 1e6)
+
+
+@pytest.mark.parametrize("model,behaviour,modality", [
+    ("gemini-live-2.5-flash-preview", None, "TEXT"),
+    ("gemini-2.5-flash-native-audio-preview-12-2025", None, "AUDIO"),
+    ("gemini-3.1-flash-live-preview", None, "AUDIO"),
+    ("gemini-3.8-live", None, "AUDIO"),  # NON_BLOCKING is 3.8's default: nothing written on the declarations
+    ("gemini-3.8-live-extended-thinking", "NON_BLOCKING", "AUDIO"),
+])
+def test_connect_config_follows_the_family_and_search_is_opt_in(model, behaviour, modality):
+    from services.common import live_models
+    from services.gateway.live import connect_config
+    from services.gateway.session_parts import LinkSettings
+    from services.gateway.tools_bridge import function_declarations, genai_tools
+
+    tools = genai_tools(function_declarations(voice=False))
+    for search in (False, True):
+        settings = LinkSettings(model, 1, 0.1, 25_600, 12_800, google_search=search)
+        cfg = connect_config(system_instruction="x", tools=tools, mode="text", handle=None, config=settings)
+        assert [m.value for m in cfg.response_modalities] == [modality]
+        assert (cfg.output_audio_transcription is not None) == (modality == "AUDIO")
+        decls = cfg.tools[0].function_declarations
+        assert {d.behavior.value if d.behavior else None for d in decls} == {behaviour}
+        assert any(t.google_search is not None for t in cfg.tools) == search
+        live_models.check_setup(live_models.find(model), cfg.model_dump(exclude_none=True))  # the engine takes it
