@@ -88,6 +88,8 @@ class GatewayConfig:
     max_pending_handshakes_per_address: int = 32
     stall_s: float = 8.0
     google_search: bool = False
+    affective_dialog: bool = False
+    proactive_audio: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -173,4 +175,8 @@ class GatewayConfig:
             # response or an interruption → nudge; as long again → reconnect and ask again.
             stall_s=env_float(env, "KOTOBA_GATEWAY_STALL_S", 8.0, minimum=0.1),
             google_search=env_bool(env, "KOTOBA_GATEWAY_GOOGLE_SEARCH", False),
+            # Asked for only where the family has them (live_models.live_connect_config leaves them out
+            # elsewhere); affective dialog makes the Gemini API client v1alpha.
+            affective_dialog=env_bool(env, "KOTOBA_GATEWAY_AFFECTIVE_DIALOG", False),
+            proactive_audio=env_bool(env, "KOTOBA_GATEWAY_PROACTIVE_AUDIO", False),
         )

@@ -44,7 +44,9 @@ def make_client(config: GatewayConfig) -> genai.Client:
     if live.kind == "vertex":
         return genai.Client(vertexai=True, project=live.project, location=live.location,
                             http_options=types.HttpOptions(async_client_args=ws_args))
-    options = types.HttpOptions(api_version="v1beta", async_client_args=ws_args)
+    # Affective dialog exists only on v1alpha of the Gemini API (on v1beta the setup is refused with 1007).
+    affective = config.affective_dialog and live_models.validate(live.model, live.kind).affective_dialog
+    options = types.HttpOptions(api_version="v1alpha" if affective else "v1beta", async_client_args=ws_args)
     if live.base_url:
         options.base_url = live.base_url
     return genai.Client(api_key=live.api_key, http_options=options)
@@ -70,6 +72,8 @@ def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: st
         # The name was validated for its backend at start; a name only Vertex serves means Vertex.
         backend="gemini" if live_models.find(model) is not None else "vertex",
         google_search=bool(getattr(config, "google_search", False)),
+        affective_dialog=bool(getattr(config, "affective_dialog", False)),
+        proactive_audio=bool(getattr(config, "proactive_audio", False)),
         function_mode=None)  # the family's default: see function_mode()
     if headers:
         cfg.http_options = types.HttpOptions(headers=headers)

@@ -69,11 +69,13 @@ class LinkSettings:
     compression_trigger_tokens: int
     compression_target_tokens: int
     google_search: bool = False  # Google Search grounding declared beside the functions
+    affective_dialog: bool = False
+    proactive_audio: bool = False
 
     @classmethod
     def from_config(cls, c: GatewayConfig) -> LinkSettings:
         return cls(c.live.model, c.reconnect_attempts, c.reconnect_base_delay_s, c.compression_trigger_tokens,
-                   c.compression_target_tokens, c.google_search)
+                   c.compression_target_tokens, c.google_search, c.affective_dialog, c.proactive_audio)
 
 
 @dataclass(frozen=True)

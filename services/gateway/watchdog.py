@@ -5,7 +5,9 @@ Armed when the model owes an answer (a learner turn was sent, tool results were 
 transcription, tool call) or the end of the turn. After `stall_s` of silence it nudges (an empty
 turnComplete, harmless to a model that is merely slow); after `stall_s` more it reconnects with the
 latest handle and the turn is asked again (the turn runner's `after_reconnect`, reason "stall").
-The learner's own audio pushes the deadline back: while they speak the model owes nothing.
+The learner's own audio pushes the deadline back: while they speak the model owes nothing. Each
+reconnect that output has not yet followed doubles the wait: a model that is slow rather than stuck
+(a long answer being prepared, a loaded local engine) is not asked again and again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class StallWatchdog:
         self.armed_for = ""  # why the model owes output; "" when it owes none
         self._deadline = 0.0
         self._stage = 0  # 0: waiting, 1: nudged
+        self._strikes = 0  # reconnects since the model last said anything
         self._task: asyncio.Task | None = None
         self.nudges = 0
         self.reconnects = 0
@@ -41,17 +44,21 @@ class StallWatchdog:
     def arm(self, why: str, extra_s: float = 0.0) -> None:
         self.armed_for = why
         self._stage = 0
-        self._deadline = time.monotonic() + self.stall_s + extra_s
+        self._deadline = time.monotonic() + self._wait() + extra_s
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._watch(), name="stall-watchdog")
 
     def touch(self) -> None:
         """Activity that explains the silence (the learner is speaking): start the wait again."""
         if self.armed_for:
-            self._deadline = time.monotonic() + self.stall_s
+            self._deadline = max(self._deadline, time.monotonic() + self._wait())
 
     def output(self) -> None:
         self.armed_for = ""
+        self._strikes = 0
+
+    def _wait(self) -> float:
+        return self.stall_s * 2 ** min(self._strikes, 5)
 
     def stop(self) -> None:
         self.armed_for = ""
@@ -69,12 +76,13 @@ class StallWatchdog:
             if self._stage == 0:
                 self._stage = 1
                 self.nudges += 1
-                self._deadline = time.monotonic() + self.stall_s
+                self._deadline = time.monotonic() + self._wait()
                 log.warning("upstream stalled; nudging", extra=attrs)
                 metrics.errors.add(1, {"component": "gateway", "code": STALL_CODE})
                 await self._nudge()
                 continue
             self.reconnects += 1
+            self._strikes += 1
             self.armed_for = ""
             log.warning("upstream stalled; reconnecting", extra=attrs)
             metrics.errors.add(1, {"component": "gateway", "code": STALL_RECONNECT_CODE})

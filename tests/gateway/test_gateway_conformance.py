@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(240)
 FAMILIES = [fam for fam in live_models.FAMILIES]
 # The stall watchdog: the stall scenario runs on its own gateway per family with a short wait; the others
 # with a wait no local Whisper/Kokoro delay on a loaded machine reaches (a false stall would be a reconnect).
-STALL_S = 1.5
+STALL_S = 3.0
 RELAXED_STALL_S = 60.0
 
 

@@ -35,6 +35,16 @@ async def test_silence_is_nudged_then_reconnected():
     await asyncio.sleep(0.3)
     assert calls.log == ["nudge", "reconnect"] and (dog.nudges, dog.reconnects) == (1, 1)
     assert not dog.armed_for  # one reconnect per stall; the re-asked turn arms it again
+    dog.arm("asked_again")  # still nothing: the next wait is twice as long
+    await asyncio.sleep(0.07)
+    assert calls.log == ["nudge", "reconnect"]
+    await asyncio.sleep(0.1)
+    assert calls.log == ["nudge", "reconnect", "nudge"]
+    dog.output()
+    dog.arm("learner_turn")  # output resets the wait
+    await asyncio.sleep(0.07)
+    assert calls.log == ["nudge", "reconnect", "nudge", "nudge"]
+    dog.stop()
 
 
 async def test_output_after_the_nudge_cancels_the_reconnect():
@@ -106,3 +116,35 @@ def test_connect_config_follows_the_family_and_search_is_opt_in(model, behaviour
         assert {d.behavior.value if d.behavior else None for d in decls} == {behaviour}
         assert any(t.google_search is not None for t in cfg.tools) == search
         live_models.check_setup(live_models.find(model), cfg.model_dump(exclude_none=True))  # the engine takes it
+
+
+@pytest.mark.parametrize("model,affective,proactive", [
+    ("gemini-2.5-flash-native-audio-preview-12-2025", True, True),
+    ("gemini-3.8-live", False, False),  # affective dialog removed; proactivity always on (false is refused)
+    ("gemini-live-2.5-flash-preview", False, False),
+])
+def test_affective_dialog_and_proactive_audio_only_where_the_family_has_them(model, affective, proactive):
+    from services.common import live_models
+    from services.gateway.live import connect_config
+    from services.gateway.session_parts import LinkSettings
+
+    settings = LinkSettings(model, 1, 0.1, 25_600, 12_800, affective_dialog=True, proactive_audio=True)
+    cfg = connect_config(system_instruction="x", tools=[], mode="audio", handle=None, config=settings)
+    assert bool(cfg.enable_affective_dialog) == affective
+    assert (cfg.proactivity is not None) == proactive
+    live_models.check_setup(live_models.find(model), cfg.model_dump(exclude_none=True),
+                            api_version="v1alpha" if affective else "v1beta")
+
+
+def test_affective_dialog_makes_the_gemini_client_v1alpha(aws_env, tmp_path):
+    from services.common.tls import ensure_dev_ca
+    from services.gateway.config import GatewayConfig
+    from services.gateway.live import make_client
+
+    ensure_dev_ca(tmp_path)
+    env = {**aws_env, "KOTOBA_LIVE_CA_FILE": str(tmp_path / "ca.pem"),
+           "KOTOBA_LIVE_MODEL": "gemini-2.5-flash-native-audio-preview-12-2025",
+           "KOTOBA_GATEWAY_AFFECTIVE_DIALOG": "1"}
+    assert make_client(GatewayConfig.from_env(env))._api_client._http_options.api_version == "v1alpha"
+    env["KOTOBA_LIVE_MODEL"] = "gemini-3.8-live"
+    assert make_client(GatewayConfig.from_env(env))._api_client._http_options.api_version == "v1beta"
