@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 MAX_ERRORS_PER_MINUTE = 30
+VIDEO_MIN_INTERVAL_S = 0.9  # 1 FPS, with room for a client's timer jitter
 
 
 class Closing(Exception):
@@ -74,7 +75,9 @@ class ChatSession:
             protocol.Text: self._on_text,
             protocol.AudioEnd: self._on_audio_end,
             protocol.Ping: self._on_ping,
+            protocol.Video: self._on_video,
         }
+        self._last_frame = 0.0
 
     @property
     def session_id(self) -> str:
@@ -191,6 +194,17 @@ class ChatSession:
             return
         self.turns.begin_voice_if_idle()
         await self.link.send_audio(chunk)
+
+    async def _on_video(self, msg: protocol.Video) -> None:
+        """A camera frame, passed on as realtime video input (Live takes about one a second)."""
+        if not self.started:
+            await self.start(None, None, None)
+        now = time.monotonic()
+        if now - self._last_frame < VIDEO_MIN_INTERVAL_S:
+            await self._refuse(protocol.RATE_LIMITED, "at most one video frame a second")
+            return
+        self._last_frame = now
+        await self.link.send_video(msg.jpeg)
 
     async def _on_audio_end(self, _msg: protocol.AudioEnd) -> None:
         if self.info.mode != "audio" or not self.started:

@@ -28,6 +28,7 @@ class Prices:
     audio_out: float = 12.00
     text_in: float = 0.50
     text_out: float = 2.00
+    video_in: float = 3.00  # a video frame's tokens (usageMetadata modality VIDEO/IMAGE)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class GatewayConfig:
     open_wait_s: float = 5.0
     open_turn_saturation: int = 16
     context_cache_s: float = 30.0
+    stall_s: float = 8.0
+    google_search: bool = False
+    affective_dialog: bool = False
+    proactive_audio: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -124,6 +129,7 @@ class GatewayConfig:
                 audio_out=env_float(env, "KOTOBA_PRICE_AUDIO_OUT_PER_M", family.prices.audio_out, minimum=0.0),
                 text_in=env_float(env, "KOTOBA_PRICE_TEXT_IN_PER_M", family.prices.text_in, minimum=0.0),
                 text_out=env_float(env, "KOTOBA_PRICE_TEXT_OUT_PER_M", family.prices.text_out, minimum=0.0),
+                video_in=env_float(env, "KOTOBA_PRICE_VIDEO_IN_PER_M", family.prices.video_in, minimum=0.0),
             ),
             daily_budget_usd=env_float(env, "KOTOBA_GATEWAY_DAILY_BUDGET_USD", 1.00, minimum=0.0),
             messages_per_minute=env_int(env, "KOTOBA_GATEWAY_MESSAGES_PER_MINUTE", 30, minimum=1),
@@ -178,4 +184,12 @@ class GatewayConfig:
                                          minimum=1),
             # The learner's context (system instruction) is reused for this long by their next sessions.
             context_cache_s=env_float(env, "KOTOBA_GATEWAY_CONTEXT_CACHE_S", 30.0, minimum=0.0),
+            # The stall watchdog (watchdog.py): no model output this long after a learner turn, a tool
+            # response or an interruption → nudge; as long again → reconnect and ask again.
+            stall_s=env_float(env, "KOTOBA_GATEWAY_STALL_S", 8.0, minimum=0.1),
+            google_search=env_bool(env, "KOTOBA_GATEWAY_GOOGLE_SEARCH", False),
+            # Asked for only where the family has them (live_models.live_connect_config leaves them out
+            # elsewhere); affective dialog makes the Gemini API client v1alpha.
+            affective_dialog=env_bool(env, "KOTOBA_GATEWAY_AFFECTIVE_DIALOG", False),
+            proactive_audio=env_bool(env, "KOTOBA_GATEWAY_PROACTIVE_AUDIO", False),
         )

@@ -58,6 +58,10 @@ class UpstreamLink:
         self._reconnect_lock = asyncio.Lock()
         self._audio: collections.deque[bytes] = collections.deque()
         self._audio_bytes = 0
+        # The learner's current utterance (the audio since the last audio_end, its last 10 s): a voice turn
+        # the upstream lost before answering it is said again on the new one.
+        self.utterance = bytearray()
+        self._utterance_ended = False
         self._handlers: dict[str, Callable[[Any], Awaitable[None]]] = {}
 
     def bind(self, events: LinkEvents) -> None:
@@ -189,6 +193,12 @@ class UpstreamLink:
 
     async def send_audio(self, chunk: bytes) -> None:
         """Straight upstream when it is there; else kept (bounded) for the reconnect to replay."""
+        if self._utterance_ended:
+            self._utterance_ended = False
+            self.utterance.clear()
+        self.utterance += chunk
+        if len(self.utterance) > MAX_BUFFERED_AUDIO:
+            del self.utterance[:len(self.utterance) - MAX_BUFFERED_AUDIO]
         if self.ready.is_set() and self.upstream is not None:
             try:
                 await self.upstream.send_audio(chunk)
@@ -199,17 +209,44 @@ class UpstreamLink:
             self._audio.append(chunk)
             self._audio_bytes += len(chunk)
 
+    async def send_video(self, jpeg: bytes) -> None:
+        """A frame is only worth its moment: dropped, not kept, while the upstream is away."""
+        if self.ready.is_set() and self.upstream is not None:
+            with contextlib.suppress(Exception):
+                await self.upstream.send_video(jpeg)
+
+    async def say_again(self) -> None:
+        """The lost utterance, then its end, on the current upstream."""
+        pcm = bytes(self.utterance)
+        for start in range(0, len(pcm), 3200):
+            await self.upstream.send_audio(pcm[start:start + 3200])
+        await self.upstream.send_audio_end()
+
     async def send_audio_end(self) -> None:
+        self._utterance_ended = True
         await self.ready.wait()
         with contextlib.suppress(Exception):
             await self.upstream.send_audio_end()
 
-    async def send_tool_responses(self, records: list[CallRecord], gen: int) -> None:
-        """Answer a toolCall on the upstream that asked it (after a reconnect the turn is asked again)."""
+    async def send_tool_responses(self, records: list[CallRecord], gen: int, scheduling: str = "") -> bool:
+        """Answer a toolCall on the upstream that asked it; False when that upstream is gone (the turn
+        runner then asks the turn again on the new one: a call id means nothing to another session)."""
         responses = function_responses(records)
-        if not responses or gen != self.generation or self.upstream is None:
-            return
+        if not responses:
+            return True
+        if gen != self.generation or self.upstream is None:
+            return False
+        if scheduling:  # NON_BLOCKING calls: how the model is to use the result (INTERRUPT: answer now)
+            for response in responses:
+                response.scheduling = types.FunctionResponseScheduling(scheduling)
         try:
             await self.upstream.send_tool_response(responses)
-        except Exception as exc:  # noqa: BLE001 - a dropped upstream resends the whole turn
+        except Exception as exc:  # noqa: BLE001 - a dropped upstream: the turn is asked again after the reconnect
             log.info("tool response not sent", extra={"error": repr(exc)})
+            return False
+        return True
+
+    async def nudge(self) -> None:
+        if self.upstream is not None and self.ready.is_set():
+            with contextlib.suppress(Exception):
+                await self.upstream.send_nudge()

@@ -44,10 +44,20 @@ def make_client(config: GatewayConfig) -> genai.Client:
     if live.kind == "vertex":
         return genai.Client(vertexai=True, project=live.project, location=live.location,
                             http_options=types.HttpOptions(async_client_args=ws_args))
-    options = types.HttpOptions(api_version="v1beta", async_client_args=ws_args)
+    # Affective dialog exists only on v1alpha of the Gemini API (on v1beta the setup is refused with 1007).
+    affective = config.affective_dialog and live_models.validate(live.model, live.kind).affective_dialog
+    options = types.HttpOptions(api_version="v1alpha" if affective else "v1beta", async_client_args=ws_args)
     if live.base_url:
         options.base_url = live.base_url
     return genai.Client(api_key=live.api_key, http_options=options)
+
+
+def function_mode(family: live_models.Family) -> str:
+    """How the session's functions behave: the family's default (3.8 answers NON_BLOCKING calls in a later
+    turn, which the turn runner follows: turns.py), its only mode where it has one."""
+    if len(family.function_modes) == 1:
+        return next(iter(family.function_modes))
+    return family.default_function_mode
 
 
 def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: str, handle: str | None,
@@ -61,9 +71,10 @@ def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: st
         compression=(config.compression_trigger_tokens, config.compression_target_tokens),
         # The name was validated for its backend at start; a name only Vertex serves means Vertex.
         backend="gemini" if live_models.find(model) is not None else "vertex",
-        # The session answers a turn's tool calls before the answer; NON_BLOCKING (late answers after
-        # turnComplete) is not handled yet, so BLOCKING wherever the family takes it.
-        function_mode=live_models.BLOCKING)
+        google_search=bool(getattr(config, "google_search", False)),
+        affective_dialog=bool(getattr(config, "affective_dialog", False)),
+        proactive_audio=bool(getattr(config, "proactive_audio", False)),
+        function_mode=None)  # the family's default: see function_mode()
     if headers:
         cfg.http_options = types.HttpOptions(headers=headers)
     return cfg
@@ -125,8 +136,15 @@ class Upstream:
     async def send_audio(self, pcm16: bytes) -> None:
         await self.session.send_realtime_input(audio=types.Blob(data=pcm16, mime_type="audio/pcm;rate=16000"))
 
+    async def send_video(self, jpeg: bytes) -> None:
+        await self.session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg"))
+
     async def send_audio_end(self) -> None:
         await self.session.send_realtime_input(audio_stream_end=True)
+
+    async def send_nudge(self) -> None:
+        """An empty turnComplete: asks a model that went quiet to take its turn, changing nothing else."""
+        await self.session.send_client_content(turn_complete=True)
 
     async def send_tool_response(self, responses: list[types.FunctionResponse]) -> None:
         await self.session.send_tool_response(function_responses=responses)

@@ -6,6 +6,8 @@ whose code and message go back to the client as an `error` frame.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +64,14 @@ class Ping:
     pass
 
 
-ClientMessage = Start | Text | AudioEnd | Ping
+@dataclass(frozen=True)
+class Video:
+    jpeg: bytes
+
+
+ClientMessage = Start | Text | AudioEnd | Ping | Video
+
+MAX_VIDEO_FRAME_BYTES = 192 * 1024  # decoded; the base64 text must also fit the WebSocket frame limit
 
 
 MAX_NUMBER_DIGITS = 64
@@ -109,9 +118,25 @@ def parse(raw: str, max_text_chars: int) -> ClientMessage | ProtocolError:
         return AudioEnd()
     if kind == "ping":
         return Ping()
+    if kind == "video":
+        return _video(data.get("jpeg"))
     if not isinstance(kind, str):
         return ProtocolError(BAD_MESSAGE, "message needs a \"type\" string")
     return ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}")
+
+
+def _video(encoded: Any) -> Video | ProtocolError:
+    if not isinstance(encoded, str) or not encoded:
+        return ProtocolError(BAD_MESSAGE, "video message needs a \"jpeg\" base64 string")
+    if len(encoded) > MAX_VIDEO_FRAME_BYTES * 4 // 3 + 4:
+        return ProtocolError(TOO_LARGE, f"a video frame may be at most {MAX_VIDEO_FRAME_BYTES // 1024} KiB")
+    try:
+        jpeg = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return ProtocolError(BAD_MESSAGE, "video.jpeg is not valid base64")
+    if not jpeg.startswith(b"\xff\xd8"):
+        return ProtocolError(BAD_MESSAGE, "video.jpeg must be a JPEG image")
+    return Video(jpeg)
 
 
 def frame(kind: str, **fields: Any) -> str:

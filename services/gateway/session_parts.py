@@ -17,7 +17,7 @@ from google import genai
 from websockets.exceptions import ConnectionClosed
 
 from kotoba.v1 import tools_pb2
-from services.common import metrics
+from services.common import live_models, metrics
 from services.common.auth import Identity
 from services.gateway import protocol
 from services.gateway.admission import Admission
@@ -54,10 +54,13 @@ class TurnSettings:
     rag_top_k: int
     prices: Prices
     backend: str  # the Live backend kind, a metrics attribute
+    # The model's family: whether text mode reads the output transcription, how tool calls behave.
+    family: live_models.Family = live_models.family("half-cascade")
+    stall_s: float = 8.0  # no model output this long after the model owes some: nudge, then reconnect
 
     @classmethod
     def from_config(cls, c: GatewayConfig) -> TurnSettings:
-        return cls(c.rag_deadline_s, c.rag_top_k, c.prices, c.live.kind)
+        return cls(c.rag_deadline_s, c.rag_top_k, c.prices, c.live.kind, c.live.family, c.stall_s)
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,14 @@ class LinkSettings:
     reconnect_base_delay_s: float
     compression_trigger_tokens: int
     compression_target_tokens: int
+    google_search: bool = False  # Google Search grounding declared beside the functions
+    affective_dialog: bool = False
+    proactive_audio: bool = False
 
     @classmethod
     def from_config(cls, c: GatewayConfig) -> LinkSettings:
         return cls(c.live.model, c.reconnect_attempts, c.reconnect_base_delay_s, c.compression_trigger_tokens,
-                   c.compression_target_tokens)
+                   c.compression_target_tokens, c.google_search, c.affective_dialog, c.proactive_audio)
 
 
 @dataclass(frozen=True)

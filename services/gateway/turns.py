@@ -23,16 +23,18 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from kotoba.v1 import conversations_pb2
-from services.common import metrics
+from services.common import live_models, metrics
 from services.common.telemetry import tracer
 from services.gateway import protocol, rag
 from services.gateway.citations import CitationStream, tool_status
 from services.gateway.link import UpstreamLink
+from services.gateway.live import function_mode
 from services.gateway.resumption import ResumptionState
 from services.gateway.session_parts import Background, LearnerChannel, SessionInfo, TurnSettings
 from services.gateway.tools_bridge import CallRecord, ToolBridge
 from services.gateway.turnlog import TurnLog
 from services.gateway.usage import Limits, TurnUsage, from_metadata
+from services.gateway.watchdog import StallWatchdog
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -60,6 +62,11 @@ class TurnState:
     sent_chars: int = 0
     skip_chars: int = 0
     interrupted: bool = False
+    # NON_BLOCKING functions (3.8): the model says it is looking and ends a holding turn; the learner's turn
+    # stays open across that turnComplete until the answer that uses the results.
+    holding: bool = False  # a holding turnComplete is still to come
+    held: bool = False  # it came (the engine holds once per answer)
+    tools_pending: int = 0  # tool fan-outs whose results are not yet with the model
     # The model's text keeps its item citations (turn log, resumption); the learner gets it without them and
     # the ids as the turn's `sources`.
     citations: CitationStream = field(default_factory=CitationStream)
@@ -97,6 +104,17 @@ class TurnRunner:
         self._tool_tasks: dict[str, asyncio.Task] = {}
         self._turn_index = 0
         self._worker: asyncio.Task | None = None
+        family = deps.settings.family
+        self.non_blocking = function_mode(family) == live_models.NON_BLOCKING
+        self.watchdog = StallWatchdog(deps.settings.stall_s, link.nudge, self._stalled,
+                                      lambda: self.info.session_id)
+
+    def text_from_transcription(self) -> bool:
+        """Text mode on an audio-only model: the learner reads the model's output transcription."""
+        return live_models.text_from_transcription(self.deps.settings.family, self.info.mode)
+
+    async def _stalled(self) -> None:
+        await self.link.reconnect("stall", self.link.generation)
 
     # ------------------------------------------------------------------ turn lifecycle
 
@@ -127,6 +145,7 @@ class TurnRunner:
         self._worker = asyncio.create_task(self._work(), name="turn-worker")
 
     def stop(self) -> None:
+        self.watchdog.stop()
         if self._worker is not None:
             self._worker.cancel()
         for task in list(self._tool_tasks.values()):
@@ -161,6 +180,7 @@ class TurnRunner:
             with _tracer.start_as_current_span(metrics.SPAN_LIVE_SEND):
                 try:
                     await self.link.send_turn(turn.content)
+                    self.watchdog.arm("learner_turn")
                 except Exception as exc:  # noqa: BLE001 - the reconnect resends turn.content
                     log.info("send failed; reconnecting", extra={"error": repr(exc)})
                     self.link.reconnect_soon("drop", gen)
@@ -186,6 +206,8 @@ class TurnRunner:
         if turn is None:
             return
         self.turn = None
+        if not turn.interrupted:  # after a barge-in the model still owes the answer to what was said
+            self.watchdog.output()
         total_ms = turn.elapsed_ms()
         answer = "".join(turn.answer)
         question = turn.question or "".join(turn.transcript_in)
@@ -212,15 +234,34 @@ class TurnRunner:
             self.link.reconnect_soon("go_away", self.link.generation)
 
     async def after_reconnect(self, reason: str) -> None:
-        """A dropped upstream is back: a text turn in flight is asked again (its already-streamed prefix is not
-        sent twice); a voice turn cannot be, so it ends as interrupted."""
+        """A dropped (or stalled) upstream is back: the turn in flight is asked again on the new one (tool
+        results owed to the old session cannot be delivered: its call ids mean nothing to the new one, so
+        the model calls again). A text turn's already-streamed prefix is not sent twice; a voice turn is
+        asked again from its transcript while nothing of its answer was heard, else it ends as interrupted."""
         turn = self.turn
-        if reason != "drop" or turn is None:
+        if reason not in ("drop", "stall"):
             return
-        if turn.content is not None:
+        if turn is None:
+            if reason == "stall" and self.info.mode == "audio" and self.link.utterance:
+                # Barged in, and the answer to what was said never came: say it again.
+                self.begin("voice", "")
+                await self.link.say_again()
+                self.watchdog.arm("asked_again", len(self.link.utterance) / 32000)
+            return
+        turn.holding = turn.held = False
+        turn.tools_pending = 0
+        if turn.content is None and turn.transcript_in and not turn.first_audio_ms:
+            turn.content = types.Content(role="user", parts=[types.Part(text="".join(turn.transcript_in))])
+        if turn.content is None and not turn.transcript_in and not turn.first_audio_ms and self.link.utterance:
+            log.info("utterance said again", extra={"reason": reason, "session_id": self.info.session_id})
+            await self.link.say_again()
+            self.watchdog.arm("asked_again", len(self.link.utterance) / 32000)
+        elif turn.content is not None:
             turn.skip_chars = turn.sent_chars
             turn.answer = [("".join(turn.answer))[:turn.sent_chars]]
+            log.info("turn asked again", extra={"reason": reason, "session_id": self.info.session_id})
             await self.link.send_turn(turn.content)
+            self.watchdog.arm("asked_again")
         else:
             await self.learner.frame("interrupted")
             await self.finish()
@@ -228,12 +269,16 @@ class TurnRunner:
     # ------------------------------------------------------------------ voice turns (learner audio)
 
     def begin_voice_if_idle(self) -> None:
+        """Every learner audio frame: a voice turn begins; while the learner speaks the model owes nothing."""
         if self.turn is None:
             self.begin("voice", "")
+        self.watchdog.touch()
 
     def mark_audio_end(self) -> None:
         if self.turn is not None:
             self.turn.audio_end = time.perf_counter()
+        # The model hears the utterance before it can answer: its length is added to the wait.
+        self.watchdog.arm("learner_turn", len(self.link.utterance) / 32000)
 
     # ------------------------------------------------------------------ server content (from the link)
 
@@ -243,17 +288,34 @@ class TurnRunner:
             await self.learner.frame("interrupted")
             if self.turn is not None:
                 self.turn.interrupted = True
+            self.watchdog.arm("interrupted")
         if sc.input_transcription and sc.input_transcription.text:
             self._current().transcript_in.append(sc.input_transcription.text)
+            self.watchdog.touch()  # the model heard the learner and is at work on it
             await self.learner.frame("transcript", role="user", text=sc.input_transcription.text)
         if sc.model_turn and sc.model_turn.parts and not sc.interrupted:
+            self.watchdog.output()
             await self._emit_parts(sc.model_turn.parts)
         if sc.output_transcription and sc.output_transcription.text:
-            turn = self._current()
-            if self.info.mode == "audio":
-                turn.answer.append(sc.output_transcription.text)
-            await self.learner.frame("transcript", role="tutor", text=sc.output_transcription.text)
+            self.watchdog.output()
+            text = sc.output_transcription.text
+            if self.text_from_transcription():
+                # The same path as a text model's words (answer, citations, first_text_ms); the audio is dropped.
+                await self._emit_text(text)
+            else:
+                turn = self._current()
+                if self.info.mode == "audio":
+                    turn.answer.append(text)
+                await self.learner.frame("transcript", role="tutor", text=text)
         if sc.turn_complete:
+            turn = self.turn
+            if turn is not None and turn.holding and not sc.interrupted:
+                # The model's holding turn ("let me check") ends; the learner's turn waits for the answer.
+                turn.holding, turn.held = False, True
+                log.info("holding turn complete; waiting for the answer", extra={"session_id": self.info.session_id})
+                if not turn.tools_pending:
+                    self.watchdog.arm("holding_turn")
+                return
             await self.finish()
 
     async def _emit_parts(self, parts: list[types.Part]) -> None:
@@ -301,6 +363,10 @@ class TurnRunner:
         if not calls:
             return
         turn = self._current()
+        self.watchdog.output()
+        if self.non_blocking and not turn.held:
+            turn.holding = True
+        turn.tools_pending += 1
         for fc in calls:
             await self.learner.frame("tool", name=fc.name,
                                      text=tool_status(fc.name or "", dict(fc.args or {}), self.info.language))
@@ -312,7 +378,16 @@ class TurnRunner:
             records = await self.deps.bridge.run(calls, self.info.identity.token, self._tool_tasks)
         turn.tool_calls.extend(records)
         turn.tools_ms += (time.perf_counter() - started) * 1000
-        await self.link.send_tool_responses(records, gen)
+        # NON_BLOCKING: the learner is waiting for this answer, so the model is to use it at once.
+        sent = await self.link.send_tool_responses(records, gen, "INTERRUPT" if self.non_blocking else "")
+        if self.turn is not turn or gen != self.link.generation:
+            return  # the turn ended, or was asked again on a new upstream
+        turn.tools_pending = max(0, turn.tools_pending - 1)
+        if sent:
+            self.watchdog.arm("tool_response")
+        else:
+            log.info("tool results owed to a lost upstream; the turn is asked again",
+                     extra={"session_id": self.info.session_id})
 
     async def on_tool_call_cancellation(self, cancel: types.LiveServerToolCallCancellation) -> None:
         for call_id in cancel.ids or []:

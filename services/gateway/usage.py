@@ -51,7 +51,8 @@ def _by_modality(details: list[types.ModalityTokenCount] | None) -> dict[str, in
 
 
 def from_metadata(meta: types.UsageMetadata, prices: Prices) -> TurnUsage:
-    """Tokens by modality from usageMetadata; undetailed counts are taken as text."""
+    """Tokens by modality from usageMetadata; undetailed counts are taken as text. Text the learner read from
+    an audio-only model's transcription arrives as AUDIO response tokens and is billed at the audio price."""
     prompt = _by_modality(meta.prompt_tokens_details)
     response = _by_modality(meta.response_tokens_details)
     if not prompt and meta.prompt_token_count:
@@ -64,7 +65,9 @@ def from_metadata(meta: types.UsageMetadata, prices: Prices) -> TurnUsage:
         text_out_tokens=response.get("TEXT", 0),
         audio_out_tokens=response.get("AUDIO", 0),
     )
-    usage.cost_usd = cost(usage, prices)
+    # Frames are counted with text input (the ledger has no video column) but priced as what they are.
+    video = prompt.get("IMAGE", 0) + prompt.get("VIDEO", 0)
+    usage.cost_usd = cost(usage, prices) + video * (getattr(prices, "video_in", prices.text_in) - prices.text_in) / 1e6
     return usage
 
 

@@ -58,7 +58,10 @@ def start_stack(moto_endpoint: str, root: Path, **overrides: str) -> Stack:
                    KOTOBA_DRAIN_SECONDS="1",
                    # A whole suite asks the demo learners hundreds of questions, each billed with its context
                    # as Live does; the budget test spends past this on purpose.
-                   KOTOBA_GATEWAY_DAILY_BUDGET_USD="100")
+                   KOTOBA_GATEWAY_DAILY_BUDGET_USD="100",
+                   # Local Whisper/Kokoro on a loaded test machine can be slower than a real model; the stall
+                   # watchdog is tested on gateways of its own (test_gateway_conformance.py).
+                   KOTOBA_GATEWAY_STALL_S="60")
     env.update(overrides)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     s = Stack(env, logs)
