@@ -22,10 +22,12 @@ EDGES_MS = (2, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 750,
 
 
 def bucket(ms: float) -> int:
+    """Index of the histogram bucket a latency falls in (len(EDGES_MS) for the overflow bucket)."""
     return bisect.bisect_left(EDGES_MS, ms)
 
 
 def percentile(buckets: dict[int, int], q: float) -> float:
+    """Approximate the q-quantile of a bucket histogram as the upper edge of the bucket holding that rank."""
     total = sum(buckets.values())
     if total == 0:
         return 0.0
@@ -38,41 +40,56 @@ def percentile(buckets: dict[int, int], q: float) -> float:
     return float(EDGES_MS[-1])
 
 
+# Counter name -> the GetStatsResponse total it adds to.
+_TOTALS = {"optedOut": "opted_out_turns", "sumFailed": "summary_failures", "sumPending": "summary_pending"}
+# Counter name prefix -> the GetStatsResponse map it adds to, keyed by the rest of the name.
+_MAPS = {"c_": "by_category", "m_": "by_mode", "t_": "tool_calls"}
+
+
 def build_response(rows_by_day: dict[str, list[dict[str, Any]]], days: list[str], sessions: int,
                    learners: int) -> pb.GetStatsResponse:
+    """Fold the per-day, per-shard counter rows of the asked days into one GetStatsResponse."""
     reply = pb.GetStatsResponse(sessions=sessions, learners=learners)
-    first_text: dict[int, int] = {}
-    total: dict[int, int] = {}
+    # Latency histograms by counter prefix: ft_ = first text, tt_ = whole turn.
+    hists: dict[str, dict[int, int]] = {"ft_": {}, "tt_": {}}
     for day in days:
         day_turns, day_cost = 0, 0.0
         for row in rows_by_day.get(day, []):
             for name, value in row.items():
-                if not isinstance(value, (int, float)) or name == "ttl":
-                    continue
-                if name == "turns":
-                    day_turns += int(value)
-                elif name == "costUsd":
-                    day_cost += float(value)
-                elif name == "optedOut":
-                    reply.opted_out_turns += int(value)
-                elif name == "sumFailed":
-                    reply.summary_failures += int(value)
-                elif name == "sumPending":
-                    reply.summary_pending += int(value)
-                elif name.startswith("c_"):
-                    reply.by_category[name[2:]] += int(value)
-                elif name.startswith("m_"):
-                    reply.by_mode[name[2:]] += int(value)
-                elif name.startswith("t_"):
-                    reply.tool_calls[name[2:]] += int(value)
-                elif name.startswith("ft_"):
-                    first_text[int(name[3:])] = first_text.get(int(name[3:]), 0) + int(value)
-                elif name.startswith("tt_"):
-                    total[int(name[3:])] = total.get(int(name[3:]), 0) + int(value)
+                turns, cost = _add_counter(reply, hists, name, value)
+                day_turns += turns
+                day_cost += cost
         reply.turns += day_turns
         reply.cost_usd += day_cost
         reply.daily.append(pb.DailyStats(day=day, turns=day_turns, cost_usd=round(day_cost, 6)))
     reply.cost_usd = round(reply.cost_usd, 6)
-    for target, hist in ((reply.first_text_ms, first_text), (reply.total_ms, total)):
-        target.p50, target.p95, target.p99 = (percentile(hist, q) for q in (0.5, 0.95, 0.99))
+    _set_percentiles(reply.first_text_ms, hists["ft_"])
+    _set_percentiles(reply.total_ms, hists["tt_"])
     return reply
+
+
+def _add_counter(reply: pb.GetStatsResponse, hists: dict[str, dict[int, int]], name: str,
+                 value: Any) -> tuple[int, float]:
+    """Add one counter of a day row to the reply or a histogram; return what it adds to that day's turns and cost.
+
+    Turns and cost are handed back rather than added here because they are also
+    reported per day.
+    """
+    if not isinstance(value, (int, float)) or name == "ttl":
+        return 0, 0.0
+    if name == "turns":
+        return int(value), 0.0
+    if name == "costUsd":
+        return 0, float(value)
+    if name in _TOTALS:
+        setattr(reply, _TOTALS[name], getattr(reply, _TOTALS[name]) + int(value))
+    elif name[:2] in _MAPS:
+        getattr(reply, _MAPS[name[:2]])[name[2:]] += int(value)
+    elif name[:3] in hists:
+        hist, index = hists[name[:3]], int(name[3:])
+        hist[index] = hist.get(index, 0) + int(value)
+    return 0, 0.0
+
+
+def _set_percentiles(target: pb.Percentiles, hist: dict[int, int]) -> None:
+    target.p50, target.p95, target.p99 = (percentile(hist, q) for q in (0.5, 0.95, 0.99))

@@ -12,12 +12,14 @@ TTS_RATE = 24_000
 
 
 def pcm16_to_float(pcm: bytes) -> np.ndarray:
+    """Little-endian PCM16 as float32 in [-1, 1); a trailing odd byte is dropped."""
     if len(pcm) % 2:
         pcm = pcm[:-1]
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def float_to_pcm16(audio: np.ndarray) -> bytes:
+    """float32 audio as little-endian PCM16, clipped so loud samples saturate instead of wrapping."""
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
@@ -51,8 +53,10 @@ def frames(pcm: bytes, frame_bytes: int) -> Iterator[bytes]:
 
 
 def silence(seconds: float, rate: int) -> np.ndarray:
+    """A pause of that many seconds at that sample rate, as float32 zeros."""
     return np.zeros(int(seconds * rate), dtype=np.float32)
 
 
 def rms(audio: np.ndarray) -> float:
+    """Loudness of a stretch of audio as its root mean square (0.0 for no samples)."""
     return float(np.sqrt(np.mean(np.square(audio)))) if audio.size else 0.0

@@ -35,6 +35,7 @@ _CHUNK = 4 << 20
 
 
 def cache_root(env: Mapping[str, str] | None = None) -> Path:
+    """Folder the assembled voice models live in: $KOTOBA_MODEL_CACHE, else .data/models in the repo."""
     env = os.environ if env is None else env
     return Path(env.get(CACHE_ENV) or REPO_ROOT / ".data" / "models")
 
@@ -72,6 +73,7 @@ def _atomic_copy(src: Path, dst: Path) -> None:
 
 
 def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so a 145 MB model does not sit in memory."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(_CHUNK):

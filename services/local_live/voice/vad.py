@@ -25,6 +25,7 @@ class VadEvent:
 
     @property
     def offset_bytes(self) -> int:
+        """offset_ms as a byte offset into the PCM16 16 kHz stream."""
         return self.offset_ms * BYTES_PER_MS
 
 
@@ -54,6 +55,7 @@ class Endpointer:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the stream so far and wait for new speech, as at the start of a stream."""
         self._pending = b""
         self._frame_index = 0
         self._window.clear()
@@ -69,6 +71,7 @@ class Endpointer:
 
     @property
     def in_speech(self) -> bool:
+        """Whether an utterance is open (speech_start seen, speech_end not yet)."""
         return self._in_speech
 
     def utterance_audio(self) -> bytes:
@@ -79,6 +82,7 @@ class Endpointer:
         return bytes(self._history[self._utterance_start - self._history_start:])
 
     def feed(self, pcm: bytes) -> list[VadEvent]:
+        """Events for the whole frames now available; a partial frame waits for the next chunk."""
         events: list[VadEvent] = []
         data = self._pending + pcm
         usable = len(data) - len(data) % self._frame_bytes
