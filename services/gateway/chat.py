@@ -224,8 +224,9 @@ class ChatSession:
         metrics.active_sessions.add(1, {"mode": self._active_mode})
         self.turns.start_worker()
         self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
+        extra = {"history": await self.persistence.shown_history()} if row is not None else {}
         await self.learner.frame("session", session_id=self.session_id, mode=self.info.mode,
-                                 language=self.info.language, resumed=row is not None)
+                                 language=self.info.language, resumed=row is not None, **extra)
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
         """The learner's own session `resume`, its state taken over (from the connection still holding it

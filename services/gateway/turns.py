@@ -25,7 +25,7 @@ from opentelemetry import trace
 from kotoba.v1 import conversations_pb2
 from services.common import metrics
 from services.common.telemetry import tracer
-from services.gateway import protocol, rag
+from services.gateway import furigana, protocol, rag
 from services.gateway.link import UpstreamLink
 from services.gateway.resumption import ResumptionState
 from services.gateway.session_parts import Background, LearnerChannel, SessionInfo, TurnSettings
@@ -189,7 +189,10 @@ class TurnRunner:
         # The row with this turn's handle is on its way before the learner hears "complete" (and may
         # reconnect at once, possibly to another gateway).
         self.on_turn_done()
-        await self.learner.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict())
+        # Readings from the dictionary pipeline, never the model's (furigana.py); off the loop (a few ms).
+        shown = await asyncio.to_thread(furigana.display, answer) if answer else None
+        await self.learner.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict(),
+                                 **({"display": shown} if shown else {}))
         outcome = "interrupted" if turn.interrupted else "ok"
         turn.span.set_attribute("outcome", outcome)
         identity = self.info.identity

@@ -1,0 +1,114 @@
+"""Readings for the web client, from the project's own Japanese pipeline, never from the model.
+
+`display(text)` gives, for an answer's text, furigana for every kanji span and romaji for every Japanese
+span: the same fugashi/unidic-lite tokens and pykakasi Hepburn (particles は/へ/を as wa/e/o, endings
+glued to their stem) that built the dictionary's readings and romaji (services/seed/build.py). Both lists
+cover the whole text in order, so the client can draw either view from them and copy the plain text.
+
+    {"furigana": [["泳", "およ"], ["ぐ", ""], [" means swim", ""]],
+     "romaji":   [["泳ぐ", "oyogu"], [" means swim", ""]]}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_KANJI = "\u3400-\u4dbf\u4e00-\u9fff\u3005\u3006\uf900-\ufaff"
+_KANA = "\u3041-\u3096\u309d\u309e\u30a1-\u30fa\u30fc-\u30fe"
+# A Japanese span: kana and kanji, with the Japanese punctuation between them (not across latin text).
+JAPANESE_SPAN = re.compile(f"[{_KANJI}{_KANA}](?:[{_KANJI}{_KANA}。、「」『』・！？～]*[{_KANJI}{_KANA}])?[。！？]?")
+HAS_KANJI = re.compile(f"[{_KANJI}]")
+MAX_CHARS = 8000
+
+_analyser: Any = None
+_lock = threading.Lock()
+
+
+def _japanese():
+    """The analyser, made once (a few seconds cold: call `warm()` at start-up, off the event loop)."""
+    global _analyser
+    with _lock:
+        if _analyser is None:
+            from services.seed.build import _Japanese
+
+            _analyser = _Japanese()
+        return _analyser
+
+
+def warm() -> None:
+    try:
+        _japanese().tokens("日本語")
+    except Exception:  # noqa: BLE001 - without the analyser answers go out without readings
+        log.warning("Japanese analyser unavailable; answers go out without furigana/romaji", exc_info=True)
+
+
+def _hira(text: str) -> str:
+    return "".join(chr(ord(c) - 0x60) if "\u30a1" <= c <= "\u30f6" else c for c in text)
+
+
+def _ruby(surface: str, reading: str) -> list[list[str]]:
+    """One token as ruby pieces: kana around the kanji keep no reading (泳ぐ/およぐ → 泳/およ + ぐ)."""
+    if not reading or not HAS_KANJI.search(surface):
+        return [[surface, ""]]
+    s, r = _hira(surface), reading
+    head = 0
+    while head < len(s) - 1 and head < len(r) and s[head] == r[head] and not HAS_KANJI.match(s[head]):
+        head += 1
+    tail = 0
+    while (tail < len(s) - head - 1 and tail < len(r) - head and s[-1 - tail] == r[-1 - tail]
+           and not HAS_KANJI.match(s[-1 - tail])):
+        tail += 1
+    core, core_reading = surface[head:len(surface) - tail], r[head:len(r) - tail]
+    if not core_reading:
+        return [[surface, reading]]
+    out = [[surface[:head], ""]] if head else []
+    out.append([core, core_reading])
+    if tail:
+        out.append([surface[len(surface) - tail:], ""])
+    return out
+
+
+def _merge(pieces: list[list[str]]) -> list[list[str]]:
+    out: list[list[str]] = []
+    for surface, reading in pieces:
+        if out and not reading and not out[-1][1]:
+            out[-1][0] += surface
+        elif surface:
+            out.append([surface, reading])
+    return out
+
+
+def display(text: str) -> dict[str, list[list[str]]] | None:
+    """Furigana and romaji for `text`; None when it has no Japanese (or the analyser is unavailable)."""
+    if not text or len(text) > MAX_CHARS or not JAPANESE_SPAN.search(text):
+        return None
+    try:
+        ja = _japanese()
+    except Exception:  # noqa: BLE001
+        return None
+    furigana: list[list[str]] = []
+    romaji: list[list[str]] = []
+    pos = 0
+    for m in JAPANESE_SPAN.finditer(text):
+        if m.start() > pos:
+            furigana.append([text[pos:m.start()], ""])
+            romaji.append([text[pos:m.start()], ""])
+        span = m.group()
+        toks = ja.tokens(span)
+        if "".join(t["surface"] for t in toks) == span:
+            for t in toks:
+                furigana.extend(_ruby(t["surface"], t["reading"]))
+            romaji.append([span, ja.sentence_romaji(toks)])
+        else:  # the analyser normalised something: keep the span whole rather than misalign it
+            furigana.append([span, ""])
+            romaji.append([span, ""])
+        pos = m.end()
+    if pos < len(text):
+        furigana.append([text[pos:], ""])
+        romaji.append([text[pos:], ""])
+    return {"furigana": _merge(furigana), "romaji": romaji}
