@@ -48,7 +48,7 @@ def add_routes(router: web.UrlDispatcher, config: GatewayConfig) -> None:
         except ValueError:
             return json_error(400, "bad_request", "send JSON like {\"user\": \"demo-n5\"}")
         user = body.get("user") if isinstance(body, dict) else None
-        if user not in allowed:
+        if not isinstance(user, str) or user not in allowed:
             return json_error(400, "bad_request", f"user must be one of {', '.join(sorted(allowed))}")
         ttl = min(DEMO_TOKEN_TTL_S, config.common.auth.token_ttl_seconds or DEMO_TOKEN_TTL_S)
         return json_response(200, {"token": mint_token(config.common.auth, user, ttl_seconds=ttl), "user": user,
