@@ -23,6 +23,8 @@ _KANA = "\u3041-\u3096\u309d\u309e\u30a1-\u30fa\u30fc-\u30fe"
 # A Japanese span: kana and kanji, with the Japanese punctuation between them (not across latin text).
 JAPANESE_SPAN = re.compile(f"[{_KANJI}{_KANA}](?:[{_KANJI}{_KANA}。、「」『』・！？～]*[{_KANJI}{_KANA}])?[。！？]?")
 HAS_KANJI = re.compile(f"[{_KANJI}]")
+# `[word:…]` citations are the sources list's business (turn_complete.sources), never part of what is read.
+CITATION = re.compile(r"\s?\[[a-z_]+:[^\]\s]*\]")
 MAX_CHARS = 8000
 
 _analyser: Any = None
@@ -84,7 +86,9 @@ def _merge(pieces: list[list[str]]) -> list[list[str]]:
 
 
 def display(text: str) -> dict[str, list[list[str]]] | None:
-    """Furigana and romaji for `text`; None when it has no Japanese (or the analyser is unavailable)."""
+    """Furigana and romaji for `text` (citations left out); None when it has no Japanese (or the analyser is
+    unavailable)."""
+    text = CITATION.sub("", text)
     if not text or len(text) > MAX_CHARS or not JAPANESE_SPAN.search(text):
         return None
     try:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from services.common import metrics
+from services.gateway import furigana
 from services.gateway.connections import ConnectionStore, SessionRow, stored_recent
 from services.gateway.resumption import ResumptionState
 from services.gateway.session_parts import SessionInfo
@@ -84,8 +85,12 @@ class SessionPersistence:
             keep = await asyncio.wait_for(self.logging_enabled(self.info.identity.user_id), self.deadline_s)
         except Exception:  # noqa: BLE001 - unknown choice: show nothing rather than what may not be kept
             keep = False
-        return [{"role": "tutor" if h.get("role") == "model" else "user", "text": h.get("text", "")}
-                for h in stored_recent(self.state.history, keep)]
+        shown = [{"role": "tutor" if h.get("role") == "model" else "user", "text": h.get("text", "")}
+                 for h in stored_recent(self.state.history, keep)]
+        for h in shown:
+            if h["role"] == "tutor" and (display := await asyncio.to_thread(furigana.display, h["text"])):
+                h["display"] = display
+        return shown
 
     def hand_over(self) -> None:
         """Another connection resumed the session: it owns the row from now on."""

@@ -14,7 +14,8 @@ const state = {
 };
 // Exposed for tests and debugging.
 window.kotoba = {state, timings: {}, stats: {audioChunksIn: 0, audioBytesIn: 0, audioChunksOut: 0, micRms: 0,
-                                               micPeakRms: 0, interrupted: 0, turns: 0, errors: [], reconnects: 0}};
+                                               micPeakRms: 0, interrupted: 0, turns: 0, errors: [], reconnects: 0,
+                                               thinkingShown: 0}};
 
 function setStatus(text, cls) {
   $("status").textContent = text;
@@ -30,6 +31,7 @@ function addMessage(cls, text, when) {
   el.className = "msg " + cls;
   const body = document.createElement("div");
   body.className = "body";
+  if (cls.startsWith("tutor")) text = text.replace(CITATION, "");
   body.innerHTML = render(text, null, "plain");
   el.appendChild(body);
   el.dataset.text = text;
@@ -47,6 +49,7 @@ function addMessage(cls, text, when) {
 function scrollDown() { $("log").scrollTop = $("log").scrollHeight; }
 
 function setBusy(on) {
+  if (on) window.kotoba.stats.thinkingShown++;
   $("thinking").hidden = !on;
 }
 
@@ -420,7 +423,10 @@ function onSession(msg) {
   state.reconnect.droppedAt = 0;
   // After a reload the page is empty: redraw the resumed session's last turns (redacted, as stored).
   if (msg.resumed && Array.isArray(msg.history) && !document.querySelector("#log .msg")) {
-    for (const h of msg.history) addMessage(h.role === "tutor" ? "tutor history" : "learner history", h.text, null);
+    for (const h of msg.history) {
+      const el = addMessage(h.role === "tutor" ? "tutor history" : "learner history", h.text, null);
+      if (h.display) { el.dataset.display = JSON.stringify(h.display); drawTutor(el); }
+    }
   }
   setStatus(`connected · ${msg.language === "ja" ? "Japanese" : "English"}`, "ok");
   setComposer(true);
@@ -683,6 +689,10 @@ function tokenFromFragment() {
 window.addEventListener("message", (ev) => {
   if (ev.origin !== location.origin || !ev.data || ev.data.type !== "kotoba-token") return;
   signIn(String(ev.data.token));
+});
+window.addEventListener("hashchange", () => {  // the app handing over a fresh token to an open page
+  const token = tokenFromFragment();
+  if (token) signIn(token);
 });
 loadDemoLearners();
 const handed = tokenFromFragment() || new URLSearchParams(location.search).get("token");
