@@ -1,8 +1,10 @@
-"""Readings for the web client, from the project's own Japanese pipeline, never from the model.
+"""Readings for the web client, from the project's own dictionary and Japanese pipeline, never from the model.
 
 `display(text)` gives, for an answer's text, furigana for every kanji span and romaji for every Japanese
-span: the same fugashi/unidic-lite tokens and pykakasi Hepburn (particles は/へ/を as wa/e/o, endings
-glued to their stem) that built the dictionary's readings and romaji (services/seed/build.py). Both lists
+span. Readings come from the dictionary's words first (the committed seed, `data/seed/words.jsonl.gz`: a
+run of up to four analyser tokens spelling a headword takes its reading, so 日本語 reads にほんご), then from
+the same fugashi/unidic-lite tokens and pykakasi Hepburn (particles は/へ/を as wa/e/o, endings glued to
+their stem) that built the dictionary's readings and romaji (services/seed/build.py). Both lists
 cover the whole text in order, so the client can draw either view from them and copy the plain text.
 
     {"furigana": [["泳", "およ"], ["ぐ", ""], [" means swim", ""]],
@@ -28,7 +30,28 @@ CITATION = re.compile(r"\s?\[[a-z_]+:[^\]\s]*\]")
 MAX_CHARS = 8000
 
 _analyser: Any = None
+_words: dict[str, set[str]] | None = None
 _lock = threading.Lock()
+MAX_MERGE = 4
+
+
+def _dictionary() -> dict[str, set[str]]:
+    """Written form (with kanji) → the dictionary's readings for it."""
+    global _words
+    if _words is None:
+        words: dict[str, set[str]] = {}
+        try:
+            from services.seed.load import DEFAULT_SEED_DIR
+            from services.seed.reader import iter_items
+
+            for item in iter_items(DEFAULT_SEED_DIR, ["word"]):
+                written, reading = item.get("written", ""), item.get("reading", "")
+                if reading and HAS_KANJI.search(written):
+                    words.setdefault(written, set()).add(reading)
+        except Exception:  # noqa: BLE001 - the analyser alone still gives readings
+            log.warning("dictionary words unavailable for readings; using the analyser only", exc_info=True)
+        _words = words
+    return _words
 
 
 def _japanese():
@@ -39,6 +62,7 @@ def _japanese():
             from services.seed.build import _Japanese
 
             _analyser = _Japanese()
+            _dictionary()
         return _analyser
 
 
@@ -75,6 +99,29 @@ def _ruby(surface: str, reading: str) -> list[list[str]]:
     return out
 
 
+def _with_dictionary(toks: list[dict]) -> list[dict]:
+    """Tokens re-read from the dictionary: the longest run of tokens spelling a headword becomes one token
+    with the headword's reading (the analyser's own reading when it is one of the headword's)."""
+    words = _dictionary()
+    out: list[dict] = []
+    i = 0
+    while i < len(toks):
+        for n in range(min(MAX_MERGE, len(toks) - i), 0, -1):
+            run = toks[i:i + n]
+            written = "".join(t["surface"] for t in run)
+            readings = words.get(written)
+            if readings:
+                own = "".join(t["reading"] for t in run)
+                reading = own if own in readings else sorted(readings)[0]
+                out.append({**run[0], "surface": written, "reading": reading, "inflected": run[-1]["inflected"]})
+                i += n
+                break
+        else:
+            out.append(toks[i])
+            i += 1
+    return out
+
+
 def _merge(pieces: list[list[str]]) -> list[list[str]]:
     out: list[list[str]] = []
     for surface, reading in pieces:
@@ -103,7 +150,7 @@ def display(text: str) -> dict[str, list[list[str]]] | None:
             furigana.append([text[pos:m.start()], ""])
             romaji.append([text[pos:m.start()], ""])
         span = m.group()
-        toks = ja.tokens(span)
+        toks = _with_dictionary(ja.tokens(span))
         if "".join(t["surface"] for t in toks) == span:
             for t in toks:
                 furigana.extend(_ruby(t["surface"], t["reading"]))

@@ -261,18 +261,48 @@ def test_space_bar_hold_to_talk_with_level_meter_and_replay(stack, browser):
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_admin_page_accessibility_and_layout(stack, browser, viewport):
+def test_admin_page_keyboard_layout_and_refused_token(stack, browser, viewport):
+    from playwright.sync_api import expect
+
     size = DESKTOP if viewport == "desktop" else PHONE
     ctx = browser.new_context(viewport=size, bypass_csp=True)
     page = ctx.new_page()
     try:
+        # Some conversations to show (the turn log is written in the background).
+        chat = browser.new_context(viewport=DESKTOP)
+        learner = chat.new_page()
+        demo_sign_in(learner, f"http://{stack.gateway_addr}/", "demo-n5")
+        ask(learner, "What does 水 mean?", 1)
+        chat.close()
+
         page.goto(f"http://{stack.gateway_addr}/admin")
-        page.wait_for_timeout(500)
-        shot(page, f"{viewport}-12-admin")
+        shot(page, f"{viewport}-12-admin-empty")
+        page.fill("#token", stack.token(f"admin-{viewport}", "admin"))
+        page.click("#load")
+        expect(page.locator("#conversations tr").first).to_be_visible(timeout=20000)
+        expect(page.locator("#conv-count")).to_contain_text("shown")
+        assert "1e-9" not in page.inner_text("main")
+        assert "text / voice turns" in page.inner_text("#figures")
+        # A row opens from the keyboard.
+        page.locator("#conversations tr button.open").first.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#detail")).to_be_visible()
+        shot(page, f"{viewport}-13-admin-detail")
+        check_layout(page, size["width"])
         violations = axe(page)
         (SHOTS / f"{viewport}-axe-admin.json").write_text(json.dumps(violations, indent=2))
         TIMINGS[f"{viewport}_axe_admin_violations"] = len(violations)
         assert not [v for v in violations if v["impact"] in ("serious", "critical")], violations
-        assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
+        # Filters changed: the detail closes.
+        page.fill("#q", "zzz-nothing")
+        page.click("#filters button[type=submit]")
+        expect(page.locator("#detail")).to_be_hidden()
+        expect(page.locator("#conv-count")).to_have_text("No conversations match these filters.")
+        # A learner's token (403): the admin's data goes away.
+        page.fill("#token", stack.token("demo-n5"))
+        page.click("#load")
+        expect(page.locator("#status")).to_contain_text("not an admin")
+        assert page.locator("#conversations tr").count() == 0 and page.locator("#figures *").count() == 0
+        shot(page, f"{viewport}-14-admin-refused")
     finally:
         ctx.close()

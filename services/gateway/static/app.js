@@ -279,6 +279,7 @@ function showSignIn(message) {
   disconnect();
   $("signin").hidden = false;
   $("options").hidden = true;
+  $("chat-footer").hidden = true;
   $("signout").hidden = true;
   $("signin-msg").textContent = message || "";
   setStatus("not signed in");
@@ -305,6 +306,7 @@ async function signIn(token, started) {
   localStorage.setItem("kotoba-token", token);
   $("signin").hidden = true;
   $("options").hidden = false;
+  $("chat-footer").hidden = false;
   $("signout").hidden = false;
   $("signin-msg").textContent = "";
   state.signInStarted = t0;
