@@ -297,12 +297,14 @@ def test_admin_page_keyboard_layout_and_refused_token(stack, browser, viewport):
         page.fill("#q", "zzz-nothing")
         page.click("#filters button[type=submit]")
         expect(page.locator("#detail")).to_be_hidden()
-        expect(page.locator("#conv-count")).to_have_text("No conversations match these filters.")
+        page.wait_for_timeout(1000)
+        shot(page, f"{viewport}-14-admin-filtered")
+        assert page.text_content("#conv-count") == "No conversations match these filters.", page.text_content("#status")
         # A learner's token (403): the admin's data goes away.
         page.fill("#token", stack.token("demo-n5"))
         page.click("#load")
         expect(page.locator("#status")).to_contain_text("not an admin")
         assert page.locator("#conversations tr").count() == 0 and page.locator("#figures *").count() == 0
-        shot(page, f"{viewport}-14-admin-refused")
+        shot(page, f"{viewport}-15-admin-refused")
     finally:
         ctx.close()
