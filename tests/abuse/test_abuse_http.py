@@ -80,7 +80,7 @@ def test_pending_handshakes_are_capped_per_learner_and_per_address():
 
 KNOWN = [("/", "GET, HEAD"), ("/healthz", "GET, HEAD"), ("/readyz", "GET, HEAD"), ("/v1/chat", "GET"),
          ("/static/app.js", "GET, HEAD"), ("/admin", "GET, HEAD"), ("/api/v1/admin/chat/stats", "GET"),
-         ("/api/v1/me/privacy", "GET, PUT"), ("/api/v1/me/data", "DELETE, GET")]
+         ("/api/v1/me/privacy", "GET, PUT"), ("/api/v1/me/data", "DELETE, GET"), ("/api/v1/dev/token", "GET, POST")]
 
 
 @pytest.mark.parametrize(("path", "allow"), KNOWN)

@@ -227,6 +227,39 @@ def test_refused_message_stays_in_the_box_with_when_to_retry(stack, browser):
         stack.stop_service("gateway-ratelimit")
 
 
+def test_sources_become_small_links_and_raw_citations_never_show(stack, browser):
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport=PHONE)
+    ctx.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = ctx.new_page()
+    try:
+        demo_sign_in(page, f"http://{stack.gateway_addr}/", "demo-n5")
+        # The frames as the gateway sends them once citations.py moves `[word:…]` into `sources`; the
+        # leftover citation in the text is the client's fallback.
+        page.evaluate("""() => {
+            window.kotoba.receive({type: "text", text: "水 (みず) means water [word:水:みず]."});
+            window.kotoba.receive({type: "turn_complete", turn_id: "t1",
+                display: {furigana: [["水", "みず"], [" (みず) means water.", ""]],
+                          romaji: [["水", "mizu"], [" (", ""], ["みず", "mizu"], [") means water.", ""]]},
+                sources: [{id: "word:水:みず", kind: "word", label: "水"}]});
+        }""")
+        tutor = page.locator(".msg.tutor").last
+        assert "[word:" not in tutor.inner_text()
+        link = tutor.locator("a.source")
+        expect(link).to_have_text("水")
+        assert link.get_attribute("lang") == "ja"
+        link.click()
+        assert page.input_value("#message") == "Tell me more about 水"
+        page.check("input[value=furigana]")
+        tutor.locator("button.copy").click()
+        expect(tutor.locator("button.copy")).to_have_text("Copied")
+        assert page.evaluate("navigator.clipboard.readText()") == "水 (みず) means water."  # no ruby text
+        shot(page, "phone-16-sources")
+    finally:
+        ctx.close()
+
+
 def test_space_bar_hold_to_talk_with_level_meter_and_replay(stack, browser):
     from playwright.sync_api import expect
 
