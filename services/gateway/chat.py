@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -159,7 +160,12 @@ class ChatSession:
             await self.start(None, None, None)
         limits = self.deps.limits
         if not limits.allow_message(self.identity.user_id):
-            await self._refuse(protocol.RATE_LIMITED, "too many messages; wait a moment and try again")
+            wait = max(1, math.ceil(limits.message_wait_s(self.identity.user_id)))
+            # retry_after_s: the client shows when the message can go (docs/protocol.md).
+            metrics.errors.add(1, {"component": "gateway", "code": protocol.RATE_LIMITED})
+            await self.learner.frame("error", code=protocol.RATE_LIMITED, retry_after_s=wait,
+                                     message=f"too many messages; try again in {wait} s")
+            await self._count_error()
             return
         if limits.over_budget(self.identity.user_id):
             await self.send_error(protocol.BUDGET_EXCEEDED, "today's tutoring budget is used up; it resets at "

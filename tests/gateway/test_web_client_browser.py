@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -218,6 +219,8 @@ def test_refused_message_stays_in_the_box_with_when_to_retry(stack, browser):
         page.fill("#message", "And 犬?")
         page.click("#send")
         expect(page.locator(".msg.error")).to_contain_text("You can send again in")
+        # The wait is the gateway's (retry_after_s: one message a minute here), not a guess.
+        assert int(re.search(r"again in (\d+) s", page.text_content(".msg.error")).group(1)) > 50
         assert page.input_value("#message") == "And 犬?"
         assert page.is_disabled("#send")
         assert page.locator(".msg.learner.not-sent").count() == 1
