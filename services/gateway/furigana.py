@@ -132,6 +132,11 @@ def _merge(pieces: list[list[str]]) -> list[list[str]]:
     return out
 
 
+def display_if_ready(text: str) -> dict[str, list[list[str]]] | None:
+    """`display`, or None while the analyser is still loading: an answer is never held for the warm-up."""
+    return display(text) if _analyser is not None and _words is not None else None
+
+
 def display(text: str) -> dict[str, list[list[str]]] | None:
     """Furigana and romaji for `text` (citations left out); None when it has no Japanese (or the analyser is
     unavailable)."""

@@ -88,7 +88,7 @@ class SessionPersistence:
         shown = [{"role": "tutor" if h.get("role") == "model" else "user", "text": h.get("text", "")}
                  for h in stored_recent(self.state.history, keep)]
         for h in shown:
-            if h["role"] == "tutor" and (display := await asyncio.to_thread(furigana.display, h["text"])):
+            if h["role"] == "tutor" and (display := await asyncio.to_thread(furigana.display_if_ready, h["text"])):
                 h["display"] = display
         return shown
 

@@ -190,7 +190,7 @@ class TurnRunner:
         # reconnect at once, possibly to another gateway).
         self.on_turn_done()
         # Readings from the dictionary pipeline, never the model's (furigana.py); off the loop (a few ms).
-        shown = await asyncio.to_thread(furigana.display, answer) if answer else None
+        shown = await asyncio.to_thread(furigana.display_if_ready, answer) if answer else None
         await self.learner.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict(),
                                  **({"display": shown} if shown else {}))
         outcome = "interrupted" if turn.interrupted else "ok"

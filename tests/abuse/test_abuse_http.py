@@ -80,7 +80,7 @@ def test_pending_handshakes_are_capped_per_learner_and_per_address():
 
 KNOWN = [("/", "GET, HEAD"), ("/healthz", "GET, HEAD"), ("/readyz", "GET, HEAD"), ("/v1/chat", "GET"),
          ("/static/app.js", "GET, HEAD"), ("/admin", "GET, HEAD"), ("/api/v1/admin/chat/stats", "GET"),
-         ("/api/v1/me/privacy", "GET, PUT"), ("/api/v1/me/data", "DELETE, GET"), ("/api/v1/dev/token", "GET, POST")]
+         ("/api/v1/me/privacy", "GET, PUT"), ("/api/v1/me/data", "DELETE, GET")]
 
 
 @pytest.mark.parametrize(("path", "allow"), KNOWN)
@@ -90,6 +90,13 @@ def test_other_methods_get_405_with_allow(stack, path, allow, method):
     assert status == 405, (path, method, status, body[:200])
     assert sorted(a.strip() for a in headers["allow"].split(",")) == sorted(allow.split(", "))
     assert b"Traceback" not in body
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "OPTIONS"])
+def test_demo_sign_in_other_methods_get_405_with_allow(stack, method):
+    status, headers, _ = _http(stack.gateway_addr, method, "/api/v1/dev/token", {"Content-Type": "application/json"},
+                               b"{}")
+    assert status == 405 and sorted(a.strip() for a in headers["allow"].split(",")) == ["GET", "POST"]
 
 
 def test_unknown_paths_are_404_for_any_method(stack):
