@@ -73,15 +73,13 @@ def warm() -> None:
         log.warning("Japanese analyser unavailable; answers go out without furigana/romaji", exc_info=True)
 
 
-def _hira(text: str) -> str:
-    return "".join(chr(ord(c) - 0x60) if "\u30a1" <= c <= "\u30f6" else c for c in text)
-
-
 def _ruby(surface: str, reading: str) -> list[list[str]]:
     """One token as ruby pieces: kana around the kanji keep no reading (泳ぐ/およぐ → 泳/およ + ぐ)."""
     if not reading or not HAS_KANJI.search(surface):
         return [[surface, ""]]
-    s, r = _hira(surface), reading
+    from services.seed.build import kata2hira  # loaded with the analyser: not at the gateway's start
+
+    s, r = kata2hira(surface), reading
     head = 0
     while head < len(s) - 1 and head < len(r) and s[head] == r[head] and not HAS_KANJI.match(s[head]):
         head += 1
