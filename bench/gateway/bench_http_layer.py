@@ -1,6 +1,6 @@
 """The gateway's HTTP layer (aiohttp) against the websockets server it replaced, side by side in one run.
 
-    .venv/bin/python bench/gateway/bench_http_layer.py [--turns 30] [--pings 300] [--idle 50] [--json]
+    .venv/bin/python -m bench.gateway.bench_http_layer [--turns 30] [--pings 300] [--idle 50] [--json]
         [--baseline-ref f61f0a1]
 
 One stack (moto, fixture seed, snapshot, retrieval/tools/conversations/local_live) and two gateways in front
@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "support"))
 
 QUESTIONS = ["What does 泳ぐ mean?", "How do you read 学校?", "What JLPT level is 思う?", "Hello!"]
 
@@ -121,9 +119,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from kotoba_stack import start_stack
-
-    from services.common import procs
+    from devtools import procs
+    from tests.support.kotoba_stack import start_stack
 
     moto, endpoint = procs.start_moto()
     root = Path(tempfile.mkdtemp(prefix="kotoba-bench-http-"))

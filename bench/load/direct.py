@@ -92,7 +92,7 @@ class DirectSession:
 async def overhead(stack, user: str, turns: int) -> dict[str, Any]:
     direct_ft, direct_total, gw_ft, gw_total = [], [], [], []
     token = stack.token(user)
-    async with DirectSession(stack.env, token) as direct:
+    async with DirectSession(stack.base_env, token) as direct:
         async with await ChatClient.open(stack.url, token) as gw:
             for q in QUESTIONS:  # warm both paths (channels, caches, engine) before measuring
                 await direct.ask(q)

@@ -12,37 +12,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common import procs
-from services.common.auth import mint_token
-from services.common.config import CommonConfig
+from devtools import procs
+from devtools.stack import ADDR_VARS, READY, SERVICES, Stack
 from services.common.tls import ensure_dev_ca
-
-REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("retrieval", "tools", "conversations", "local_live", "gateway")
-ADDR_VARS = {"retrieval": "KOTOBA_RETRIEVAL_ADDR", "tools": "KOTOBA_TOOLS_ADDR",
-             "conversations": "KOTOBA_CONVERSATIONS_ADDR", "local_live": "KOTOBA_LIVE_ADDR",
-             "gateway": "KOTOBA_GATEWAY_ADDR"}
-
-
-
-
-READY = {"retrieval": procs.grpc_serving, "tools": procs.grpc_serving, "conversations": procs.grpc_serving,
-         "local_live": procs.tcp_open, "gateway": procs.http_ready}
 
 
 @dataclass
-class BenchStack:
-    root: Path
-    env: dict[str, str]
+class BenchStack(Stack):
+    root: Path = Path()
     dynalite: subprocess.Popen | None = None
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     setup_s: dict[str, float] = field(default_factory=dict)
+    stop_timeout: float = 10.0
 
     @classmethod
     def create(cls, extra_env: dict[str, str] | None = None) -> BenchStack:
@@ -56,52 +41,25 @@ class BenchStack:
             "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
             "KOTOBA_SNAPSHOT_URI": (root / "snapshots").as_uri(), "KOTOBA_LIVE_CA_FILE": str(root / "tls" / "ca.pem"),
-            "KOTOBA_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
+            "KOTOBA_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         })
         for var in ADDR_VARS.values():
             env[var] = f"127.0.0.1:{procs.free_port()}"
         env.update(extra_env or {})
-        return cls(root, env)
-
-    @property
-    def config(self) -> CommonConfig:
-        return CommonConfig.from_env(self.env)
-
-    def addr(self, service: str) -> str:
-        return self.env[ADDR_VARS[service]]
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.addr('gateway')}/v1/chat"
-
-    def token(self, user: str, *roles: str) -> str:
-        return mint_token(self.config.auth, user, roles)
-
-    def _cli(self, *args: str, timeout: float = 1800) -> None:
-        out = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=REPO,
-                             capture_output=True, text=True, timeout=timeout)
-        if out.returncode:
-            raise RuntimeError(f"kotoba {' '.join(args)} failed: {out.stderr[-2000:]}")
+        return cls(env, root / "logs", root=root)
 
     def prepare(self, fixture: bool) -> None:
         """dynalite, tables, seed, snapshot — timed step by step (what `make run` does before the services)."""
         started = time.perf_counter()
-        port = int(self.env["AWS_ENDPOINT_URL_DYNAMODB"].rsplit(":", 1)[1])
-        self.dynalite, _ = procs.start_dynalite(port, self.root / "dynamodb", self.root / "logs" / "dynalite.log")
+        port = int(self.base_env["AWS_ENDPOINT_URL_DYNAMODB"].rsplit(":", 1)[1])
+        self.dynalite, _ = procs.start_dynalite(port, self.root / "dynamodb", self.logs / "dynalite.log")
         self.setup_s["dynalite"] = time.perf_counter() - started
         for step, args in (("tables", ("db", "create-tables")),
                            ("seed_load", ("seed", "load", "--no-progress", *(("--fixture",) if fixture else ()))),
                            ("index_build", ("index", "build"))):
             t = time.perf_counter()
-            self._cli(*args)
+            self.run_cli(*args, timeout=1800)
             self.setup_s[step] = time.perf_counter() - t
-
-    def spawn(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env or self.env, cwd=REPO,
-                                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        self.procs[name] = proc
-        return proc
 
     def cold_start(self, timeout: float = 180) -> dict[str, float]:
         """Launch every service at once; seconds from launch until each is ready."""
@@ -118,7 +76,7 @@ class BenchStack:
                     continue
                 proc = self.procs[name]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({proc.returncode}); see {self.root / 'logs' / name}.log")
+                    raise RuntimeError(f"{name} exited ({proc.returncode}); see {self.logs / name}.log")
                 try:
                     if READY[name](self.addr(name)):
                         ready[name] = time.perf_counter() - t0
@@ -127,17 +85,6 @@ class BenchStack:
             time.sleep(0.05)
         ready["all"] = max(ready.values())
         return ready
-
-    def stop_service(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None:
-            procs.stop(proc, timeout=10)
-
-    def start_service(self, name: str, timeout: float = 120) -> float:
-        t0 = time.perf_counter()
-        proc = self.spawn(name)
-        procs.wait_until(lambda: proc.poll() is None and READY[name](self.addr(name)), timeout, name, interval=0.1)
-        return time.perf_counter() - t0
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items() if p.poll() is None}
@@ -154,8 +101,7 @@ class BenchStack:
         return out
 
     def stop(self, keep: bool = False) -> None:
-        for name in list(self.procs):
-            self.stop_service(name)
+        self.stop_all()
         if self.dynalite is not None:
             procs.stop(self.dynalite)
             self.dynalite = None

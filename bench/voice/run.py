@@ -16,11 +16,8 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from services.local_live.voice import Endpointer, VoiceConfig, VoicePipeline  # noqa: E402
 from services.local_live.voice.audio import STT_RATE, TTS_RATE, frames  # noqa: E402

@@ -23,10 +23,6 @@ class AuthError(Exception):
     """Token missing, malformed, expired, or signed with the wrong key."""
 
 
-class PermissionError_(Exception):  # noqa: N801 - avoid shadowing the builtin
-    """Token is valid but lacks a role."""
-
-
 @dataclass(frozen=True)
 class Identity:
     user_id: str

@@ -123,15 +123,6 @@ def _enable_ttl(client, full_name: str, attribute: str) -> None:
         log.info("ttl not enabled on %s: %s", full_name, exc.response["Error"].get("Code"))
 
 
-def delete_tables(client, prefix: str) -> None:
-    for table in TABLES:
-        try:
-            client.delete_table(TableName=prefix + table.name)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-
-
 def is_expired(row: Mapping[str, Any], now: float | None = None, attribute: str = "ttl") -> bool:
     """True when the row's TTL has passed. Works on resource-style (numbers) and client-style ({"N": ...}) rows."""
     value = row.get(attribute)

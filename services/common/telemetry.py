@@ -53,7 +53,3 @@ def client_interceptors() -> list:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
-
-
-def meter(name: str) -> metrics.Meter:
-    return metrics.get_meter(name)

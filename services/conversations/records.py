@@ -28,7 +28,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from google.protobuf import json_format
 
 from kotoba.v1 import conversations_pb2 as pb
-from services.tools.declarations import DECLARATIONS_BY_NAME
+from services.tools.declarations import DECLARED_NAMES
 
 SHARDS = 4
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -45,8 +45,8 @@ MAX_TURN_LEAD = timedelta(minutes=10)
 MAX_MS = 24 * 3600 * 1000.0
 MAX_TOKENS = 10_000_000
 MAX_COST_USD = 100.0
-# Functions a turn may name: the tools service's declarations plus the gateway's own search_dictionary.
-KNOWN_TOOLS = frozenset(DECLARATIONS_BY_NAME) | {"search_dictionary"}
+# Functions a turn may name: every declared function (services/tools/declarations.py, search_dictionary included).
+KNOWN_TOOLS = DECLARED_NAMES
 UNKNOWN_TOOL = "unknown_function"
 _NAME_RE = re.compile(r"[^a-z0-9_]+")
 

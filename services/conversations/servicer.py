@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
-from botocore.exceptions import BotoCoreError, ClientError
 from google.protobuf import json_format
 
 from kotoba.v1 import conversations_pb2 as pb
 from kotoba.v1 import conversations_pb2_grpc as pb_grpc
 from services.common.auth import ADMIN, SERVICE, Identity, TokenVerifier, authenticate
+from services.common.rpc_errors import store_errors
 from services.conversations import pages, records
 from services.conversations.config import ConversationsConfig
 from services.conversations.privacy import (
@@ -41,18 +41,7 @@ MAX_STATS_DAYS = 400
 MAX_TEXT_CANDIDATES = 200
 
 
-def _store_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """A DynamoDB failure becomes UNAVAILABLE (retryable) instead of an opaque UNKNOWN."""
-
-    @functools.wraps(handler)
-    async def wrapper(self: Conversations, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await handler(self, request, context)
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("conversation store call failed", extra={"rpc": handler.__name__, "error": str(exc)})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the conversation store is unavailable; try again shortly")
-
-    return wrapper
+_store_errors = store_errors("the conversation store is unavailable; try again shortly")
 
 
 class Conversations(pb_grpc.ConversationsServicer):

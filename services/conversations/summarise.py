@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any, Protocol
 
+from services.common.japanese import JAPANESE_RUN as _JAPANESE
+
 CATEGORIES = ("vocabulary", "kanji", "grammar", "example", "progress", "plan", "greeting", "off_topic", "other")
 RESPONSE_TYPES = ("definition", "explanation", "example", "progress_report", "schedule", "refusal", "smalltalk",
                   "answer")
@@ -52,9 +54,11 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"(?i)mean|word|say|how do you|translate|意味|単語|読み"), "vocabulary", "definition"),
 )
 _QUOTED = re.compile(r"[「『\"“]([^」』\"”]{1,30})[」』\"”]")
-_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff々ー]+")
 _TOPIC_ARGS = ("query", "word", "kanji", "written", "text", "item_id", "id")
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
+_OPEN, _CLOSE = "“「『（(", "”」』）)"
+_CITATION = re.compile(r"\s*\[(?:word|kanji|kana|sentence):[^\]\n]*\]")
+_CITED_ID = re.compile(r"(?:word|kanji|kana|sentence):[^\s,\[\]]+")
+_HAS_WORDS = re.compile(r"[A-Za-z\u3040-\u30ff\u4e00-\u9fff]{2,}")
 
 
 def _topic_from_item(item_id: str) -> str:
@@ -62,8 +66,24 @@ def _topic_from_item(item_id: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] else item_id
 
 
+def _discussed(turn: dict[str, Any]) -> list[str]:
+    """Item ids the answer is about: the turn's sources (citations as data), else the citations
+    still in the answer text."""
+    ids: list[str] = []
+    for source in turn.get("sources") or []:
+        item_id = source.get("id") if isinstance(source, dict) else source
+        if isinstance(item_id, str) and item_id:
+            ids.append(item_id)
+    if not ids:
+        for citation in _CITATION.finditer(turn.get("answer") or ""):
+            ids.extend(_CITED_ID.findall(citation.group(0)))
+    return ids
+
+
 def _topics(turn: dict[str, Any]) -> list[str]:
-    topics: list[str] = []
+    """The items discussed (cited in the answer) first; without citations, what the tools were asked
+    about; retrieval hits only when nothing else names the topic (they are candidates, not topics)."""
+    topics: list[str] = [_topic_from_item(i) for i in _discussed(turn) if not i.startswith("sentence:")]
     for call in turn.get("toolCalls") or []:
         try:
             args = json.loads(call.get("argsJson") or "{}")
@@ -74,8 +94,9 @@ def _topics(turn: dict[str, Any]) -> list[str]:
                 value = args.get(key)
                 if isinstance(value, str) and value.strip():
                     topics.append(_topic_from_item(value.strip()) if ":" in value else value.strip())
-    topics.extend(_topic_from_item(i) for i in (turn.get("retrievedItemIds") or [])[:3])
     topics.extend(m.group(1) for m in _QUOTED.finditer(turn.get("question") or ""))
+    if not topics:
+        topics.extend(_topic_from_item(i) for i in (turn.get("retrievedItemIds") or [])[:3])
     if not topics:  # "How do I write 猫?": the Japanese words in an English question are the topic
         topics.extend(w for w in _JAPANESE.findall(turn.get("question") or "") if len(w) <= 8)
     unique: list[str] = []
@@ -85,8 +106,29 @@ def _topics(turn: dict[str, Any]) -> list[str]:
     return unique[:5]
 
 
+def _sentences(text: str) -> list[str]:
+    """Split at . ! ? 。 ！ ？ outside quotes and brackets ("“Congratulations!”." is one sentence), and
+    only where a space, the end or Japanese follows (not inside "e.g" or "3.5")."""
+    out, start, depth = [], 0, 0
+    for n, ch in enumerate(text):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth = max(0, depth - 1)
+        elif ch in ".!?。！？" and depth == 0:
+            after = text[n + 1:n + 2]
+            if ch in "。！？" or not after or after.isspace():
+                out.append(text[start:n + 1])
+                start = n + 1
+    out.append(text[start:])
+    return out
+
+
 def _key_points(answer: str) -> list[str]:
-    points = [s.strip() for s in _SENTENCE_END.split(answer or "") if s.strip()]
+    """Up to three sentences of the answer, without citations; a piece with no words in it ("." or
+    "”.") is no sentence."""
+    text = _CITATION.sub("", answer or "")
+    points = [s.strip() for s in _sentences(text) if _HAS_WORDS.search(s)]
     return [p if len(p) <= 120 else p[:117] + "…" for p in points[:3]]
 
 

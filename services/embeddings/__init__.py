@@ -1,6 +1,6 @@
-"""Embedders behind one small interface, the passage recipes, and the shipped seed vectors.
+"""Embedders behind one small interface, the passage recipes, and the shipped seed vectors' file format.
 
-    from services.embeddings import make_embedder, passage_text, load_seed_embeddings
+    from services.embeddings import make_embedder, passage_text
 """
 
 from services.embeddings.base import Embedder, EmbedderConfig, make_embedder

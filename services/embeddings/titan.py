@@ -45,14 +45,14 @@ def titan_model_name(model_id: str, dimensions: int) -> str:
 
 class TitanEmbedder:
     def __init__(self, config: EmbedderConfig, client=None, base_delay: float = 0.2, max_delay: float = 8.0) -> None:
-        import boto3
+        from services.common.aws import session as aws_session
 
         self.config = config
         self.dim = config.titan_dimensions
         self.model = titan_model_name(config.titan_model_id, config.titan_dimensions)
         self.base_delay, self.max_delay = base_delay, max_delay
         # Our own retry loop (with jitter and counting) replaces botocore's.
-        self.client = client or boto3.session.Session().client(
+        self.client = client or aws_session().client(
             "bedrock-runtime", region_name=config.region, endpoint_url=config.bedrock_endpoint or None,
             config=BotoConfig(connect_timeout=2, read_timeout=config.titan_timeout,
                               retries={"total_max_attempts": 1}, max_pool_connections=config.titan_concurrency))

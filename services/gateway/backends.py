@@ -7,19 +7,8 @@ from dataclasses import dataclass
 import grpc
 
 from kotoba.v1 import conversations_pb2_grpc, retrieval_pb2_grpc, tools_pb2_grpc
-from services.common import telemetry
 from services.common.config import CommonConfig
-from services.common.grpc_server import CHANNEL_OPTIONS
-from services.common.grpc_tls import make_channel
-
-# gRPC's default reconnect backoff grows to 120 s: a backend back after a long outage would stay unused
-# that long. Capped at 5 s, a restarted service is found within seconds. (Not the min backoff: gRPC also
-# uses it as the connect timeout, and a short one fails calls to a slow-to-handshake backend at once.)
-RECONNECT_OPTIONS = (("grpc.max_reconnect_backoff_ms", 5000),)
-
-
-def channel(addr: str) -> grpc.aio.Channel:
-    return make_channel(addr, CHANNEL_OPTIONS + RECONNECT_OPTIONS, telemetry.client_interceptors())
+from services.common.grpc_server import channel
 
 
 @dataclass

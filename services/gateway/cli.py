@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 import time
@@ -21,9 +22,9 @@ def _token(args: argparse.Namespace, common: CommonConfig) -> str:
     return args.token or mint_token(common.auth, args.user)
 
 
-async def _chat(args: argparse.Namespace) -> int:
+async def _chat(args: argparse.Namespace, url: str | None = None) -> int:
     common = CommonConfig.from_env()
-    url = args.url or f"ws://{common.addr('gateway')}/v1/chat"
+    url = url or args.url or f"ws://{common.addr('gateway')}/v1/chat"
     client = await ChatClient.open(url, _token(args, common))
     async with client:
         mode = "audio" if args.wav else "text"
@@ -72,6 +73,8 @@ async def _stream_to_terminal(client: ChatClient):
     print("tutor> ", end="", flush=True)
     result = await client.collect(time.perf_counter(), on_text=lambda d: print(d, end="", flush=True))
     print()
+    if result.sources:
+        print("sources: " + ", ".join(source.get("id", "") for source in result.sources))
     for err in result.errors:
         print(f"error: {err['code']}: {err['message']}", file=sys.stderr)
     return result
@@ -79,8 +82,18 @@ async def _stream_to_terminal(client: ChatClient):
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        if args.model:
+            # Another Live family means another gateway process beside the running stack: a dev tool
+            # (devtools/model_gateway.py), which the production image does not ship.
+            try:
+                model_gateway = importlib.import_module("devtools.model_gateway")
+            except ModuleNotFoundError:
+                print("kotoba chat: --model needs a source checkout (devtools/)", file=sys.stderr)
+                return 2
+            with model_gateway.gateway_for_model(args.model) as url:
+                return asyncio.run(_chat(args, url))
         return asyncio.run(_chat(args))
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         print(f"kotoba chat: {exc}", file=sys.stderr)
         return 2
 
@@ -95,6 +108,7 @@ def register(cli) -> None:
     p.add_argument("--wav", help="send this WAV (16-bit PCM) as one voice turn")
     p.add_argument("--out", help="with --wav: write the spoken answer (24 kHz) to this WAV")
     p.add_argument("--json", action="store_true", help="one JSON object per turn")
+    p.add_argument("--model", help="talk through a private gateway using this Live model (docs/live-models.md)")
     register_me(cli)
 
 

@@ -25,6 +25,7 @@ class TurnResult:
     tools: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     first_text_s: float | None = None
     first_audio_s: float | None = None
@@ -60,13 +61,14 @@ class TurnResult:
             return frame.get("code") in TURN_ENDING_ERRORS
         elif kind == "turn_complete":
             self.usage = frame.get("usage", {})
+            self.sources = list(frame.get("sources") or [])
             return True
         return False
 
     def as_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "text": self.text, "audio_bytes": len(self.audio),
                 "transcripts": [{"role": r, "text": t} for r, t in self.transcripts], "tools": self.tools,
-                "errors": self.errors, "usage": self.usage, "first_text_s": self.first_text_s,
+                "errors": self.errors, "usage": self.usage, "sources": self.sources, "first_text_s": self.first_text_s,
                 "first_audio_s": self.first_audio_s, "total_s": round(self.total_s, 4)}
 
 

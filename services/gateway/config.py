@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common import live_models
 from services.common.config import (
     REPO_ROOT,
     CommonConfig,
@@ -21,7 +22,7 @@ from services.common.config import (
 
 @dataclass(frozen=True)
 class Prices:
-    """US dollars per million tokens (facts/gemini-live.md); configurable for price changes."""
+    """US dollars per million tokens (Gemini Live list prices); configurable for price changes."""
 
     audio_in: float = 3.00
     audio_out: float = 12.00
@@ -38,6 +39,11 @@ class LiveBackend:
     model: str
     project: str = ""
     location: str = ""
+
+    @property
+    def family(self) -> live_models.Family:
+        """The registry entry of `model` (validated at start, so always found)."""
+        return live_models.validate(self.model, self.kind)
 
 
 @dataclass(frozen=True)
@@ -85,16 +91,19 @@ class GatewayConfig:
         env = os.environ if env is None else env
         common = CommonConfig.from_env(env)
         kind = env_choice(env, "KOTOBA_LIVE_BACKEND", "local", ("local", "gemini", "vertex"))
+        model = env_str(env, "KOTOBA_LIVE_MODEL", live_models.DEFAULT_MODELS[kind])
+        try:
+            family = live_models.validate(model, kind)
+        except ValueError as exc:
+            raise ConfigError("KOTOBA_LIVE_MODEL", str(exc)) from None
         if kind == "local":
             ca = Path(env_str(env, "KOTOBA_LIVE_CA_FILE", str(common.data_dir / "tls" / "ca.pem")))
             live = LiveBackend(kind, f"https://{common.addr('live')}", env_str(env, "KOTOBA_LIVE_API_KEY",
-                               "local-dev-key"), ca, env_str(env, "KOTOBA_LIVE_MODEL", "kotoba-local-live"))
+                               "local-dev-key"), ca, model)
         elif kind == "gemini":
-            live = LiveBackend(kind, env.get("KOTOBA_LIVE_BASE_URL", ""), env_str(env, "GEMINI_API_KEY"), None,
-                               env_str(env, "KOTOBA_LIVE_MODEL", "gemini-2.5-flash-native-audio-preview-09-2025"))
+            live = LiveBackend(kind, env.get("KOTOBA_LIVE_BASE_URL", ""), env_str(env, "GEMINI_API_KEY"), None, model)
         else:
-            live = LiveBackend(kind, env.get("KOTOBA_LIVE_BASE_URL", ""), "", None,
-                               env_str(env, "KOTOBA_LIVE_MODEL", "gemini-live-2.5-flash"),
+            live = LiveBackend(kind, env.get("KOTOBA_LIVE_BASE_URL", ""), "", None, model,
                                project=env_str(env, "GOOGLE_CLOUD_PROJECT"),
                                location=env_str(env, "GOOGLE_CLOUD_LOCATION", "us-central1"))
         ping_interval = env_float(env, "KOTOBA_GATEWAY_PING_INTERVAL_S", 30.0, minimum=1.0)
@@ -105,11 +114,12 @@ class GatewayConfig:
             common=common,
             addr=common.addr("gateway"),
             live=live,
+            # The model family's prices (services/common/live_models.py); env overrides for price changes.
             prices=Prices(
-                audio_in=env_float(env, "KOTOBA_PRICE_AUDIO_IN_PER_M", 3.00, minimum=0.0),
-                audio_out=env_float(env, "KOTOBA_PRICE_AUDIO_OUT_PER_M", 12.00, minimum=0.0),
-                text_in=env_float(env, "KOTOBA_PRICE_TEXT_IN_PER_M", 0.50, minimum=0.0),
-                text_out=env_float(env, "KOTOBA_PRICE_TEXT_OUT_PER_M", 2.00, minimum=0.0),
+                audio_in=env_float(env, "KOTOBA_PRICE_AUDIO_IN_PER_M", family.prices.audio_in, minimum=0.0),
+                audio_out=env_float(env, "KOTOBA_PRICE_AUDIO_OUT_PER_M", family.prices.audio_out, minimum=0.0),
+                text_in=env_float(env, "KOTOBA_PRICE_TEXT_IN_PER_M", family.prices.text_in, minimum=0.0),
+                text_out=env_float(env, "KOTOBA_PRICE_TEXT_OUT_PER_M", family.prices.text_out, minimum=0.0),
             ),
             daily_budget_usd=env_float(env, "KOTOBA_GATEWAY_DAILY_BUDGET_USD", 1.00, minimum=0.0),
             messages_per_minute=env_int(env, "KOTOBA_GATEWAY_MESSAGES_PER_MINUTE", 30, minimum=1),

@@ -18,15 +18,15 @@ import re
 import threading
 from typing import Any
 
+from services.common.japanese import ITERATION_MARKS, KANA, KANJI, KANJI_CHAR
+from services.gateway.citations import strip_citations
+
 log = logging.getLogger(__name__)
 
-_KANJI = "\u3400-\u4dbf\u4e00-\u9fff\u3005\u3006\uf900-\ufaff"
-_KANA = "\u3041-\u3096\u309d\u309e\u30a1-\u30fa\u30fc-\u30fe"
 # A Japanese span: kana and kanji, with the Japanese punctuation between them (not across latin text).
-JAPANESE_SPAN = re.compile(f"[{_KANJI}{_KANA}](?:[{_KANJI}{_KANA}。、「」『』・！？～]*[{_KANJI}{_KANA}])?[。！？]?")
-HAS_KANJI = re.compile(f"[{_KANJI}]")
-# `[word:…]` citations are the sources list's business (turn_complete.sources), never part of what is read.
-CITATION = re.compile(r"\s?\[[a-z_]+:[^\]\s]*\]")
+_JA = KANA + KANJI + ITERATION_MARKS
+JAPANESE_SPAN = re.compile(f"[{_JA}](?:[{_JA}。、「」『』・！？～]*[{_JA}])?[。！？]?")
+HAS_KANJI = KANJI_CHAR
 MAX_CHARS = 8000
 
 _analyser: Any = None
@@ -138,7 +138,8 @@ def display_if_ready(text: str) -> dict[str, list[list[str]]] | None:
 def display(text: str) -> dict[str, list[list[str]]] | None:
     """Furigana and romaji for `text` (citations left out); None when it has no Japanese (or the analyser is
     unavailable)."""
-    text = CITATION.sub("", text)
+    # Citations are the sources list's business (turn_complete.sources), never part of what is read.
+    text = strip_citations(text)[0]
     if not text or len(text) > MAX_CHARS or not JAPANESE_SPAN.search(text):
         return None
     try:

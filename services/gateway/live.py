@@ -17,6 +17,7 @@ from typing import Protocol
 from google import genai
 from google.genai import types
 
+from services.common import live_models
 from services.gateway.config import GatewayConfig
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,18 @@ def make_client(config: GatewayConfig) -> genai.Client:
 
 def connect_config(*, system_instruction: str, tools: list[types.Tool], mode: str, handle: str | None,
                    config: CompressionSettings, headers: dict[str, str] | None = None) -> types.LiveConnectConfig:
-    cfg = types.LiveConnectConfig(
-        response_modalities=[types.Modality.AUDIO if mode == "audio" else types.Modality.TEXT],
-        system_instruction=system_instruction,
-        tools=tools,
-        input_audio_transcription=types.AudioTranscriptionConfig(),
-        output_audio_transcription=types.AudioTranscriptionConfig() if mode == "audio" else None,
-        session_resumption=types.SessionResumptionConfig(handle=handle),
-        context_window_compression=types.ContextWindowCompressionConfig(
-            trigger_tokens=config.compression_trigger_tokens,
-            sliding_window=types.SlidingWindow(target_tokens=config.compression_target_tokens)),
-    )
+    """What the configured model's family accepts for `mode` (live_models.live_connect_config): on an
+    audio-only model text mode asks for AUDIO + output transcription (the transcription is the text)."""
+    # LinkSettings carries the model; a GatewayConfig has it under .live (bench/load passes one).
+    model = getattr(config, "model", None) or config.live.model  # type: ignore[attr-defined]
+    cfg = live_models.live_connect_config(
+        model, mode, system_instruction=system_instruction, tools=tools, handle=handle,
+        compression=(config.compression_trigger_tokens, config.compression_target_tokens),
+        # The name was validated for its backend at start; a name only Vertex serves means Vertex.
+        backend="gemini" if live_models.find(model) is not None else "vertex",
+        # The session answers a turn's tool calls before the answer; NON_BLOCKING (late answers after
+        # turnComplete) is not handled yet, so BLOCKING wherever the family takes it.
+        function_mode=live_models.BLOCKING)
     if headers:
         cfg.http_options = types.HttpOptions(headers=headers)
     return cfg

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
 from kotoba.v1 import tools_pb2
+from services.common.contracts import LEARNER_CONTEXT, format_block
 
 PERSONA = """You are Kotoba, a warm, patient tutor for people learning Japanese.
 You answer from the app's own dictionary (words, kanji, example sentences) and from the learner's own study
@@ -61,5 +61,5 @@ def system_instruction(ctx: tools_pb2.GetUserContextResponse | None, language: s
     parts = [PERSONA, LEVEL_RULES.get(learner["base_level"], LEVEL_RULES["N5"]), LANGUAGE_RULES[language]]
     if mode == "audio":
         parts.append(VOICE_RULES)
-    parts.append("<learner-context>\n" + json.dumps(learner, ensure_ascii=False) + "\n</learner-context>")
+    parts.append(format_block(LEARNER_CONTEXT, learner))
     return "\n\n".join(parts)

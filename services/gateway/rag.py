@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,10 +13,11 @@ from google.protobuf.json_format import MessageToDict
 
 from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.common.auth import auth_metadata
+from services.common.contracts import KOTOBA_CONTEXT, format_block
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE_BLOCK = '<kotoba-context>\n{"items": [], "unavailable": true}\n</kotoba-context>'
+UNAVAILABLE_BLOCK = format_block(KOTOBA_CONTEXT, {"items": [], "unavailable": True})
 
 
 @dataclass
@@ -60,7 +60,7 @@ async def search(stub: retrieval_pb2_grpc.RetrievalStub, token: str, query: str,
 def context_block(retrieved: Retrieved) -> str:
     if not retrieved.available:
         return UNAVAILABLE_BLOCK
-    return "<kotoba-context>\n" + json.dumps({"items": retrieved.items}, ensure_ascii=False) + "\n</kotoba-context>"
+    return format_block(KOTOBA_CONTEXT, {"items": retrieved.items})
 
 
 def user_turn(retrieved: Retrieved, text: str) -> types.Content:

@@ -25,29 +25,12 @@ from services.common.auth import auth_metadata
 from services.common.telemetry import tracer
 from services.gateway.backends import Backends
 from services.gateway.rag import hit_dicts
+from services.tools.declarations import SEARCH_DICTIONARY
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 CANCELLED = "CANCELLED"
-
-SEARCH_DICTIONARY = {
-    "name": "search_dictionary",
-    "description": "Search the Kotoba dictionary (words, kanji, example sentences, kana) by English, Japanese "
-                   "(kana or kanji) or romaji. Use it before answering any question about a word or kanji.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "query": {"type": "string", "description": "What to look up, as the learner said it."},
-            "types": {"type": "array", "items": {"type": "string"},
-                      "description": "Optional item types: word, kanji, sentence, kana."},
-            "levels": {"type": "array", "items": {"type": "string"},
-                       "description": "Optional JLPT levels N5..N1."},
-            "top_k": {"type": "integer", "description": "How many hits, 1..20 (default 5)."},
-        },
-        "required": ["query"],
-    },
-}
 
 
 def _declarations_module():

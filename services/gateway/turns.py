@@ -26,6 +26,7 @@ from kotoba.v1 import conversations_pb2
 from services.common import metrics
 from services.common.telemetry import tracer
 from services.gateway import furigana, protocol, rag
+from services.gateway.citations import CitationStream, tool_status
 from services.gateway.link import UpstreamLink
 from services.gateway.resumption import ResumptionState
 from services.gateway.session_parts import Background, LearnerChannel, SessionInfo, TurnSettings
@@ -59,6 +60,9 @@ class TurnState:
     sent_chars: int = 0
     skip_chars: int = 0
     interrupted: bool = False
+    # The model's text keeps its item citations (turn log, resumption); the learner gets it without them and
+    # the ids as the turn's `sources`.
+    citations: CitationStream = field(default_factory=CitationStream)
     span: trace.Span | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -189,9 +193,13 @@ class TurnRunner:
         # The row with this turn's handle is on its way before the learner hears "complete" (and may
         # reconnect at once, possibly to another gateway).
         self.on_turn_done()
+        tail = turn.citations.close()
+        if tail:
+            await self.learner.frame("text", text=tail)
         # Readings from the dictionary pipeline, never the model's (furigana.py); off the loop (a few ms).
         shown = await asyncio.to_thread(furigana.display_if_ready, answer) if answer else None
         await self.learner.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict(),
+                                 sources=[source.as_dict() for source in turn.citations.sources],
                                  **({"display": shown} if shown else {}))
         outcome = "interrupted" if turn.interrupted else "ok"
         turn.span.set_attribute("outcome", outcome)
@@ -266,12 +274,15 @@ class TurnRunner:
             delta = delta[cut:]
             if not delta:
                 return
-        if not turn.first_text_ms:
-            turn.first_text_ms = turn.elapsed_ms()
         turn.sent_chars += len(delta)
         if self.info.mode == "text" or turn.mode == "text":
             turn.answer.append(delta)
-        await self.learner.frame("text", text=delta)
+        shown = turn.citations.feed(delta)
+        if not shown:
+            return  # held back: it may be the start of a citation
+        if not turn.first_text_ms:
+            turn.first_text_ms = turn.elapsed_ms()
+        await self.learner.frame("text", text=shown)
 
     async def _emit_audio(self, pcm: bytes) -> None:
         turn = self._current()
@@ -294,7 +305,8 @@ class TurnRunner:
             return
         turn = self._current()
         for fc in calls:
-            await self.learner.frame("tool", name=fc.name)
+            await self.learner.frame("tool", name=fc.name,
+                                     text=tool_status(fc.name or "", dict(fc.args or {}), self.info.language))
         self.background.spawn(self._run_tools(turn, calls, self.link.generation))
 
     async def _run_tools(self, turn: TurnState, calls: list[types.FunctionCall], gen: int) -> None:

@@ -8,12 +8,12 @@ import logging
 import sys
 import time
 
-from services.indexer.store import SnapshotError
+from services.snapshots.store import SnapshotError
 
 
 def _indexer(args: argparse.Namespace, progress: bool = True):
     from services.common.config import CommonConfig
-    from services.indexer.job import Indexer, IndexerConfig
+    from services.snapshots.job import Indexer, IndexerConfig
 
     common = CommonConfig.from_env()
     config = IndexerConfig.from_env(batch_size=getattr(args, "batch_size", None))
@@ -79,7 +79,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     """Run `update` whenever items are dirty: a changed item is searchable within seconds."""
-    from services.indexer import items as ddb
+    from services.snapshots import items as ddb
 
     logging.basicConfig(level=logging.INFO)
     indexer = _indexer(args, progress=False)

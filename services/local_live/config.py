@@ -26,7 +26,8 @@ class LiveConfig:
     faults: str  # server-wide fault spec, same syntax as the x-kotoba-faults header
     max_frame_bytes: int
     frames_dir: Path | None  # when set, every connection's frames are appended as JSONL here
-    resumption_ttl_seconds: float
+    resumption_ttl_seconds: float  # model seconds (see clock_speed)
+    clock_speed: float  # model seconds per real second; >1 runs the session rules faster for tests
     log_level: str
 
     @property
@@ -52,5 +53,6 @@ class LiveConfig:
             frames_dir=Path(frames_dir) if frames_dir else None,
             resumption_ttl_seconds=env_float(env, "KOTOBA_LIVE_RESUMPTION_TTL_SECONDS", 2 * 3600.0,
                                              minimum=1.0),
+            clock_speed=env_float(env, "KOTOBA_LIVE_CLOCK_SPEED", 1.0, minimum=0.001),
             log_level=env_choice(env, "KOTOBA_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )

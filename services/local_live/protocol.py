@@ -50,11 +50,12 @@ OUTPUT_RATE = 24_000
 class ProtocolError(Exception):
     """A client frame the engine refuses; the connection closes with `code` and `reason`."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, why: str = "") -> None:
         super().__init__(reason)
         self.code = code
+        self.why = why  # for the log: the real service's reason often does not name the field
         # Close reasons must fit a control frame (123 bytes).
-        self.reason = reason.encode()[:120].decode(errors="ignore")
+        self.reason = reason.encode()[:123].decode(errors="ignore")
 
 
 def camel(name: str) -> str:
@@ -112,6 +113,22 @@ def decode_b64(data: Any, what: str) -> bytes:
         return base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError(CLOSE_INVALID_DATA, f"{what} is not valid base64") from None
+
+
+def jpeg_comment(data: bytes) -> str:
+    """The text of a JPEG's COM segment (how tests caption a video frame), "" when it has none;
+    ProtocolError (1007) when the bytes are not a JPEG."""
+    if data[:2] != b"\xff\xd8":
+        raise ProtocolError(CLOSE_INVALID_DATA, "video frame is not a JPEG image")
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xFE:
+            return data[pos + 4:pos + 2 + length].decode("utf-8", errors="replace").strip()
+        if marker == 0xDA:  # start of scan: the headers are over
+            break
+        pos += 2 + length
+    return ""
 
 
 def content_text(content: Any) -> list[str]:
@@ -174,6 +191,13 @@ def tool_call_cancellation(ids: list[str]) -> dict[str, Any]:
     return {"toolCallCancellation": {"ids": ids}}
 
 
+def api_of(path: str) -> tuple[str, str]:
+    """(gemini | vertex, API version) of a served path, for the refusals' wording."""
+    if "aiplatform" in path:
+        return "vertex", path.split("aiplatform.", 1)[1].split(".", 1)[0]
+    return "gemini", path.split("generativelanguage.", 1)[1].split(".", 1)[0]
+
+
 def go_away(seconds: float) -> dict[str, Any]:
     return {"goAway": {"timeLeft": f"{seconds:g}s"}}
 
@@ -190,12 +214,15 @@ class Usage:
     audio_in: int = 0
     text_out: int = 0
     audio_out: int = 0
+    video_in: int = 0
 
     def frame(self) -> dict[str, Any]:
-        prompt = [{"modality": m, "tokenCount": n} for m, n in (("TEXT", self.text_in), ("AUDIO", self.audio_in)) if n]
+        prompt = [{"modality": m, "tokenCount": n}
+                  for m, n in (("TEXT", self.text_in), ("AUDIO", self.audio_in), ("VIDEO", self.video_in)) if n]
         response = [{"modality": m, "tokenCount": n}
                     for m, n in (("TEXT", self.text_out), ("AUDIO", self.audio_out)) if n]
-        prompt_total, response_total = self.text_in + self.audio_in, self.text_out + self.audio_out
+        prompt_total = self.text_in + self.audio_in + self.video_in
+        response_total = self.text_out + self.audio_out
         return {"usageMetadata": {
             "promptTokenCount": prompt_total,
             "responseTokenCount": response_total,

@@ -7,7 +7,6 @@ import contextlib
 import hmac
 import json
 import logging
-import signal
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -15,8 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from services.common.signals import stop_on_signals
 from services.common.tls import server_context
 from services.local_live import protocol as p
+from services.local_live.clock import ModelClock
 from services.local_live.config import LiveConfig
 from services.local_live.connection import Connection
 from services.local_live.faults import HEADER, Faults, FaultSpecError, FrameLog
@@ -34,13 +35,21 @@ class Engine:
     faults: Faults
     resumption: ResumptionStore
     frames: FrameLog
+    clock: ModelClock = field(default_factory=ModelClock)
     connections: set[Connection] = field(default_factory=set)
 
     @classmethod
     def from_config(cls, config: LiveConfig) -> Engine:
+        clock = ModelClock(config.clock_speed)
         return cls(config=config, faults=Faults.parse(config.faults),
-                   resumption=ResumptionStore(config.resumption_ttl_seconds),
-                   frames=FrameLog(config.frames_dir))
+                   resumption=ResumptionStore(config.resumption_ttl_seconds, clock=clock.now),
+                   frames=FrameLog(config.frames_dir), clock=clock)
+
+    def is_open(self, lineage: str) -> bool:
+        """Whether a connection of the conversation `lineage` still has an open socket (a resume of
+        it is then refused)."""
+        return any(c.session is not None and (c.session.lineage or c.conn_id) == lineage and c.is_open
+                   for c in self.connections)
 
     def key_ok(self, request: Request) -> bool:
         query = parse_qs(urlsplit(request.path).query)
@@ -114,11 +123,6 @@ async def serve_forever(config: LiveConfig) -> None:
     server, _ = await start(config)
     log.info("local Live engine listening", extra={"addr": f"{config.host}:{bound_port(server)}",
                                                    "tls_dir": str(config.tls_dir)})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_on_signals().wait()
     server.close()
     await server.wait_closed()

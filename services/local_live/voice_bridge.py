@@ -31,6 +31,13 @@ class Voice:
     async def transcribe(self, pcm16_16k: bytes, language: str, prompt: str | None = None) -> str:
         return await self.pipeline.transcribe(pcm16_16k, language, prompt)
 
+    async def detect_language(self, pcm16_16k: bytes, default: str) -> str:
+        return await self.pipeline.detect_language(pcm16_16k, default)
+
+    def stream_transcriber(self, language: str, prompt: str | None = None) -> Any:
+        """A voice.StreamingTranscript for the utterance being spoken, or None (incremental off)."""
+        return self.pipeline.stream_transcriber(language, prompt)
+
     async def synthesize(self, text: str, language: str) -> AsyncIterator[bytes]:
         stream = self.pipeline.synthesize(text, language)
         try:

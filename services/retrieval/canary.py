@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from services.retrieval.engine import SearchEngine
-from services.retrieval.snapshot import Snapshot
+from services.snapshots.files import Snapshot
 
 
 def canary_check(snap: Snapshot, embed_query: Callable[[str], np.ndarray]) -> dict:

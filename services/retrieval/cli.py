@@ -12,10 +12,10 @@ from pathlib import Path
 def _local_engine():
     from services.common.config import CommonConfig
     from services.embeddings.base import EmbedderConfig, make_embedder
-    from services.indexer.store import SnapshotError, open_store
     from services.retrieval.config import RetrievalConfig
     from services.retrieval.engine import SearchEngine
-    from services.retrieval.snapshot import load_version
+    from services.snapshots.files import load_version
+    from services.snapshots.store import SnapshotError, open_store
 
     common = CommonConfig.from_env()
     config = RetrievalConfig.from_env()

@@ -6,8 +6,7 @@ priors (intent type, learner level / easier level as tie-breakers).
 
 Why not plain fusion: an exact match on written form, reading or romaji must
 win outright (fusion lets near-misses outvote it), and the query's intent
-(kanji / sentence / reading / word) filters or boosts item types. See
-shared facts/retrieval.md for the measured misses of the plain designs.
+(kanji / sentence / reading / word) filters or boosts item types.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ import faiss
 import numpy as np
 
 from services.retrieval.intent import ParsedQuery, parse_query
-from services.retrieval.snapshot import LEVELS, Snapshot
-from services.retrieval.text import hira, japanese_tokens, meaning_key, normalise, romaji_key
+from services.snapshots.files import LEVELS, Snapshot
+from services.snapshots.text import hira, japanese_tokens, meaning_key, normalise, romaji_key
 
 RRF_K = 60
 CANDIDATES = 50

@@ -7,11 +7,12 @@ Optional per-query "types"/"levels"/"learner_level" are passed as filters.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.common.jsonl import read_jsonl
 
 
 @dataclass
@@ -25,17 +26,9 @@ class EvalQuery:
 
 
 def read_queries(path: Path) -> list[EvalQuery]:
-    out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            row = json.loads(line)
-            out.append(EvalQuery(row["query"], row.get("kind", "other"), row["expect"], row.get("types", []),
-                                 row.get("levels", []), row.get("learner_level", "")))
-        except (ValueError, KeyError) as exc:
-            raise ValueError(f"{path}:{n}: not a query line ({exc})") from None
-    return out
+    return read_jsonl(path, lambda row: EvalQuery(row["query"], row.get("kind", "other"), row["expect"],
+                                                  row.get("types", []), row.get("levels", []),
+                                                  row.get("learner_level", "")), "query line")
 
 
 def matches(expect: dict, item: dict) -> bool:

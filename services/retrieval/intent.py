@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from services.retrieval.text import JA_SPAN, LATIN_WORD, english_tokens, normalise
+from services.snapshots.text import JA_SPAN, LATIN_WORD, english_tokens, normalise
 
 # Checked in this order: the first that matches wins.
 _INTENTS_EN: tuple[tuple[str, re.Pattern], ...] = (
@@ -81,10 +81,6 @@ class ParsedQuery:
     @property
     def content(self) -> str:
         return " ".join([*self.ja_spans, self.latin]).strip() or self.text
-
-    @property
-    def japanese_only(self) -> bool:
-        return bool(self.ja_spans) and not self.latin
 
 
 def _intent(text: str) -> str:

@@ -9,9 +9,9 @@ from services.common.auth import TokenVerifier
 from services.common.config import CommonConfig
 from services.common.grpc_server import GrpcService, bootstrap, run_until_signalled
 from services.embeddings.base import Embedder, EmbedderConfig, make_embedder
-from services.indexer.store import open_store
 from services.retrieval.config import RetrievalConfig
 from services.retrieval.service import RetrievalService
+from services.snapshots.store import open_store
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = retrieval_pb2.DESCRIPTOR.services_by_name["Retrieval"].full_name
@@ -33,7 +33,7 @@ def create(common: CommonConfig, config: RetrievalConfig,
 
 def fallback_builder(common: CommonConfig, servicer: RetrievalService):
     def build():
-        from services.indexer.job import Indexer, IndexerConfig
+        from services.snapshots.job import Indexer, IndexerConfig
 
         return Indexer(common, IndexerConfig.from_env(), embedder=servicer.embedder, store=servicer.store,
                        progress=False).build()

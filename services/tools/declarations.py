@@ -1,4 +1,4 @@
-"""The one source of the tool declarations the gateway sends to Gemini.
+"""The one source of the function declarations the gateway sends to Gemini (Tools RPCs and search_dictionary).
 
 Each declaration's parameter names are the request message's field names, so a function call's
 args become a request with `json_format.ParseDict(args, Request(), ignore_unknown_fields=True)`
@@ -106,6 +106,29 @@ FUNCTION_DECLARATIONS: list[dict[str, Any]] = [
     ),
 ]
 
+# Answered by the gateway itself (Retrieval.Search with the learner's token), declared in audio mode only:
+# a voice turn carries no <kotoba-context> block, so the model looks words up through this function.
+SEARCH_DICTIONARY = {
+    "name": "search_dictionary",
+    "description": "Search the Kotoba dictionary (words, kanji, example sentences, kana) by English, Japanese "
+                   "(kana or kanji) or romaji. Use it before answering any question about a word or kanji.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "What to look up, as the learner said it."},
+            "types": {"type": "array", "items": {"type": "string"},
+                      "description": "Optional item types: word, kanji, sentence, kana."},
+            "levels": {"type": "array", "items": {"type": "string"},
+                       "description": "Optional JLPT levels N5..N1."},
+            "top_k": {"type": "integer", "description": "How many hits, 1..20 (default 5)."},
+        },
+        "required": ["query"],
+    },
+}
+
+# Every function name a model may call in Kotoba (the local engine calls only these).
+DECLARED_NAMES: frozenset[str] = frozenset(d["name"] for d in [*FUNCTION_DECLARATIONS, SEARCH_DICTIONARY])
+
 RPC_FOR_FUNCTION: dict[str, str] = {
     "search_words": "SearchWords",
     "get_word_details": "GetWordDetails",
@@ -119,8 +142,6 @@ RPC_FOR_FUNCTION: dict[str, str] = {
 
 # Request message name (in kotoba.v1.tools_pb2) for each function, for callers that build requests.
 REQUEST_FOR_FUNCTION: dict[str, str] = {name: f"{rpc}Request" for name, rpc in RPC_FOR_FUNCTION.items()}
-
-DECLARATIONS_BY_NAME: dict[str, dict[str, Any]] = {d["name"]: d for d in FUNCTION_DECLARATIONS}
 
 
 def request_for(function_name: str, args: dict[str, Any] | None):

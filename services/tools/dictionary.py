@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
 from kotoba.v1 import items_pb2, retrieval_pb2, retrieval_pb2_grpc, tools_pb2
+from services.common.japanese import KANJI_CHAR, has_japanese
 from services.tools.errors import invalid, not_found
 from services.tools.prefix import PrefixIndex, norm_latin
 from services.tools.records import (
@@ -25,8 +25,6 @@ from services.tools.store import Store
 
 log = logging.getLogger(__name__)
 
-_JAPANESE_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff々〆ー]")
-_KANJI_RE = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f々]$")
 MAX_EXAMPLES = 3
 MAX_KANJI_WORDS = 5
 MAX_HOMOGRAPHS = 5
@@ -57,7 +55,7 @@ class Dictionary:
         level = normalize_level(request.level)
         limit = clamp_limit(request.limit, 10, 50)
         # The text itself decides the path ("taberu" is romaji even when the learner speaks Japanese).
-        japanese = bool(_JAPANESE_RE.search(query))
+        japanese = has_japanese(query)
         latin = norm_latin(query)
         reading = kata2hira(query)
 
@@ -174,7 +172,7 @@ class Dictionary:
             character = character[len("kanji:"):]
         if len(character) != 1:
             raise invalid(f"character must be exactly one kanji; got {request.character[:80]!r}")
-        if not _KANJI_RE.match(character):
+        if not KANJI_CHAR.fullmatch(character):
             raise invalid(f"{character!r} is not a kanji character")
         row = await self.store.run(self.store.get_item, f"kanji:{character}")
         if not is_live(row):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import grpc
 
+from services.common.rpc_errors import StatusError
 
-class ToolError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+
+class ToolError(StatusError):
+    """A tool call the learner or model got wrong (bad argument, unknown item, no right)."""
 
 
 def invalid(message: str) -> ToolError:

@@ -18,7 +18,6 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from services.tools.records import kata2hira, level_rank
@@ -58,12 +57,6 @@ def keys_for(row: dict[str, Any]) -> dict[str, set[str]]:
     for meaning in row.get("meanings") or []:
         keys["meaning"].update(meaning_keys(meaning))
     return keys
-
-
-@dataclass(frozen=True)
-class Entry:
-    item_id: str
-    level: str
 
 
 class PrefixIndex:

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from botocore.exceptions import BotoCoreError, ClientError
 
 from kotoba.v1 import retrieval_pb2_grpc, tools_pb2, tools_pb2_grpc
 from services.common.auth import ADMIN, Identity, TokenVerifier, authenticate
 from services.common.grpc_server import GrpcService, bootstrap, channel, run_until_signalled
+from services.common.rpc_errors import store_errors
 from services.tools.admin import ItemWriter
 from services.tools.config import ToolsConfig
 from services.tools.dictionary import Dictionary
-from services.tools.errors import ToolError
 from services.tools.learner import Catalog, Learner
 from services.tools.pagetoken import PageTokens
 from services.tools.prefix import PrefixIndex
@@ -29,26 +26,8 @@ Resp = TypeVar("Resp")
 SERVICE_NAME = tools_pb2.DESCRIPTOR.services_by_name["Tools"].full_name
 
 
-def _handler(fn: Callable[..., Awaitable[Resp]]) -> Callable[..., Awaitable[Resp]]:
-    """Domain errors → status with their message; store failures → UNAVAILABLE (never a stack trace)."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: ToolsServicer, request: Any, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await fn(self, request, context)
-        except ToolError as exc:
-            await context.abort(exc.code, exc.message)
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("store error", extra={"rpc": fn.__name__, "error": str(exc)})
-            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ValidationException":
-                # DynamoDB refused a value from the request (a key too long, say): retrying cannot help.
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a value in the request is not acceptable "
-                                    "(too long or malformed); check the ids and text sent")
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                "the dictionary store is not answering right now; try again in a moment")
-        raise AssertionError("unreachable")
-
-    return wrapper
+# Domain errors (ToolError) → status with their message; store failures → UNAVAILABLE.
+_handler = store_errors("the dictionary store is not answering right now; try again in a moment")
 
 
 class ToolsServicer(tools_pb2_grpc.ToolsServicer):

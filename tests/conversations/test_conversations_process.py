@@ -12,9 +12,9 @@ import uuid
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools import procs
 from kotoba.v1 import conversations_pb2 as pb
 from kotoba.v1 import conversations_pb2_grpc as pb_grpc
-from services.common import procs
 from services.common.auth import auth_metadata
 from services.common.aws import dynamodb_client
 from services.conversations import records
@@ -88,9 +88,11 @@ def test_process_logs_and_recovers_pending(tables, aws_env, token_for, tmp_path)
 
 async def test_digit_runs_are_stored_fast_and_health_never_waits(tables, aws_env, token_for, tmp_path):
     """Issue 15, finding 1: 24 digits and a letter took ~1.5 s on the event loop (doubling per digit), so
-    a 40-digit message froze the process, health checks included. Stored now in well under 100 ms.
-    Bounds are catastrophic-backtracking guards with a wide margin for a shared CI machine (the old
-    pattern needs ~1.5 s x 2^16 on 40 digits), not performance claims: bench/redact.py has the numbers."""
+    a 40-digit message froze the process, health checks included (the old pattern needs ~1.5 s x 2^16 on
+    40 digits: the call hits its 10 s deadline). Hostile turns are interleaved with plain ones and compared
+    with them, because the store's own latency swings with the machine's load; the bounds are
+    catastrophic-backtracking guards with a wide margin, not performance claims. Figures are printed
+    with -s; bench/redact.py times the patterns themselves."""
     import asyncio
 
     proc, addr = _start(aws_env, tmp_path / "conversations.log")
@@ -116,15 +118,17 @@ async def test_digit_runs_are_stored_fast_and_health_never_waits(tables, aws_env
                 return time.perf_counter() - started
 
             await append("warm-up")
-            baseline = min([await append("What does 猫 mean?") for _ in range(3)])
             prober = asyncio.create_task(probe())
-            hostile = [await append(q) for q in ("1" * 24 + "a", "1" * 40 + "a", "1-" * 40 + "a", "１" * 40 + "a")]
+            plain, hostile = [], []
+            for q in ("1" * 24 + "a", "1" * 40 + "a", "1-" * 40 + "a", "１" * 40 + "a"):
+                plain.append(await append("What does 猫 mean?"))
+                hostile.append(await append(q))
             done.set()
             await prober
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"append baseline {baseline * 1000:.1f} ms, hostile {[round(h * 1000, 1) for h in hostile]} ms, "
-          f"health max {max(waits) * 1000:.1f} ms over {len(waits)} checks")
-    assert max(hostile) < baseline + 0.1, (baseline, hostile)
-    assert max(waits) < 0.25, sorted(waits)[-5:]
+    print(f"append plain {[round(p * 1000, 1) for p in plain]} ms, hostile {[round(h * 1000, 1) for h in hostile]} "
+          f"ms, health max {max(waits) * 1000:.1f} ms over {len(waits)} checks")
+    assert max(hostile) < 2 * max(plain) + 0.5, (plain, hostile)
+    assert max(waits) < 1.0, sorted(waits)[-5:]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kotoba_stack import Stack
+
+from tests.support.kotoba_stack import Stack
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from devtools.procs import free_port
 from services.common import metrics, telemetry
-from services.common.procs import free_port
 from services.gateway import server
 from services.gateway.client import ChatClient
 from services.gateway.config import GatewayConfig

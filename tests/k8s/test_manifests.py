@@ -398,4 +398,6 @@ def _secret_keys(docs: list[dict]) -> set[str]:
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     keys.add(ref["key"])
+        for v in spec.get("volumes", []):
+            keys.update(item["key"] for item in v.get("secret", {}).get("items", []))
     return keys

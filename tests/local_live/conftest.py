@@ -11,7 +11,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from services.common.procs import free_port
+from devtools.procs import free_port
 from services.common.tls import client_context, ensure_dev_ca
 from services.local_live.config import LiveConfig
 from services.local_live.server import Engine, bound_port, start

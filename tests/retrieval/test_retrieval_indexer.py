@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from services.common.aws import dynamodb_client
-from services.indexer import items as ddb
-from services.indexer.store import SnapshotError
 from services.retrieval.canary import canary_check
 from services.retrieval.engine import SearchEngine
-from services.retrieval.snapshot import load_version
+from services.snapshots import items as ddb
+from services.snapshots.files import load_version
+from services.snapshots.store import SnapshotError
 
 
 class CountingEmbedder:

@@ -11,10 +11,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.procs import free_port, wait_until
 from kotoba.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.common.auth import auth_metadata, mint_token
 from services.common.config import CommonConfig
-from services.common.procs import free_port, wait_until
 
 
 def test_process_serves_and_cli_search(loaded, make_indexer, snapshot_uri, aws_env, tmp_path):

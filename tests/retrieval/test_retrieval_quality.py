@@ -10,10 +10,10 @@ import pytest
 
 from services.embeddings.passages import passage_text
 from services.embeddings.seed import load_seed_embeddings, seed_embeddings_model, seed_embeddings_path
-from services.indexer.from_seed import seed_snapshot
 from services.retrieval.engine import SearchEngine
 from services.retrieval.evaluation import evaluate, read_queries
 from services.seed.reader import iter_items
+from services.snapshots.from_seed import seed_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "data" / "seed"

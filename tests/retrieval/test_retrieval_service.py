@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kotoba.v1 import retrieval_pb2
 from services.common.auth import auth_metadata, mint_token
-from services.indexer.store import FileStore
+from services.snapshots.store import FileStore
 
 from .conftest import wait_for  # noqa: TID252 - area helper
 
@@ -168,7 +168,7 @@ class FlakyEmbedder:
 
 
 async def test_embedder_outage_degrades_to_lexical(loaded, make_indexer, snapshot_uri, embedder):
-    from services.common.procs import free_port
+    from devtools.procs import free_port
     from services.retrieval.config import RetrievalConfig
     from services.retrieval.server import create
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from services.common.aws import s3_client
-from services.indexer.store import FileStore, SnapshotError, open_store
+from services.snapshots.store import FileStore, SnapshotError, open_store
 
 
 def _publish(store, n: int = 1, **kw):

@@ -53,7 +53,7 @@ async def open_session(url: str, token: str):
 
 
 def new_addr() -> str:
-    from services.common.procs import free_port
+    from devtools.procs import free_port
 
     return f"127.0.0.1:{free_port()}"
 

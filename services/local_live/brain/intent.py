@@ -23,6 +23,7 @@ from services.local_live.brain.lexicon import (
 KINDS = (
     "greeting", "thanks", "help", "meaning", "translate", "reading", "kanji_info", "kanji_for",
     "example", "level", "compare", "progress", "plan", "review", "learned", "offtopic", "unknown",
+    "grammar", "recall_first", "simpler",
 )
 
 
@@ -36,6 +37,10 @@ class Intent:
     period: str = ""  # plan: today | evening | tomorrow | week | hours
     hours: int = 0
     followup: bool = False  # the question refers back ("and its reading?")
+    # the term before trailing particles were stripped (こんにちは → こんにち): a dictionary word
+    # wins over the stripped form, so the tutor looks these up first
+    alternates: list[str] = field(default_factory=list)
+    guessed: bool = False  # no question word: a bare Japanese message taken as "what does it mean?"
 
     @property
     def term(self) -> str:
@@ -72,6 +77,11 @@ _EN_STOP = {
 
 def _jp_term(text: str) -> str:
     """The term inside a Japanese question: the first Japanese run, cut before the grammar."""
+    return _jp_term_and_raw(text)[0]
+
+
+def _jp_term_and_raw(text: str) -> tuple[str, str]:
+    """(term, the term before trailing particles were stripped)."""
     for run in JP_RUN.findall(text):
         for filler in _LEADING_FILLERS:
             if run.startswith(filler) and len(run) > len(filler):
@@ -81,7 +91,10 @@ def _jp_term(text: str) -> str:
             at = run.find(marker, 1)
             if 0 < at < cut:
                 cut = at
+        if run.endswith("意味") and len(run) > 2 and cut == len(run):
+            cut = len(run) - 2  # 食べる意味: a question without particles
         term = run[:cut]
+        raw = term
         changed = True
         while changed and len(term) > 1:
             changed = False
@@ -92,8 +105,23 @@ def _jp_term(text: str) -> str:
                         term, changed = term[: -len(tail)], True
                         break
         if term and term not in _JP_NOT_TERMS:
-            return term
-    return ""
+            return term, raw
+    return "", ""
+
+
+def _alternates(text: str, term: str) -> list[str]:
+    """Japanese runs in the text that start with the term and are longer: the forms before a
+    trailing particle was taken for grammar (こんにちは for こんにち, こんばんは for こんばん)."""
+    if not term or not has_japanese(term):
+        return []
+    out = []
+    for run in JP_RUN.findall(text):
+        _, raw = _jp_term_and_raw(run)
+        for candidate in (raw, run):
+            if candidate and candidate != term and candidate.startswith(term) and len(candidate) - len(term) <= 2 \
+                    and candidate not in out:
+                out.append(candidate)
+    return out
 
 
 def _clean_slot(slot: str) -> str:
@@ -128,7 +156,8 @@ _MEANING_EN = _p(r"what(?:'s| is| does)? (?:the )?meaning of {T}", r"what does {
                  r"meaning of {T}", r"define {T}", r"definition of {T}", r"what is {T} in english",
                  r"translate {T}(?! into japanese| to japanese)", r"{T} means\?", r"what'?s {T} in english",
                  r"{T} mean\b", r"^{T} meaning\b", r"what is {T}\?*$", r"what's {T}\?*$")
-_TRANSLATE_EN = _p(r"how (?:do|would|can) (?:you|i) say {T}", r"what(?:'s| is) (?:the )?japanese (?:word )?for {T}",
+_TRANSLATE_EN = _p(r"how (?:do|would|can) (?:you|i) say (?P<term>[A-Za-z][A-Za-z' -]{0,30}?) in japanese",
+                   r"how (?:do|would|can) (?:you|i) say {T}", r"what(?:'s| is) (?:the )?japanese (?:word )?for {T}",
                    r"japanese (?:word )?for {T}", r"what(?:'s| is) {T} in japanese", r"translate {T} (?:in)?to japanese",
                    r"how (?:do|would) (?:you|i) write {T}")
 _READING_EN = _p(r"how (?:do|would|should) (?:you|i|we) (?:read|pronounce|say) {T}", r"how is {T} (?:read|pronounced)",
@@ -191,6 +220,58 @@ _PERIODS = (
 _HOURS = re.compile(r"next (\d{1,3}) hours?|(\d{1,3})\s*時間", re.I)
 
 
+# The words the patterns above key on: a learner's misspelling of one of them ("waht dose 泳ぐ
+# meen") is read as the word (difflib similarity), so the question is still understood.
+_VOCAB = ("what", "does", "mean", "meaning", "means", "meanings", "stroke", "strokes", "example", "examples",
+          "sentence", "reading", "pronounce", "pronounced", "level", "kanji", "difference", "between", "english",
+          "japanese", "how", "read", "which", "define", "definition", "translate", "count")
+_KEEP = frozenset({"do", "is", "a", "an", "the", "in", "of", "to", "and", "it", "me", "my", "you", "i", "for", "with",
+                   "say", "use", "are", "was", "at", "on", "be", "hot", "red", "new", "now", "who", "why", "when",
+                   "many", "much", "have", "has", "word", "words", "give", "tell", "like", "know", "this", "that",
+                   "your", "from", "please", "about", "there", "these", "those", "can", "could", "would", "should",
+                   "did", "done", "made", "make", "need", "want", "mine", "where", "her", "him", "them",
+                   "then", "than", "ready", "real", "dear", "near", "meal", "team", "leave", "level", "lever"})
+
+
+def fix_typos(text: str) -> str:
+    import difflib
+
+    def repair(match: re.Match[str]) -> str:
+        word = match.group(0)
+        low = word.lower()
+        if low in _KEEP or low in _VOCAB or len(low) < 2:
+            return word
+        close = difflib.get_close_matches(low, _VOCAB, n=1, cutoff=0.8)
+        if not close and not (romaji_to_hiragana(low) and len(low) > 4):  # "benkyo" is romaji, not a typo
+            close = difflib.get_close_matches(low, _VOCAB, n=1, cutoff=0.75)
+        return close[0] if close else word
+
+    return re.sub(r"[A-Za-z]+", repair, text)
+
+
+# Grammar the dictionary cannot answer: a pattern (〜ながら), a form, a particle question.
+_GRAMMAR_EN = re.compile(
+    r"\b(?:grammar|conjugat\w*|particles?|keigo|tense|(?:te|masu|ta|nai|dictionary|plain|polite|passive|causative|"
+    r"potential|volitional|conditional|imperative|negative|past|humble|honorific)[- ]forms?|te-form|volitional|"
+    r"passive|causative|conditional|make (?:a |the )?(?:verb|adjective) (?:negative|past|polite))\b", re.I)
+_GRAMMAR_JA = re.compile(r"文法|活用|助詞|敬語|〜|～|(?:て|た|ない|ます|受身|使役|可能|意向|条件)形")
+_PARTICLE_PAIR = re.compile(r"(?:^|[\s「『\"'])([はがにでをへとものや])(?:[」』\"'])?\s*(?:and|vs\.?|or|versus|と)\s*"
+                            r"(?:[「『\"'])?([はがにでをへとものや])(?:$|[\s」』\"'?？のは])")
+_GRAMMAR_TERM = re.compile(r"[〜～]\s*([ぁ-んァ-ヶー一-龯]+)")
+
+
+def grammar_point(text: str) -> str:
+    """The grammar point a question is about ("〜ながら", "は / が", "te-form"), or ""."""
+    pair = _PARTICLE_PAIR.search(text)
+    if pair:
+        return f"{pair.group(1)} / {pair.group(2)}"
+    term = _GRAMMAR_TERM.search(text)
+    if term:
+        return "〜" + term.group(1)
+    match = _GRAMMAR_EN.search(text) or _GRAMMAR_JA.search(text)
+    return match.group(0) if match else ""
+
+
 def _period(text: str) -> tuple[str, int]:
     match = _HOURS.search(text)
     if match:
@@ -201,12 +282,99 @@ def _period(text: str) -> tuple[str, int]:
     return "", 24
 
 
+_SIMPLER = re.compile(r"\b(?:more simply|simpler|in simple (?:terms|words)|plain english|simplify|eli5)\b|"
+                      r"もっと簡単|簡単に言|やさしく言|わかりやすく", re.I)
+_RECALL_FIRST = re.compile(r"(?:first|earlier|previous|last) (?:word|thing|kanji|term|question)s? (?:did )?i (?:asked?|looked)|"
+                           r"what (?:words?|kanji) (?:did|have) i ask|最初に(?:聞いた|質問した)|さっき聞いた", re.I)
+_PARTS = re.compile(r"(?<=[?？。!！])\s*|\s+(?:and also|also|and then|then)\s+(?=(?:what|how|which|is|can|give)\b)", re.I)
+_ASPECTS = (
+    ("meaning", re.compile(r"\bmean|meaning|\bdefin|in english|意味", re.I)),
+    ("level", re.compile(r"\blevel\b|\bjlpt\b|レベル|何級", re.I)),
+    ("reading", re.compile(r"\bread\b|reading|pronounc|読み方|読む|読み|よみかた", re.I)),
+    ("strokes", re.compile(r"stroke|画数|何画", re.I)),
+    ("example", re.compile(r"example|in a sentence|例文", re.I)),
+)
+_AND_TERMS = re.compile(f"(?P<a>[{JP_RUN.pattern[1:-2]}]+)\\s*(?:and|&|、|,)\\s*(?P<b>[{JP_RUN.pattern[1:-2]}]+)")
+
+
+def recognise_all(raw_text: str, last_kind: str = "") -> list[Intent]:
+    """Every question in one message, in order: "What does 泳ぐ mean and what level is it?" is a
+    meaning and a level question about 泳ぐ; "what does 水 mean? and 雨?" two meaning questions. A
+    part without a term of its own is about the term of the part before it."""
+    text = fix_typos(normalise(raw_text))
+    parts = [p for p in _PARTS.split(text) if p and p.strip(" ?？。!！")]
+    intents: list[Intent] = []
+    for part in parts or [text]:
+        kind_before = intents[-1].kind if intents else last_kind
+        intent = recognise(part, kind_before)
+        if intents and intent.kind in ("offtopic", "unknown") and intents[-1].terms:
+            continue  # "…, please" / a fragment
+        if intents and not intent.terms and intents[-1].terms and intent.kind in (*_LOOKUP, "kanji_info"):
+            intent.terms = list(intents[-1].terms)
+            intent.followup = False
+        intents.append(intent)
+    # one part asking for more than one aspect of the same term
+    out: list[Intent] = []
+    for intent in intents:
+        out.append(intent)
+        if intent.kind not in (*_LOOKUP, "kanji_info") or not intent.terms or intent.kind == "compare":
+            continue
+        pair = _AND_TERMS.search(text) if intent.kind == "meaning" and len(parts) == 1 else None
+        if pair:
+            a, b = _clean_slot(pair.group("a")), _clean_slot(pair.group("b"))
+            if a and b and intent.term in (a, b):
+                out[-1:] = [Intent("meaning", [a], level=intent.level), Intent("meaning", [b], level=intent.level)]
+                continue
+        asked = intent.kind if intent.kind != "kanji_info" else (intent.aspect or "all")
+        for aspect, pattern in _ASPECTS:
+            if aspect == asked or aspect == "example" or not pattern.search(text):
+                continue
+            if any(i.terms == intent.terms and _aspect_of(i) == aspect for i in out):
+                continue
+            if aspect == "strokes" and not is_single_kanji_text(intent.term):
+                continue
+            if aspect == "meaning" and asked == "all":
+                continue
+            kind = {"strokes": "kanji_info"}.get(aspect, aspect)
+            extra = Intent(kind, list(intent.terms), aspect="strokes" if aspect == "strokes" else "",
+                           level=intent.level, alternates=list(intent.alternates))
+            out.append(extra)
+    if len(parts) == 1 and len(out) > 1 and len({tuple(i.terms) for i in out}) == 1:
+        # one question, several aspects: answer them in the order the learner asked
+        def asked_at(i: Intent) -> int:
+            pattern = dict(_ASPECTS).get(_aspect_of(i))
+            match = pattern.search(text) if pattern else None
+            return match.start() if match else len(text)
+        out.sort(key=asked_at)
+    return out or [Intent("unknown")]
+
+
+_LOOKUP = ("meaning", "reading", "level", "example", "translate", "kanji_for", "compare")
+
+
+def _aspect_of(intent: Intent) -> str:
+    if intent.kind == "kanji_info":
+        return {"strokes": "strokes", "readings": "reading", "meaning": "meaning"}.get(intent.aspect, "all")
+    return intent.kind
+
+
+def is_single_kanji_text(term: str) -> bool:
+    return len(term) == 1 and bool(re.match("[\u3400-\u4dbf\u4e00-\u9fff]", term))
+
+
 def recognise(raw_text: str, last_kind: str = "") -> Intent:
     """The intent of one learner message. `last_kind` is the previous turn's intent, used for
     "what about X?" follow-ups."""
-    text = normalise(raw_text)
+    text = fix_typos(normalise(raw_text))
     if not text:
         return Intent("unknown")
+    if _RECALL_FIRST.search(text):
+        return Intent("recall_first", followup=True)
+    if _SIMPLER.search(text):
+        return Intent("simpler", followup=True)
+    point = grammar_point(text)
+    if point and not (_KW_EXAMPLE.search(text) and point.startswith("〜")):
+        return Intent("grammar", [point])
     lowered = text.lower()
     level = level_in(text)
     entity = entity_type_in(text)
@@ -215,7 +383,7 @@ def recognise(raw_text: str, last_kind: str = "") -> Intent:
     def lexical(kind: str, patterns: tuple[re.Pattern[str], ...], **extra: str) -> Intent:
         term = _term_from(text, patterns)
         return Intent(kind, [term] if term else [], level=level, entity_type=entity,
-                      followup=followup or not term, **extra)
+                      followup=followup or not term, alternates=_alternates(text, term), **extra)
 
     # Questions about a term come first: "what does 復習 mean" is not a review request.
     for pattern in (_COMPARE_EN, _COMPARE_VS, _COMPARE_JA):
@@ -250,6 +418,9 @@ def recognise(raw_text: str, last_kind: str = "") -> Intent:
         return intent
 
     # The learner's own data.
+    if re.search(r"復習|review|\bdue\b", text, re.I) and re.search(r"何個|いくつ|how many", text, re.I) \
+            and not re.search(r"learn|覚え|習得", text, re.I):
+        return Intent("review", period=_period(text)[0])
     if _LEARNED.search(text) and not re.search(r"how many|何個|いくつ|何語|どのくらい|どれくらい", lowered):
         return Intent("learned", level=level, entity_type=entity)
     if _PROGRESS.search(text) or re.search(r"\bmy\b.*\blevel\b|level am i|私のレベル", lowered):
@@ -272,15 +443,17 @@ def recognise(raw_text: str, last_kind: str = "") -> Intent:
     if what_about and last_kind in ("meaning", "reading", "level", "kanji_info", "example", "translate"):
         term = _clean_slot(what_about.group("term") or what_about.group("jp") or "")
         if term:
-            return Intent(last_kind, [term], level=level, entity_type=entity, followup=True)
+            return Intent(last_kind, [term], level=level, entity_type=entity, followup=True,
+                          guessed=last_kind == "meaning", alternates=_alternates(text, term))
 
     # A bare term ("猫", "oyogu?") is a request for its meaning.
     bare = text.strip(" ?？!！.。")
     if has_japanese(bare) and len(bare) <= 12 and JP_RUN.fullmatch(bare):
-        return Intent("meaning", [bare], level=level)
+        return Intent("meaning", [bare], level=level, guessed=True, alternates=_alternates(bare, _jp_term(bare)))
     if has_japanese(text):
         term = _jp_term(text)
-        return Intent("meaning", [term] if term else [], level=level, followup=not term)
+        return Intent("meaning", [term] if term else [], level=level, followup=not term,
+                      alternates=_alternates(text, term), guessed=True)
     if re.fullmatch(r"[A-Za-z']{2,20}", bare) and romaji_to_hiragana(bare) and bare.lower() not in _EN_STOP:
         return Intent("meaning", [bare.lower()], level=level)
     return Intent("offtopic")

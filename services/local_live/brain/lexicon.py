@@ -7,11 +7,13 @@ import unicodedata
 
 import jaconv
 
-JP_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff々〆ヵヶー〜"
+from services.common.japanese import JAPANESE
+from services.common.japanese import KANJI_CHAR as KANJI
+from services.common.japanese import MACRONS as _MACRONS
+
+JP_CHARS = JAPANESE + "〜"
 JP_RUN = re.compile(f"[{JP_CHARS}]+")
-KANJI = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff々]")
 _LEVEL = re.compile(r"(?<![A-Za-z0-9])[Nn]\s?([1-5])(?![0-9])")
-_MACRONS = str.maketrans({"ā": "aa", "ī": "ii", "ū": "uu", "ē": "ee", "ō": "ou", "â": "aa", "ô": "ou", "û": "uu"})
 
 
 def normalise(text: str) -> str:
@@ -37,6 +39,9 @@ def romaji_to_hiragana(text: str) -> str | None:
     key = romaji_key(text)
     if not key or not key.isascii() or not key.isalpha():
         return None
+    # "nn" before a vowel is ん and a syllable starting with n (konnichiwa → こんにちは, onna → おんな);
+    # jaconv would read it as ん and a bare vowel (こんいちわ)
+    key = re.sub(r"nn(?=[aiueoy])", "ん" + "n", key)
     kana = jaconv.alphabet2kana(key)
     if re.search("[a-z]", kana):
         return None

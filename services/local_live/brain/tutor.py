@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from services.local_live.brain.compose import Composer, speakable
 from services.local_live.brain.context import Learner, TurnInput
 from services.local_live.brain.facts import ItemPool, as_int, meanings, stems, walk_items
-from services.local_live.brain.intent import Intent, recognise
+from services.local_live.brain.intent import Intent, recognise, recognise_all
 from services.local_live.brain.lexicon import KANJI, has_japanese, is_single_kanji, romaji_to_hiragana
 from services.local_live.brain.memory import Memory
 
@@ -45,36 +45,53 @@ Thought = Generator[list[Call], Results, Reply]
 
 class Tutor:
     def __init__(self, learner: Learner, declared: dict[str, dict[str, Any]], memory: Memory,
-                 cite: bool = True, speech: bool = False) -> None:
+                 cite: bool = True, speech: bool = False, language: str = "") -> None:
         self.learner = learner
         self.declared = declared
         self.memory = memory
         self.speech = speech  # the answer will be spoken (AUDIO): phrase it to be heard
-        self.say = Composer(learner.language, cite=cite, name=learner.display_name, speech=speech)
+        # language: the turn's own (a spoken question is answered in the language it was asked in)
+        self.say = Composer(language or learner.language, cite=cite, name=learner.display_name, speech=speech)
         self._called: list[str] = []
         self._errors: list[str] = []
 
     # ---- entry point ----------------------------------------------------------------------------
 
     def think(self, turn: TurnInput) -> Thought:
-        intent = recognise(turn.text, self.memory.last_kind)
-        if intent.kind in LOOKUP_KINDS and not intent.terms and self.memory.topic:
-            intent.terms = [self.memory.topic]
+        """Answers every question in the message, in order (recognise_all), as one reply."""
+        intents = recognise_all(turn.text, self.memory.last_kind)
         pool = ItemPool(turn.items)
-        if intent.term and intent.term == self.memory.topic:
-            pool.add(self.memory.topic_items)
         self._context_unavailable = turn.context_unavailable
         self._voice_lookup = not turn.has_context_block
-        if intent.kind in LOOKUP_KINDS and not intent.terms:
-            sentences, topic = self.say.ask_term(intent.kind), ""
-        else:
-            handler = getattr(self, f"_{intent.kind}", self._unknown)
-            sentences, topic = yield from handler(intent, pool)
+        self._text = turn.text
+        sentences: list[str] = []
+        topic = ""
+        kind = intents[0].kind
+        topic_kind = ""
+        answered: set[tuple[str, str]] = set()
+        for intent in intents:
+            if intent.kind in LOOKUP_KINDS and not intent.terms and self.memory.topic:
+                intent.terms = [self.memory.topic]
+            if intent.term and intent.term == self.memory.topic:
+                pool.add(self.memory.topic_items)
+            if intent.kind in LOOKUP_KINDS and not intent.terms:
+                said, about = self.say.ask_term(intent.kind), ""
+            else:
+                handler = getattr(self, f"_{intent.kind}", self._unknown)
+                said, about = yield from handler(intent, pool)
+            if intent.kind == "level" and ("meaning", intent.term) in answered and len(said) > 1 \
+                    and any("JLPT" in x for x in sentences):
+                said = said[1:]  # the meaning answer already gave the level: only where it comes from
+            answered.add((intent.kind, intent.term))
+            sentences += [s for s in said if s not in sentences or not s.startswith("[")]
+            if about and not topic:
+                topic, topic_kind = about, intent.kind
+        sentences = _merge_citations(sentences)
         if self.speech:
             sentences = [speakable(s) for s in sentences]
-        reply = Reply([s for s in sentences if s], intent.kind, topic, list(self._called))
-        topic_items = pool.find(topic) if topic and intent.kind in LOOKUP_KINDS else []
-        self.memory.remember(turn.text, " ".join(reply.sentences), intent.kind, topic, topic_items)
+        reply = Reply([s for s in sentences if s], kind, topic, list(self._called))
+        topic_items = pool.find(topic) if topic and topic_kind in LOOKUP_KINDS else []
+        self.memory.remember(turn.text, " ".join(reply.sentences), kind, topic, topic_items)
         return reply
 
     # ---- calling functions ----------------------------------------------------------------------
@@ -110,6 +127,31 @@ class Tutor:
     def _unavailable(self) -> bool:
         return any(code in UNAVAILABLE_CODES for code in self._errors)
 
+    def _lookup_any(self, intent: Intent, pool: ItemPool, types: tuple[str, ...] = ("word", "kanji", "kana")
+                    ) -> Generator[list[Call], Results, tuple[str, list[dict[str, Any]]]]:
+        """(the form found, its items): the unstripped forms first (こんにちは before こんにち: a
+        trailing は is only a particle when the longer form is not a word), then the term, then
+        the spellings a learner's romaji may stand for (benkyo → benkyou, konnichiwa → こんにちは)."""
+        for form in intent.alternates:
+            found = pool.find(form, types)
+            if not found and has_japanese(form) and "get_word_details" in self.declared:
+                self._absorb(pool, (yield from self._call([Call("get_word_details", {"written": form})])))
+                found = pool.find(form, types)
+            if found:
+                return form, found
+        found = yield from self._lookup(intent.term, pool, types)
+        if found or has_japanese(intent.term):
+            return intent.term, found
+        for variant in romaji_variants(intent.term):
+            found = pool.find(variant, types)
+            kana = variant if has_japanese(variant) else romaji_to_hiragana(variant)
+            if not found and kana and "get_word_details" in self.declared:
+                self._absorb(pool, (yield from self._call([Call("get_word_details", {"written": kana})])))
+                found = pool.find(variant, types)
+            if found:
+                return variant, found
+        return intent.term, []
+
     def _lookup(self, term: str, pool: ItemPool, types: tuple[str, ...] = ("word", "kanji", "kana")
                 ) -> Generator[list[Call], Results, list[dict[str, Any]]]:
         """Items that are `term`: from the context, else through the declared functions."""
@@ -140,18 +182,24 @@ class Tutor:
     # ---- dictionary intents ---------------------------------------------------------------------
 
     def _meaning(self, intent: Intent, pool: ItemPool):
-        items = yield from self._lookup(intent.term, pool)
+        if intent.term.startswith("〜"):
+            return self.say.grammar(intent.term), self.memory.topic
+        term, items = yield from self._lookup_any(intent, pool)
         if not items:
-            return self.say.unknown_item(intent.term, self._unavailable), intent.term
-        return self.say.meaning(items), items[0].get("written", intent.term)
+            if intent.guessed and not self._unavailable and (
+                    len(self._text) > len(term) + 3 or len(term) >= 7 or re.search("[のをにでがへ]", term[1:-1])):
+                # a Japanese sentence that is no dictionary question ("おすすめのレストランは？")
+                return self.say.offtopic(), self.memory.topic
+            return self.say.unknown_item(term, self._unavailable), term
+        return self.say.meaning(items), items[0].get("written", term)
 
     def _reading(self, intent: Intent, pool: ItemPool):
         if is_single_kanji(intent.term) and "get_kanji_details" in self.declared:
             # A single kanji's readings are its on/kun readings, not one word's reading.
             return (yield from self._kanji_info(Intent("kanji_info", [intent.term], aspect="readings"), pool))
-        items = yield from self._lookup(intent.term, pool)
+        term, items = yield from self._lookup_any(intent, pool)
         if not items:
-            return self.say.unknown_item(intent.term, self._unavailable), intent.term
+            return self.say.unknown_item(term, self._unavailable), term
         if items[0].get("type") == "kanji" or (is_single_kanji(intent.term) and not items[0].get("reading")):
             return (yield from self._kanji_info(Intent("kanji_info", [intent.term], aspect="readings"), pool))
         return self.say.reading(items), items[0].get("written", intent.term)
@@ -163,10 +211,10 @@ class Tutor:
             kanji = pool.find(intent.term, ("kanji",))
             if kanji:
                 return self.say.level(kanji), intent.term
-        items = yield from self._lookup(intent.term, pool)
+        term, items = yield from self._lookup_any(intent, pool)
         if not items:
-            return self.say.unknown_item(intent.term, self._unavailable), intent.term
-        return self.say.level(items), items[0].get("written", intent.term)
+            return self.say.unknown_item(term, self._unavailable), term
+        return self.say.level(items), items[0].get("written", term)
 
     def _translate(self, intent: Intent, pool: ItemPool):
         english = intent.term
@@ -230,6 +278,16 @@ class Tutor:
 
     def _example(self, intent: Intent, pool: ItemPool):
         term = intent.term
+        pattern = term.startswith("〜")
+        if pattern:
+            # a grammar pattern: no dictionary entry, but example sentences may contain it
+            bare = term.lstrip("〜")
+            calls = [Call("search_dictionary", {"query": bare, "types": ["sentence"], "top_k": 10})]
+            self._absorb(pool, (yield from self._call(calls)))
+            found = pool.sentences_with([bare])
+            if not found:
+                return self.say.grammar(term, examples=False), self.memory.topic
+            return self.say.examples(term, found, intent.level) + self.say.grammar_note(term), self.memory.topic
         sentences: list[dict[str, Any]] = []
         if has_japanese(term) and "get_word_details" in self.declared:
             # The word's own linked examples are the best ones: ask for them first.
@@ -363,6 +421,29 @@ class Tutor:
         return self.say.help(), self.memory.topic
         yield
 
+    def _grammar(self, intent: Intent, pool: ItemPool):
+        return self.say.grammar(intent.term), self.memory.topic
+        yield
+
+    def _recall_first(self, intent: Intent, pool: ItemPool):
+        """The first word the learner asked about in this conversation (history survives a resume)."""
+        asked = asked_terms(self.memory)
+        if not asked:
+            return self.say.nothing_asked(), self.memory.topic
+        return self.say.first_asked(asked[0], asked), self.memory.topic
+        yield
+
+    def _simpler(self, intent: Intent, pool: ItemPool):
+        """The last answer about the topic again, plainly: the word and its first meaning."""
+        topic = self.memory.topic
+        if not topic:
+            return self.say.ask_term("meaning"), ""
+        pool.add(self.memory.topic_items)
+        items = yield from self._lookup(topic, pool)
+        if not items:
+            return self.say.unknown_item(topic, self._unavailable), topic
+        return self.say.simply(items[0]), topic
+
     def _offtopic(self, intent: Intent, pool: ItemPool):
         return self.say.offtopic(), self.memory.topic
         yield
@@ -397,6 +478,61 @@ def recall(memory: Memory) -> None:
 
 
 _CITED = re.compile(r"\[(?:word|kanji|kana):([^:\],]+)")
+
+
+def asked_terms(memory: Memory) -> list[str]:
+    """The terms the learner asked about, in order, from the conversation so far (the cited item
+    names a term exactly; else the term in the question)."""
+    out: list[str] = []
+    history = memory.history
+    kind = ""
+    for n, entry in enumerate(history):
+        if entry.get("role") != "user":
+            continue
+        for intent in recognise_all(entry.get("text", ""), kind):
+            kind = intent.kind
+            if intent.kind not in LOOKUP_KINDS or not intent.terms:
+                continue
+            answer = history[n + 1].get("text", "") if n + 1 < len(history) else ""
+            cited = _CITED.search(answer)
+            term = cited.group(1) if cited and len(intent.terms) == 1 else intent.terms[0]
+            if term not in out:
+                out.append(term)
+    return out
+
+
+def romaji_variants(term: str) -> list[str]:
+    """Spellings a learner's romaji may stand for: long vowels written short (benkyo → benkyou,
+    gakko → gakkou), "ee" for "ei" (sensee), は written as "wa" (konnichiwa → こんにちは)."""
+    low = term.lower()
+    if not low.isascii() or not low.isalpha():
+        return []
+    out = []
+    if low.endswith("o"):
+        out.append(low + "u")
+    if "ee" in low:
+        out.append(low.replace("ee", "ei"))
+    if low.endswith("oo"):
+        out.append(low[:-1] + "u")
+    if re.search(r"o(?=[kgstdhbpmyrwzj])", low):
+        out.append(re.sub(r"o(?=[kgstdhbpmyrwzj])", "ou", low, count=1))
+    variants = [v for v in dict.fromkeys(out) if v != low]
+    if low.endswith("wa"):
+        kana = romaji_to_hiragana(low[:-2])
+        if kana:
+            variants.append(kana + "は")
+    return variants
+
+
+def _merge_citations(sentences: list[str]) -> list[str]:
+    """One citation at the end of a reply made of several answers: "[a] … [b]" → "… [a, b]"."""
+    cites = [s for s in sentences if s.startswith("[") and s.endswith("]")]
+    if len(cites) < 2:
+        return sentences
+    ids: list[str] = []
+    for c in cites:
+        ids += [i.strip() for i in c[1:-1].split(",") if i.strip() and i.strip() not in ids]
+    return [s for s in sentences if s not in cites] + [f"[{', '.join(ids[:6])}]"]
 
 
 def _slots_in(slots: list[dict[str, Any]], period: str, timezone: str) -> list[dict[str, Any]]:

@@ -9,10 +9,13 @@ that worker; the queue is bounded so overload fails fast with VoiceBusyError.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib.util
+import itertools
+import queue
 import shutil
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -20,9 +23,10 @@ from typing import TypeVar
 from services.common.config import env_choice, env_float, env_int, env_str
 
 from .audio import TTS_RATE, frames
+from .incremental import StreamingTranscript
 from .models import cache_root
 from .stt import LANGUAGES, SpeechToText, SttOptions
-from .tts import SENTENCE_PAUSE_S, Piece, TextToSpeech, piper_available
+from .tts import SENTENCE_PAUSE_S, Piece, TextToSpeech, first_clause, piper_available
 
 T = TypeVar("T")
 
@@ -43,6 +47,49 @@ _REQUIRED = (
 
 class VoiceBusyError(RuntimeError):
     """Too many voice requests are already waiting for the voice worker."""
+
+
+# Worker priorities, lowest first. Someone is waiting in silence for a transcript or for the first
+# piece of an answer; a later piece has slack (the audio already sent is still playing); an early
+# decode while the learner speaks is only worth doing when nothing else is.
+URGENT, LATER, SPECULATIVE = 0, 1, 2
+
+
+class _Worker:
+    """One thread running model calls in priority order (FIFO within a priority)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="kotoba-voice", daemon=True)
+        self._thread.start()
+
+    def submit(self, priority: int, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((priority, next(self._order), future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            _priority, _n, future, fn, args = self._queue.get()
+            if future is None:
+                return
+            if not future.set_running_or_notify_cancel():  # cancelled while queued (barge-in)
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item[2] is not None:
+                item[2].cancel()
+        self._queue.put((-1, -1, None, None, None))
 
 
 def english_backend() -> str | None:
@@ -75,6 +122,8 @@ class VoiceConfig:
     chunk_ms: int = 100
     stt_beam_size: int = 5
     max_pending: int = 8
+    incremental: bool = True  # transcribe during speech (StreamingTranscript); off = whole utterance at the end
+    first_clause: bool = True  # speak the first clause on its own so audio starts sooner
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> VoiceConfig:
@@ -89,6 +138,8 @@ class VoiceConfig:
             chunk_ms=env_int(env, "KOTOBA_VOICE_CHUNK_MS", 100, minimum=10, maximum=1000),
             stt_beam_size=env_int(env, "KOTOBA_STT_BEAM_SIZE", 5, minimum=1, maximum=5),
             max_pending=env_int(env, "KOTOBA_VOICE_MAX_PENDING", 8, minimum=1),
+            incremental=env_choice(env, "KOTOBA_VOICE_INCREMENTAL", "on", ("on", "off")) == "on",
+            first_clause=env_choice(env, "KOTOBA_VOICE_FIRST_CLAUSE", "on", ("on", "off")) == "on",
         )
 
 
@@ -104,7 +155,7 @@ class VoicePipeline:
 
     def __init__(self, config: VoiceConfig | None = None) -> None:
         self.config = config or VoiceConfig.from_env()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kotoba-voice")
+        self._worker = _Worker()
         self._stt: SpeechToText | None = None
         self._tts: TextToSpeech | None = None
         self._active = 0
@@ -132,8 +183,8 @@ class VoicePipeline:
         return self._tts
 
     # -- event-loop side ------------------------------------------------------------
-    def _on_worker(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    def _on_worker(self, fn: Callable[..., T], *args: object, priority: int = URGENT) -> asyncio.Future[T]:
+        return asyncio.wrap_future(self._worker.submit(priority, fn, *args))
 
     def _admit(self) -> None:
         if self._active >= self.config.max_pending:
@@ -145,6 +196,14 @@ class VoicePipeline:
         await self._on_worker(self._get_stt)
         await self._on_worker(self._get_tts)
 
+    async def detect_language(self, pcm16_16k: bytes, default: str) -> str:
+        """"ja" or "en" for one utterance (the session's language unless the other is clear)."""
+        self._admit()
+        try:
+            return await self._on_worker(lambda: self._get_stt().detect_language(pcm16_16k, default))
+        finally:
+            self._active -= 1
+
     async def transcribe(self, pcm16_16k: bytes, language: str, prompt: str | None = None) -> str:
         """Text of one utterance. language "ja" or "en" (forced); prompt: one natural sentence."""
         if language not in LANGUAGES:
@@ -154,6 +213,36 @@ class VoicePipeline:
             return await self._on_worker(lambda: self._get_stt().transcribe(pcm16_16k, language, prompt))
         finally:
             self._active -= 1
+
+    def stream_transcriber(self, language: str, prompt: str | None = None) -> StreamingTranscript | None:
+        """A transcript that decodes while the learner speaks (None when config.incremental is off).
+
+        Its early decodes only run while the worker has nothing else to do, so they never queue in
+        front of another session's transcript or answer; the final one goes through transcribe()."""
+        if language not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+        if not self.config.incremental:
+            return None
+
+        transcript: StreamingTranscript
+
+        def decode_and_judge(pcm: bytes) -> str:
+            # The language is judged while the learner still speaks, so checking it costs nothing at the end.
+            stt = self._get_stt()
+            transcript.detected = stt.detect_language(pcm, language)
+            return stt.transcribe(pcm, language, prompt)
+
+        async def speculate(pcm: bytes) -> str:
+            self._active += 1
+            try:
+                return await self._on_worker(lambda: decode_and_judge(pcm), priority=SPECULATIVE)
+            finally:
+                self._active -= 1
+
+        transcript = StreamingTranscript(speculate=speculate,
+                                         final=lambda pcm: self.transcribe(pcm, language, prompt),
+                                         language=language, may_start=lambda: self._active == 0)
+        return transcript
 
     async def synthesize(self, text: str, language: str) -> AsyncIterator[bytes]:
         """PCM16 mono 24 kHz chunks (config.chunk_ms each), sentence by sentence.
@@ -178,7 +267,8 @@ class VoicePipeline:
         self._admit()
         upcoming: asyncio.Future[bytes] | None = None
         try:
-            tts = await self._on_worker(self._get_tts)
+            # Loaded: skip a worker round trip, which under load means queueing twice for the first piece.
+            tts = self._tts or await self._on_worker(self._get_tts)
             pieces: list[tuple[int, Piece]] = []
             for index, sentence in enumerate(sentences):
                 planned = tts.plan(sentence, language)
@@ -186,6 +276,10 @@ class VoicePipeline:
                     last_index, last = pieces[-1]
                     pieces[-1] = (last_index, replace(last, pause_after=max(last.pause_after, SENTENCE_PAUSE_S)))
                 pieces += [(index, piece) for piece in planned]
+            if pieces and self.config.first_clause:
+                # The first audio waits for the whole first piece (Kokoro cannot stream inside one).
+                index0, piece0 = pieces[0]
+                pieces[:1] = [(index0, piece) for piece in first_clause(piece0)]
             chunk_bytes = self.sample_rate_out * 2 * self.config.chunk_ms // 1000
             if pieces:
                 upcoming = self._on_worker(tts.render, pieces[0][1])
@@ -193,7 +287,8 @@ class VoicePipeline:
                 assert upcoming is not None
                 pcm = await upcoming
                 following = pieces[position + 1][1] if position + 1 < len(pieces) else None
-                upcoming = self._on_worker(tts.render, following) if following is not None else None
+                upcoming = (self._on_worker(tts.render, following, priority=LATER)
+                            if following is not None else None)
                 for chunk in frames(pcm, chunk_bytes):
                     yield index, chunk
         finally:
@@ -205,4 +300,4 @@ class VoicePipeline:
         return b"".join([chunk async for chunk in self.synthesize(text, language)])
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.shutdown()

@@ -2,8 +2,10 @@
 
 Whisper always encodes a 30 s window, so a call costs ~0.8 s however short the
 audio: transcribe whole utterances cut at VAD endpoints, not small chunks.
-The language is always forced (auto-detection called Japanese TTS audio Thai)
-and the prompt is one short natural sentence (a word list made the model echo
+The language is always forced (auto-detection called Japanese TTS audio Thai);
+`detect_language` picks between Japanese and English only, per utterance, so a
+learner in an English session who speaks Japanese is heard (and answered) in
+Japanese. The prompt is one short natural sentence (a word list made the model echo
 the prompt and loop for seconds).
 """
 
@@ -43,6 +45,12 @@ def prompt_from_vocabulary(words: list[str], language: str, limit: int = 5) -> s
     return f"The student asks what Japanese words like {listed} mean."
 
 
+def pick_language(scores: dict[str, float], default: str, margin: float = 2.0) -> str:
+    """The other language of the two only when it scores `margin` times the session's."""
+    other = "ja" if default == "en" else "en"
+    return other if scores.get(other, 0.0) > margin * scores.get(default, 0.0) else default
+
+
 class SpeechToText:
     """Not thread-safe by design: the pipeline runs it on its single voice worker."""
 
@@ -53,6 +61,18 @@ class SpeechToText:
         folder = model_dir or whisper_model_dir()
         self._model = WhisperModel(str(folder), device="cpu", compute_type="int8",
                                    cpu_threads=self.options.cpu_threads, local_files_only=True)
+
+    def detect_language(self, pcm16: bytes, default: str) -> str:
+        """"ja" or "en" for one utterance: Whisper's language scores compared for these two only
+        (its own pick may be a third language). The session's language stays unless the other one
+        scores clearly higher, so a short or unclear utterance keeps the session's language."""
+        if default not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {default!r}")
+        audio = pcm16_to_float(pcm16)
+        if audio.size < STT_RATE // 4:  # under 250 ms: too little to tell
+            return default
+        _top, _p, scores = self._model.detect_language(audio, vad_filter=False)
+        return pick_language(dict(scores), default)
 
     def transcribe(self, pcm16: bytes, language: str, prompt: str | None = None,
                    vad_filter: bool | None = None) -> str:

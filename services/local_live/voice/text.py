@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import jaconv
 
-_JA = r"\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+from services.common.japanese import JAPANESE, MACRONS
+
+_JA = JAPANESE
 _JA_PUNCT = r"\u3000-\u3004\u3008-\u303f\uff01\uff08\uff09\uff0c\uff0e\uff1a\uff1b\uff1f\uff5e"
-_JA_CHAR = re.compile(f"[{_JA}]")
 # A Japanese run: Japanese letters, with Japanese punctuation and digits glued to them (10月, 三、四).
 _JA_RUN = re.compile(f"[0-9]*[{_JA}](?:[{_JA}{_JA_PUNCT}0-9.]*[{_JA}{_JA_PUNCT}])?")
 _FULLWIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF10, 0xFF5B)
@@ -38,8 +39,6 @@ _LETTER_NAMES = dict(zip(
 _ROMAJI = re.compile(
     r"(?:(?:([kgsztdhbpfjcmr])(?=\1)|t(?=ch))?"
     r"(?:(?:[kgnhbpmr]y?|sh?y?|ch|ts|j|zy?|dy?|t|f|w|y|v)?[aiueo]|n'?))+")
-_MACRONS = str.maketrans({"ā": "aa", "ī": "ii", "ū": "uu", "ē": "ee", "ō": "ou", "â": "aa", "î": "ii",
-                          "û": "uu", "ê": "ee", "ô": "ou"})
 # Starts with a letter so plain numbers (23.5度, 1,000円) stay inside the Japanese text.
 _LATIN_RUN = re.compile(r"[A-Za-zāīūēōâîûêô][A-Za-zāīūēōâîûêô'0-9 \-]*")
 _SENTENCE_JA = re.compile(r"(?<=[。！？!?\n])")
@@ -97,7 +96,7 @@ def romaji_to_kana(word: str) -> str | None:
     jaconv alone turns any letters into kana (cat → かっ), so the word must first
     parse as a sequence of romaji syllables; one-letter words are too ambiguous.
     """
-    lowered = word.lower().translate(_MACRONS)
+    lowered = word.lower().translate(MACRONS)
     if len(lowered) < 2 or not _ROMAJI.fullmatch(lowered):
         return None
     # jaconv reads "nn" as ん, which breaks konnichiwa/onna; an explicit ん keeps n + na apart.
@@ -144,7 +143,7 @@ def prepare_japanese(text: str) -> str:
 
 
 def _japanese_spans(text: str) -> list[Span]:
-    text = text.translate(_FULLWIDTH).translate(_MACRONS)
+    text = text.translate(_FULLWIDTH).translate(MACRONS)
     spans: list[Span] = []
     pos = 0
     for match in _LATIN_RUN.finditer(text):
@@ -215,10 +214,6 @@ def _cut_long(sentence: str, max_chars: int) -> list[str]:
     if current:
         pieces.append(current)
     return [p[i:i + 200] for p in pieces for i in range(0, len(p), 200)]
-
-
-def has_japanese(text: str) -> bool:
-    return bool(_JA_CHAR.search(text))
 
 
 def reading(text: str) -> str:

@@ -71,6 +71,13 @@ class Endpointer:
     def in_speech(self) -> bool:
         return self._in_speech
 
+    def utterance_audio(self) -> bytes:
+        """The open utterance so far (b"" outside speech), starting where speech_end's audio will
+        start: for transcribing while the learner is still speaking."""
+        if not self._in_speech:
+            return b""
+        return bytes(self._history[self._utterance_start - self._history_start:])
+
     def feed(self, pcm: bytes) -> list[VadEvent]:
         events: list[VadEvent] = []
         data = self._pending + pcm

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from services.indexer.store import Manifest, SnapshotError, SnapshotStore
-from services.retrieval.lexical import LexicalIndex
+from services.snapshots.lexical import LexicalIndex
+from services.snapshots.store import Manifest, SnapshotError, SnapshotStore
 
 # What the service keeps of an item: enough to answer, nothing else (no embedding, no bookkeeping).
 ANSWER_FIELDS = ("id", "type", "level", "written", "reading", "romaji", "meanings", "reading_source", "pos",

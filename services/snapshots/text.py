@@ -15,13 +15,10 @@ from functools import lru_cache
 
 import jaconv
 
-_JA = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u30fc\uff66-\uff9f"
-JA_SPAN = re.compile(f"[{_JA}]+")
-KANJI_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005]")
-KANA_ONLY = re.compile(r"^[\u3040-\u30ff\u30fc]+$")
+from services.common.japanese import JAPANESE_RUN, fold_macrons
+
+JA_SPAN = JAPANESE_RUN
 LATIN_WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*")
-_MACRONS = str.maketrans({"ā": "aa", "ī": "ii", "ū": "uu", "ē": "ee", "ō": "ou", "â": "aa", "î": "ii",
-                          "û": "uu", "ê": "ee", "ô": "ou"})
 
 
 def normalise(text: str) -> str:
@@ -33,13 +30,9 @@ def hira(text: str) -> str:
     return jaconv.kata2hira(text)
 
 
-def has_japanese(text: str) -> bool:
-    return JA_SPAN.search(text) is not None
-
-
 def romaji_key(text: str) -> str:
     """Loose romaji: no macrons, long vowels folded, no spaces/hyphens/apostrophes."""
-    text = text.lower().translate(_MACRONS)
+    text = fold_macrons(text.lower())
     text = re.sub(r"[^a-z]", "", text)
     text = re.sub(r"(?<=[aeiou])h(?![aeiouy])", "", text)  # "oh" long vowel spelling
     for long, short in (("ou", "o"), ("oo", "o"), ("uu", "u"), ("aa", "a"), ("ii", "i"), ("ee", "e"),

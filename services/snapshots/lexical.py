@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.retrieval.text import english_tokens, hira, japanese_tokens, meaning_key, normalise, romaji_key
+from services.snapshots.text import english_tokens, hira, japanese_tokens, meaning_key, normalise, romaji_key
 
 K1, B = 1.2, 0.75
 EXACT_KINDS = ("written", "reading", "romaji", "romaji_loose", "meaning_first", "meaning", "translation")

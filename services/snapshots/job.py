@@ -1,4 +1,6 @@
-"""The indexer job: build, update, verify, rollback, watch.
+"""The indexer job (run by `kotoba index …`; retrieval runs `build` at start when the store is empty).
+
+build, update, verify, rollback:
 
 - build: scan items; reuse each stored vector made by the current model from
   the same passage text; else take the shipped seed vector when it still
@@ -26,9 +28,9 @@ from services.common.config import REPO_ROOT, CommonConfig, env_int, env_str
 from services.embeddings.base import Embedder, EmbedderConfig, make_embedder, model_name
 from services.embeddings.passages import passage_text, text_digest
 from services.embeddings.seed import load_seed_embeddings, seed_embeddings_model
-from services.indexer import items as ddb
-from services.indexer.store import SnapshotError, SnapshotStore, open_store
-from services.retrieval.snapshot import build_files, load_files
+from services.snapshots import items as ddb
+from services.snapshots.files import build_files, load_files
+from services.snapshots.store import SnapshotError, SnapshotStore, open_store
 
 log = logging.getLogger(__name__)
 

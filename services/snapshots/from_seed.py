@@ -12,8 +12,8 @@ import numpy as np
 
 from services.embeddings.passages import passage_text
 from services.embeddings.seed import load_seed_embeddings, seed_embeddings_model
-from services.indexer.store import Manifest, now_rfc3339
-from services.retrieval.snapshot import Snapshot, build_files, load_files
+from services.snapshots.files import Snapshot, build_files, load_files
+from services.snapshots.store import Manifest, now_rfc3339
 
 
 def seed_items_and_vectors(seed_dir: Path, embedder=None) -> tuple[list[dict], np.ndarray, str]:

@@ -197,12 +197,6 @@ class FileStore(SnapshotStore):
     def _delete_version(self, version: str) -> None:
         shutil.rmtree(self.root / version, ignore_errors=True)
 
-    def latest_mtime(self) -> float | None:
-        try:
-            return (self.root / LATEST).stat().st_mtime
-        except FileNotFoundError:
-            return None
-
 
 class S3Store(SnapshotStore):
     def __init__(self, bucket: str, prefix: str, client) -> None:

@@ -1,0 +1,1 @@
+"""Developer tooling (process launcher, helper processes); not part of the production image."""

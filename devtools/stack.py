@@ -1,0 +1,228 @@
+"""The one launcher of Kotoba's services as local processes: `make run`, the end-to-end tests and the bench.
+
+`Stack` starts each service (`python -m services.<name>`) with one environment, waits until it really
+answers (gRPC health SERVING, TCP accept for the engine, `/readyz` for the gateway) and stops it again.
+tests/support/kotoba_stack.py and bench/load/stack.py build on it; `LocalStack` below is `make run` /
+`make stop` / `make status`: dynalite with a persistent store under .data/dynamodb, tables, seed data and a
+snapshot, then every service detached in dependency order, with pid files in .data/pids so `make stop`
+stops exactly what was started.
+
+Dev tooling only: the production image copies services/ and nothing of this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devtools import procs
+from services.common.auth import mint_token
+from services.common.config import REPO_ROOT, CommonConfig
+
+# Services in start order.
+SERVICES = ("retrieval", "tools", "conversations", "local_live", "gateway")
+ADDR_VARS = {"retrieval": "KOTOBA_RETRIEVAL_ADDR", "tools": "KOTOBA_TOOLS_ADDR",
+             "conversations": "KOTOBA_CONVERSATIONS_ADDR", "local_live": "KOTOBA_LIVE_ADDR",
+             "gateway": "KOTOBA_GATEWAY_ADDR"}
+READY: dict[str, Callable[[str], bool]] = {
+    "retrieval": procs.grpc_serving, "tools": procs.grpc_serving, "conversations": procs.grpc_serving,
+    "local_live": procs.tcp_open, "gateway": procs.http_ready,
+}
+
+
+def ready_check(name: str) -> Callable[[str], bool]:
+    """How to tell a service is up; extra gateways ("gateway-idle", …) are gateways."""
+    return READY.get(name) or READY["gateway" if name.startswith("gateway") else name]
+
+
+@dataclass
+class Stack:
+    """Services as child processes of this one, on the addresses named in `base_env`."""
+
+    base_env: dict[str, str]
+    logs: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    gateway_addr: str = ""
+    stop_timeout: float = 5.0
+
+    @property
+    def config(self) -> CommonConfig:
+        return CommonConfig.from_env(self.base_env)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**self.base_env, **extra}
+
+    def addr(self, service: str) -> str:
+        if service == "gateway" and self.gateway_addr:
+            return self.gateway_addr
+        return self.base_env[ADDR_VARS[service]]
+
+    def token(self, user: str, *roles: str) -> str:
+        return mint_token(self.config.auth, user, roles)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.addr('gateway')}/v1/chat"
+
+    def run_cli(self, *args: str, timeout: float = 300) -> str:
+        out = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.base_env, cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode:
+            raise RuntimeError(f"kotoba {' '.join(args)} failed: {out.stderr[-2000:]}")
+        return out.stdout
+
+    def spawn(self, name: str, module: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", module or f"services.{name}"], env=env or self.base_env,
+                                cwd=REPO_ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.procs[name] = proc
+        return proc
+
+    def wait_ready(self, name: str, proc: subprocess.Popen, addr: str, timeout: float) -> None:
+        check = ready_check(name)
+        procs.wait_until(lambda: proc.poll() is None and check(addr), timeout, name, interval=0.1)
+
+    def start_service(self, name: str, timeout: float = 120) -> float:
+        """Start one service and wait until it answers; seconds it took."""
+        started = time.perf_counter()
+        proc = self.spawn(name)
+        self.wait_ready(name, proc, self.addr(name), timeout)
+        return time.perf_counter() - started
+
+    def stop_service(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            procs.stop(proc, timeout=self.stop_timeout)
+
+    def start_gateway(self, name: str = "gateway", **extra: str) -> str:
+        """A gateway process on a free port with `extra` settings; returns its host:port."""
+        addr = f"127.0.0.1:{procs.free_port()}"
+        proc = self.spawn(name, "services.gateway", self.env(KOTOBA_GATEWAY_ADDR=addr, **extra))
+        self.wait_ready(name, proc, addr, 60)
+        return addr
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop_service(name)
+
+
+class LocalStack:
+    """`make run`: the whole product on this machine, detached, surviving this process (pid files)."""
+
+    def __init__(self, config: CommonConfig) -> None:
+        self.config = config
+        self.pid_dir = config.data_dir / "pids"
+        self.log_dir = config.data_dir / "logs"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("AWS_ENDPOINT_URL_DYNAMODB", self.config.aws.dynamodb_endpoint)
+        env.setdefault("AWS_ACCESS_KEY_ID", "local")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        env.setdefault("AWS_DEFAULT_REGION", self.config.aws.region)
+        env.setdefault("KOTOBA_SNAPSHOT_URI", (self.config.data_dir / "snapshots").resolve().as_uri())
+        env.setdefault("KOTOBA_LIVE_CA_FILE", str((self.config.data_dir / "tls" / "ca.pem").resolve()))
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        return env
+
+    def _pid(self, name: str) -> int | None:
+        try:
+            pid = int((self.pid_dir / name).read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+
+    def _spawn(self, name: str) -> None:
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, env=self.env(), cwd=REPO_ROOT, start_new_session=True)
+        (self.pid_dir / name).write_text(str(proc.pid))
+
+    def _run(self, what: str, argv: list[str]) -> None:
+        print(f"==> {what}", flush=True)
+        subprocess.run(argv, check=True, env=self.env(), cwd=REPO_ROOT)
+
+    def up(self) -> None:
+        started = time.monotonic()
+        endpoint = self.config.aws.dynamodb_endpoint
+        if self._pid("dynalite") is None:
+            port = int(endpoint.rsplit(":", 1)[1])
+            proc, _ = procs.start_dynalite(port, self.config.data_dir / "dynamodb", self.log_dir / "dynalite.log",
+                                           create_table_ms=0)
+            self.pid_dir.mkdir(parents=True, exist_ok=True)
+            (self.pid_dir / "dynalite").write_text(str(proc.pid))
+            print(f"==> dynalite on {endpoint} (store {self.config.data_dir / 'dynamodb'})", flush=True)
+        else:
+            procs.wait_until(lambda: procs.dynamodb_answers(endpoint), 30, "dynalite")
+        kotoba = [sys.executable, "-m", "services.cli"]
+        self._run("tables", [*kotoba, "db", "create-tables"])
+        self._run("seed data", [*kotoba, "seed", "load"])
+        self._run("index snapshot", [*kotoba, "index", "build"])
+        for name in SERVICES:
+            if self._pid(name) is None:
+                self._spawn(name)
+            addr = self.config.addr("live" if name == "local_live" else name)
+            procs.wait_until(lambda n=name, a=addr: self._ready(n, a), 120, name, interval=0.2)
+            print(f"==> {name:14} ready on {addr}", flush=True)
+        print(f"Kotoba is up in {time.monotonic() - started:.1f}s. Open http://{self.config.addr('gateway')}/ "
+              f"(token: kotoba token --user demo-n5). Logs: {self.log_dir}. Stop: make stop.")
+
+    def _ready(self, name: str, addr: str) -> bool:
+        if self._pid(name) is None:
+            raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
+        return ready_check(name)(addr)
+
+    def down(self) -> None:
+        for name in [*reversed(SERVICES), "dynalite"]:
+            pid = self._pid(name)
+            if pid is None:
+                (self.pid_dir / name).unlink(missing_ok=True)
+                continue
+            os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and self._pid(name) is not None:
+                time.sleep(0.1)
+            if self._pid(name) is not None:
+                os.kill(pid, signal.SIGKILL)
+            (self.pid_dir / name).unlink(missing_ok=True)
+            print(f"stopped {name}")
+
+    def status(self) -> dict[str, int | None]:
+        return {name: self._pid(name) for name in ["dynalite", *SERVICES]}
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.stack")
+    parser.add_argument("action", choices=("up", "down", "status"))
+    args = parser.parse_args(argv)
+    stack = LocalStack(CommonConfig.from_env())
+    if args.action == "up":
+        stack.up()
+    elif args.action == "down":
+        stack.down()
+    else:
+        print(json.dumps(stack.status(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Japanese scripts as Unicode ranges, and the romaji macron table: the one definition every service uses.
+
+Ranges are strings for a regex character class (`f"[{JAPANESE}]"`), so callers can combine them.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Hiragana and katakana blocks, prolonged sound mark ー (U+30FC) and small ヵ/ヶ included.
+KANA = "\u3040-\u30ff"
+HALFWIDTH_KANA = "\uff66-\uff9f"
+# CJK unified ideographs: extension A, the main block, compatibility ideographs, extensions B to H.
+KANJI = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+# 々 (repeat the kanji), 〆, 〇: written inside words.
+ITERATION_MARKS = "\u3005-\u3007"
+JAPANESE = KANA + KANJI + ITERATION_MARKS + HALFWIDTH_KANA
+
+JAPANESE_RUN = re.compile(f"[{JAPANESE}]+")
+# One kanji (々 counts: it stands for the kanji before it).
+KANJI_CHAR = re.compile(f"[{KANJI}\u3005]")
+
+# Long vowels written with a macron or circumflex (Hepburn / Nihon-shiki) as two letters.
+MACRONS = str.maketrans({"ā": "aa", "ī": "ii", "ū": "uu", "ē": "ee", "ō": "ou",
+                         "â": "aa", "î": "ii", "û": "uu", "ê": "ee", "ô": "ou"})
+
+
+def has_japanese(text: str) -> bool:
+    return JAPANESE_RUN.search(text) is not None
+
+
+def fold_macrons(text: str) -> str:
+    """tōkyō → toukyou: long vowels spelled out, so romaji compares letter by letter."""
+    return text.translate(MACRONS)

@@ -1,0 +1,22 @@
+"""The engine's model clock: session rules are stated in model seconds, and tests run it faster
+(KOTOBA_LIVE_CLOCK_SPEED=600 turns a 10-minute connection into one real second)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelClock:
+    speed: float = 1.0  # model seconds per real second
+
+    def now(self) -> float:
+        return time.monotonic() * self.speed
+
+    def real(self, model_seconds: float) -> float:
+        return max(0.0, model_seconds) / self.speed
+
+    async def sleep(self, model_seconds: float) -> None:
+        await asyncio.sleep(self.real(model_seconds))
