@@ -26,11 +26,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 from bench import report as report_mod  # noqa: E402
+from bench.load import burst as burst_mod  # noqa: E402
 from bench.load import collect as collect_mod  # noqa: E402
 from bench.load import sessions as load  # noqa: E402
 from bench.load.stack import BenchStack  # noqa: E402
 
-SECTIONS = ("cold", "text", "voice", "overhead", "churn", "soak", "collect")
+SECTIONS = ("cold", "text", "opens", "burst", "voice", "overhead", "churn", "soak", "collect")
 CHURN_BOUND_MB = 64.0  # growth of gateway + engine RSS allowed after the churn (allocator slack, caches)
 
 
@@ -112,7 +113,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                        "python": platform.python_version(), "commit": _commit()},
                               "notes": []}
     t_all = time.perf_counter()
-    needs_stack = only & {"cold", "text", "voice", "overhead", "churn", "soak"}
+    needs_stack = only & {"cold", "text", "opens", "burst", "voice", "overhead", "churn", "soak"}
     stack = None
     if needs_stack:
         # Fault headers are let through for the soak's sessions only; nothing else uses them.
@@ -169,6 +170,15 @@ async def _sections(stack: BenchStack, args, only: set[str], report: dict[str, A
                 stack.procs.pop(name, None)
                 await asyncio.to_thread(stack.start_service, name)
             await asyncio.sleep(3)
+    if "opens" in only:
+        await _opens(stack, args, report)
+    if "burst" in only:
+        n, within, k = args.burst
+        log(f"burst: {n} sessions opening within {within:g} s, {k} questions, think {args.burst_think} s …")
+        result = await burst_mod.burst(stack, n, within, k, args.burst_think, prefix=f"bench-b{n}")
+        report["burst"] = result
+        log(f"  errors {result['errors']}, refused {result['refused']}, first text p95 "
+            f"{result['first_text'].get('p95_ms')} ms, open over turn p50 {result['open_over_turn_p50_ms']} ms")
     if "voice" in only:
         n = 2 if args.quick else args.voice_sessions
         log(f"voice: {n} concurrent sessions …")
@@ -240,6 +250,34 @@ async def _sections(stack: BenchStack, args, only: set[str], report: dict[str, A
         log(f"  lost {report['soak']['turn_logs_lost']}, leaks {report['soak']['cross_learner_leaks']}")
 
 
+async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
+    """Session open vs a turn, unloaded, with the gateway's per-stage breakdown: the gateway is restarted with
+    INFO logs for this section only (its `session opened` records), then back to the stack's settings."""
+    n = 10 if args.quick else 40
+    log(f"session opens: {n} sessions one after another …")
+    gateway_log = stack.logs / "gateway.log"
+    stack.stop_service("gateway")
+    t = time.perf_counter()
+    proc = stack.spawn("gateway", env=stack.env(KOTOBA_LOG_LEVEL="INFO"))
+    await asyncio.to_thread(stack.wait_ready, "gateway", proc, stack.addr("gateway"), 120)
+    restart_s = time.perf_counter() - t
+    await burst_mod.open_cost(stack, 3, prefix="bench-o-warm")  # first connections warm pools and caches
+    skip = burst_mod.log_lines(gateway_log)
+    result = await burst_mod.open_cost(stack, n, prefix="bench-o")
+    result["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
+    # The same learners again at once: a reconnect, a second tab (their context is still cached).
+    skip = burst_mod.log_lines(gateway_log)
+    result["returning"] = await burst_mod.open_cost(stack, n, prefix="bench-o")
+    result["returning"]["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
+    result["gateway_restart_s"] = round(restart_s, 2)
+    report["opens"] = result
+    stack.stop_service("gateway")
+    await asyncio.to_thread(stack.start_service, "gateway")
+    log(f"  open p50 {result['open'].get('p50_ms')} ms, first turn {result['first_turn_first_text'].get('p50_ms')} "
+        f"ms, later turn {result['later_turn_first_text'].get('p50_ms')} ms, adds {result.get('open_adds_p50_ms')} "
+        f"ms (returning learners: {result['returning'].get('open_adds_p50_ms')} ms); stages {result['stages']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke subset: fixture seed, small levels, no collection")
@@ -248,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=None, help="seconds each text level runs (default 75; quick 15)")
     p.add_argument("--think", type=float, default=None, help="mean think time, s (default 15; quick 4)")
     p.add_argument("--voice-sessions", type=int, default=20)
+    p.add_argument("--burst", default=None,
+                   help="burst profile: sessions,within_s,questions (default 200,5,3 as in issue 19; quick 30,5,3)")
+    p.add_argument("--burst-think", default="0,5", help="burst think time range between questions, s")
     p.add_argument("--churn", type=int, default=2000)
     p.add_argument("--soak-seconds", type=float, default=120.0)
     p.add_argument("--collect-timeout", type=float, default=1200.0, help="per collected bench, seconds")
@@ -259,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     args.levels = args.levels or ("1,10" if args.quick else "1,50,200,500")
     args.window = args.window or (15.0 if args.quick else 75.0)
     args.think = args.think or (4.0 if args.quick else 15.0)
+    n, within, k = (args.burst or ("30,5,3" if args.quick else "200,5,3")).split(",")
+    args.burst = (int(n), float(within), int(k))
+    args.burst_think = tuple(float(x) for x in args.burst_think.split(","))
     report = asyncio.run(run(args))
     existing = args.out / "report.json"
     if args.merge and existing.exists():

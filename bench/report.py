@@ -51,6 +51,17 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             crashed = lv.get("crashed_services") or []
             add("500 text sessions: degrade gracefully (no crash)", ", ".join(crashed) or "no crash",
                 "no crash; clear refusals", not crashed)
+    burst = report.get("burst") or {}
+    if burst:
+        shape = f"{burst.get('sessions')} sessions within {burst.get('within_s')} s"
+        ft = (burst.get("first_text") or {}).get("p95_ms")
+        errs = sum((burst.get("errors") or {}).values()) + sum((burst.get("refused") or {}).values())
+        add(f"burst, {shape}: p95 first text delta", _ms(ft), "< 500 ms", ft is not None and ft < 500)
+        add(f"burst, {shape}: errors + refusals", errs, "0", errs == 0)
+    opens = report.get("opens") or {}
+    if opens.get("open_adds_p50_ms") is not None:
+        add("session open: adds over a turn (p50, open + first answer − later turn)",
+            _ms(opens["open_adds_p50_ms"]), "≤ 15 ms", opens["open_adds_p50_ms"] <= 15)
     voice = report.get("voice") or {}
     fa = (voice.get("first_audio_after_audio_end") or {}).get("p95_ms")
     if voice:
@@ -74,6 +85,44 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         add("search p99 incl. query embedding, over gRPC (collected from bench/retrieval)", _ms(search),
             "< 100 ms", search < 100)
     return out
+
+
+def _burst_lines(report: dict[str, Any]) -> list[str]:
+    """Issue 19's shapes beside the steady-state levels: a burst of opens, and what one open costs."""
+    lines: list[str] = []
+    burst, opens = report.get("burst") or {}, report.get("opens") or {}
+    if burst:
+        ft, first, later = (burst.get(k) or {} for k in ("first_text", "first_turn_first_text",
+                                                         "later_turn_first_text"))
+        lines += ["## Burst of new sessions", "",
+                  "| sessions / within | questions, think | turns | first text p50 / p95 | first turn p95 | "
+                  "later turns p95 | session open p50 / p95 | open − turn p50 | errors | refused | busy retries |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|",
+                  f"| {burst.get('sessions')} / {burst.get('within_s')} s | {burst.get('questions')}, "
+                  f"{burst.get('think_s')} s | {burst.get('turns')} | {_ms(ft.get('p50_ms'))} / {_ms(ft.get('p95_ms'))} | "
+                  f"{_ms(first.get('p95_ms'))} | {_ms(later.get('p95_ms'))} | "
+                  f"{_ms((burst.get('open') or {}).get('p50_ms'))} / {_ms((burst.get('open') or {}).get('p95_ms'))} | "
+                  f"{_ms(burst.get('open_over_turn_p50_ms'))} | {burst.get('errors') or 0} | "
+                  f"{burst.get('refused') or 0} | {burst.get('busy_retries', 0)} |", ""]
+    if opens:
+        stages = opens.get("stages") or {}
+        lines += ["## What a session open costs (unloaded)", "",
+                  f"{opens.get('sessions')} sessions one after another: open p50 "
+                  f"{_ms((opens.get('open') or {}).get('p50_ms'))}, first answer p50 "
+                  f"{_ms((opens.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
+                  f"{_ms((opens.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
+                  f"{_ms(opens.get('open_adds_p50_ms'))} over a turn.", "",
+                  "| stage | p50 |", "|---|---|"]
+        lines += [f"| {name} | {_ms(v.get('p50_ms'))} |" for name, v in stages.items()]
+        again = opens.get("returning") or {}
+        if again:
+            lines += ["", f"The same learners again (a reconnect, a second tab): open p50 "
+                      f"{_ms((again.get('open') or {}).get('p50_ms'))}, first answer p50 "
+                      f"{_ms((again.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
+                      f"{_ms((again.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
+                      f"{_ms(again.get('open_adds_p50_ms'))} over a turn."]
+        lines.append("")
+    return lines
 
 
 def _find(obj: Any, keys: tuple[str, ...]) -> float | None:
@@ -140,6 +189,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", f"Think time: exponential, mean {next(iter(levels.values())).get('think_mean_s')} s; "
                   "sessions ramp in, then each level runs its window. RSS is the peak sampled during the window; "
                   "per session = (gateway + engine peak − idle) / sessions.", ""]
+    lines += _burst_lines(report)
     share = report.get("time_share") or {}
     if share:
         lines += ["## Where a turn's time goes", "", "| level | retrieval | tools | engine | gateway + network | turns |",

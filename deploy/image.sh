@@ -23,7 +23,7 @@ inputs_hash() {
 HASH=$(inputs_hash)
 
 if docker info >/dev/null 2>&1; then
-  ENGINE=(docker); BUILD=(docker build --label "kotoba.inputs=$HASH")
+  ENGINE=(docker); BUILD=(docker build)
   BASE_ARGS=()
 else
   need=(); for p in podman runc debootstrap fuse-overlayfs uidmap slirp4netns; do
@@ -34,7 +34,7 @@ else
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
   ENGINE=($SUDO podman --runtime runc --cgroup-manager cgroupfs)
-  BUILD=("${ENGINE[@]}" build --isolation chroot --format docker --network host --label "kotoba.inputs=$HASH")
+  BUILD=("${ENGINE[@]}" build --isolation chroot --format docker --network host)
   mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
   [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   [ -n "$mirror" ] || { echo "image: no Debian mirror configured for apt; cannot debootstrap a base" >&2; exit 1; }
@@ -69,17 +69,23 @@ fi
 
 # The dynalite stage only depends on the Dockerfile and the npm lock: a code change must not rebuild it.
 DYN_HASH=$(sha256sum Dockerfile package.json package-lock.json | sha256sum | cut -c1-16)
-current() { "${ENGINE[@]}" image inspect --format '{{ index .Config.Labels "kotoba.inputs" }}' "$1" 2>/dev/null || true; }
+# Which inputs an image was built from is a second tag (repo:in-<hash>), not a --label: a label passed to
+# the build is part of every layer's cache key, so a code change would re-install every dependency.
 build() {  # $1 target, $2 tag, $3 inputs hash
-  if [ "${KOTOBA_IMAGE_FORCE:-}" != 1 ] && [ "$(current "$2")" = "$3" ]; then
+  local repo=${2%%:*}
+  if [ "${KOTOBA_IMAGE_FORCE:-}" != 1 ] && "${ENGINE[@]}" image inspect "$repo:in-$3" >/dev/null 2>&1 \
+     && "${ENGINE[@]}" image inspect "$2" >/dev/null 2>&1; then
     echo "image: $2 is up to date (inputs $3)"; return 0
   fi
   local start; start=$(date +%s)
-  "${BUILD[@]/kotoba.inputs=$HASH/kotoba.inputs=$3}" "${BASE_ARGS[@]}" --target "$1" -t "$2" .
+  "${BUILD[@]}" "${BASE_ARGS[@]}" --target "$1" -t "$2" .
+  "${ENGINE[@]}" image ls --format '{{.Repository}}:{{.Tag}}' | grep -E "(^|/)$repo:in-" \
+    | xargs -r "${ENGINE[@]}" rmi >/dev/null 2>&1 || true
+  "${ENGINE[@]}" tag "$2" "$repo:in-$3"
   echo "image: built $2 in $(( $(date +%s) - start ))s (inputs $3)"
 }
 build runtime "$TAG" "$HASH"
 build dynalite "$DYN_TAG" "$DYN_HASH"
-"${ENGINE[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "kotoba" || true
+"${ENGINE[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "kotoba" | grep -v ":in-" || true
 # Intermediate layers are kept: they are the build cache that lets a code change reuse the dependency
 # layers (pruning them made every build start from scratch). Old tagged builds are replaced in place.

@@ -4,8 +4,8 @@
 answers (gRPC health SERVING, TCP accept for the engine, `/readyz` for the gateway) and stops it again.
 tests/support/kotoba_stack.py and bench/load/stack.py build on it; `LocalStack` below is `make run` /
 `make stop` / `make status`: dynalite with a persistent store under .data/dynamodb, tables, seed data and a
-snapshot, then every service detached in dependency order, with pid files in .data/pids so `make stop`
-stops exactly what was started.
+snapshot (both skipped when nothing changed), every service detached as soon as what it needs is there and
+all of them coming up together, with pid files in .data/pids so `make stop` stops exactly what was started.
 
 Dev tooling only: the production image copies services/ and nothing of this package.
 """
@@ -155,6 +155,10 @@ class LocalStack:
         subprocess.run(argv, check=True, env=self.env(), cwd=REPO_ROOT)
 
     def up(self) -> None:
+        """Each service starts as soon as what it needs is there, and they come up together: the engine needs
+        nothing (its models load meanwhile), conversations and the gateway the tables, tools the seed (its
+        prefix index is built from the items at start), retrieval the snapshot. The seed load and the index
+        build are skipped when nothing changed (`--if-changed`), so a restart takes seconds."""
         started = time.monotonic()
         endpoint = self.config.aws.dynamodb_endpoint
         if self._pid("dynalite") is None:
@@ -167,17 +171,36 @@ class LocalStack:
         else:
             procs.wait_until(lambda: procs.dynamodb_answers(endpoint), 30, "dynalite")
         kotoba = [sys.executable, "-m", "services.cli"]
+        self._start("local_live")
         self._run("tables", [*kotoba, "db", "create-tables"])
-        self._run("seed data", [*kotoba, "seed", "load"])
-        self._run("index snapshot", [*kotoba, "index", "build"])
-        for name in SERVICES:
-            if self._pid(name) is None:
-                self._spawn(name)
-            addr = self.config.addr("live" if name == "local_live" else name)
-            procs.wait_until(lambda n=name, a=addr: self._ready(n, a), 120, name, interval=0.2)
-            print(f"==> {name:14} ready on {addr}", flush=True)
+        self._start("conversations", "gateway")
+        self._run("seed data", [*kotoba, "seed", "load", "--if-changed"])
+        self._start("tools")
+        self._run("index snapshot", [*kotoba, "index", "build", "--if-changed"])
+        self._start("retrieval")
+        waiting = {name: self.config.addr("live" if name == "local_live" else name) for name in SERVICES}
+        deadline = time.monotonic() + 120
+        while waiting:
+            for name, addr in list(waiting.items()):
+                try:
+                    up = self._ready(name, addr)
+                except RuntimeError:  # the process exited
+                    raise
+                except Exception:  # noqa: BLE001 - not answering yet
+                    up = False
+                if up:
+                    del waiting[name]
+                    print(f"==> {name:14} ready on {addr}", flush=True)
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after 120 s: {', '.join(waiting)}")
+            time.sleep(0.1)
         print(f"Kotoba is up in {time.monotonic() - started:.1f}s. Open http://{self.config.addr('gateway')}/ "
               f"(token: kotoba token --user demo-n5). Logs: {self.log_dir}. Stop: make stop.")
+
+    def _start(self, *names: str) -> None:
+        for name in names:
+            if self._pid(name) is None:
+                self._spawn(name)
 
     def _ready(self, name: str, addr: str) -> bool:
         if self._pid(name) is None:

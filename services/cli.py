@@ -30,6 +30,7 @@ class Cli:
         self._groups: dict[str, argparse._SubParsersAction] = {}
 
     def command(self, name: str, help: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        """A top-level `kotoba NAME` command running `handler` with the parsed arguments."""
         parser = self._commands.add_parser(name, help=help, description=help)
         parser.set_defaults(handler=handler)
         return parser
@@ -43,12 +44,14 @@ class Cli:
 
     def subcommand(self, group: str, name: str, help: str,
                    handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        """A `kotoba GROUP NAME` command (admin, eval, index, seed, …) running `handler`."""
         parser = self.group(group, help=f"{group} commands").add_parser(name, help=help, description=help)
         parser.set_defaults(handler=handler)
         return parser
 
 
 def build_cli() -> Cli:
+    """The `kotoba` command line with every area's subcommands registered."""
     cli = Cli()
     for area in AREAS:
         importlib.import_module(area).register(cli)
@@ -56,6 +59,7 @@ def build_cli() -> Cli:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `kotoba` command; its exit status (a usage error is reported, not raised)."""
     args = build_cli().parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)

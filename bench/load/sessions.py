@@ -39,6 +39,12 @@ def pct(values: list[float], q: float) -> float | None:
     return round((ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)) * 1000, 1)  # ms
 
 
+def schedule(n: int, within_s: float) -> list[float]:
+    """Offsets (s) at which n learners open in a load profile: evenly spread over `within_s`, the first at 0
+    (the text burst in bench/load/burst.py, the concurrent voice learners in bench/voice/latency.py)."""
+    return [i * within_s / max(1, n - 1) for i in range(n)]
+
+
 def summary(values: list[float]) -> dict[str, Any]:
     return {"n": len(values), "p50_ms": pct(values, 50), "p90_ms": pct(values, 90), "p95_ms": pct(values, 95),
             "p99_ms": pct(values, 99), "max_ms": round(max(values) * 1000, 1) if values else None,

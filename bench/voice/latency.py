@@ -37,7 +37,7 @@ from google import genai  # noqa: E402
 from google.genai import types  # noqa: E402
 from services.common.procs import free_port  # noqa: E402
 
-from bench.load.sessions import summary  # noqa: E402
+from bench.load.sessions import schedule, summary  # noqa: E402
 from services.common.tls import client_context, ensure_dev_ca  # noqa: E402
 from services.local_live import voice_bridge  # noqa: E402
 from services.local_live.config import LiveConfig  # noqa: E402
@@ -190,9 +190,11 @@ async def bench(runs: int, sessions: int, turns: int, within: float = 2.0,
         concurrent: dict[str, list[dict]] = {"old": [], "new": []}
         rng = random.Random(5)
 
+        offsets = schedule(sessions, within)
+
         async def learner(i: int, mode: str) -> None:
             text, language = CLIPS[i % len(CLIPS)]
-            await asyncio.sleep(i * within / max(1, sessions - 1))
+            await asyncio.sleep(offsets[i])
             async with connect(language) as session:
                 for _ in range(turns):
                     await asyncio.sleep(rng.uniform(*think))

@@ -32,10 +32,12 @@ class Identity:
 
     @property
     def is_admin(self) -> bool:
+        """The caller may use the admin RPCs and pages."""
         return ADMIN in self.roles
 
     @property
     def is_service(self) -> bool:
+        """The caller is another Kotoba service (it may write on a learner's behalf)."""
         return SERVICE in self.roles
 
 
@@ -64,6 +66,7 @@ class TokenVerifier:
         self._jwks = jwt.PyJWKClient(auth.jwks_url, cache_keys=True, lifespan=3600, timeout=5) if auth.jwks_url else None
 
     def verify(self, token: str) -> Identity:
+        """The identity a token proves; AuthError when it is missing, forged, expired or for another audience."""
         if not token:
             raise AuthError("missing bearer token")
         try:
@@ -105,6 +108,7 @@ class TokenVerifier:
 
 
 def bearer_from_header(value: str | None) -> str:
+    """The token of an "Authorization: Bearer …" header value; empty for any other scheme."""
     if not value:
         return ""
     scheme, _, token = value.partition(" ")
@@ -112,6 +116,7 @@ def bearer_from_header(value: str | None) -> str:
 
 
 def bearer_from_metadata(context: grpc.aio.ServicerContext) -> str:
+    """The bearer token a gRPC caller sent in its metadata; empty when there is none."""
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             return bearer_from_header(value)
@@ -131,6 +136,7 @@ async def authenticate(context: grpc.aio.ServicerContext, verifier: TokenVerifie
 
 
 def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """gRPC call metadata carrying the token, for service-to-service calls."""
     return (("authorization", f"Bearer {token}"),)
 
 
@@ -142,6 +148,7 @@ class BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         self.pair = auth_metadata(token)[0]
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):
+        """Attach the service token to a call that carries no authorization of its own."""
         metadata = list(client_call_details.metadata or ())
         if not any(key == "authorization" for key, _ in metadata):
             metadata.append(self.pair)

@@ -81,6 +81,7 @@ def _record(model, params, **_) -> None:
 
 
 def session() -> boto3.session.Session:
+    """A boto3 session; every AWS call it makes is recorded for the IAM policies when the oplog is on."""
     s = boto3.session.Session()
     if os.environ.get(OPLOG_VAR):
         # before-parameter-build carries the API parameters (table, bucket); before-call only the
@@ -90,6 +91,7 @@ def session() -> boto3.session.Session:
 
 
 def dynamodb_client(aws: AwsConfig, boto_config: BotoConfig | None = None):
+    """A DynamoDB client for the configured region and endpoint (moto locally)."""
     _ensure_local_credentials(aws.dynamodb_endpoint)
     return session().client(
         "dynamodb", region_name=aws.region, endpoint_url=aws.dynamodb_endpoint or None,
@@ -98,6 +100,7 @@ def dynamodb_client(aws: AwsConfig, boto_config: BotoConfig | None = None):
 
 
 def dynamodb_resource(aws: AwsConfig, boto_config: BotoConfig | None = None):
+    """A DynamoDB resource for the configured region and endpoint (moto locally)."""
     _ensure_local_credentials(aws.dynamodb_endpoint)
     return session().resource(
         "dynamodb", region_name=aws.region, endpoint_url=aws.dynamodb_endpoint or None,
@@ -106,6 +109,7 @@ def dynamodb_resource(aws: AwsConfig, boto_config: BotoConfig | None = None):
 
 
 def s3_client(aws: AwsConfig, boto_config: BotoConfig | None = None):
+    """An S3 client for the configured region and endpoint (moto locally)."""
     _ensure_local_credentials(aws.s3_endpoint)
     return session().client(
         "s3", region_name=aws.region, endpoint_url=aws.s3_endpoint or None, config=boto_config or _BOTO,

@@ -39,6 +39,7 @@ def _create_tables(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
+    """Add the shared commands (minting a local learner token, creating the tables) to the command line."""
     p = cli.command("token", "Mint a local learner token (HS256 dev secret); prints the token alone.", _token)
     p.add_argument("--user", required=True, help="learner id (the token's subject)")
     p.add_argument("--admin", action="store_true", help="add the admin role")

@@ -42,6 +42,7 @@ class ConfigError(ValueError):
 
 
 def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    """A required or defaulted string setting; ConfigError names the variable when it is missing."""
     value = env.get(name)
     if value is None or value == "":
         if default is None:
@@ -52,6 +53,7 @@ def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> st
 
 def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int | None = None,
             maximum: int | None = None) -> int:
+    """An integer setting within bounds; ConfigError names the variable when it is not one."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -67,6 +69,7 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int | N
 
 
 def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float | None = None) -> float:
+    """A float setting within bounds; ConfigError names the variable when it is not one."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -84,6 +87,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no setting (1/0, true/false, yes/no, on/off); ConfigError for anything else."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -95,6 +99,7 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A setting that must be one of a few named values."""
     value = env.get(name) or default
     if value not in choices:
         raise ConfigError(name, f"expected one of {', '.join(choices)}, got {value!r}")
@@ -111,6 +116,7 @@ def env_addr(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def addr_var(service: str) -> str:
+    """The environment variable holding a service's host:port."""
     return f"KOTOBA_{service.upper()}_ADDR"
 
 
@@ -148,13 +154,16 @@ class CommonConfig:
     otel_exporter: str = "none"  # none | console | otlp
 
     def addr(self, service: str) -> str:
+        """The host:port of a service."""
         return self.addrs[service]
 
     def table(self, name: str) -> str:
+        """A table's name with the environment's prefix."""
         return f"{self.aws.table_prefix}{name}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CommonConfig:
+        """The settings every service shares, read from the environment; ConfigError names a bad one."""
         env = os.environ if env is None else env
         environment = env_choice(env, "KOTOBA_ENV", "local", ("local", "prod"))
         algorithm = env_choice(env, "KOTOBA_JWT_ALGORITHM", "HS256" if environment == "local" else "RS256",

@@ -58,6 +58,7 @@ class RequestDecodeGuard(grpc.aio.ServerInterceptor):
     """
 
     async def intercept_service(self, continuation, handler_call_details):
+        """Wrap unary handlers so an undecodable request is answered INVALID_ARGUMENT, not UNKNOWN."""
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
             return handler
@@ -86,6 +87,7 @@ class ErrorCounter(grpc.aio.ServerInterceptor):
         self.component = component
 
     async def intercept_service(self, continuation, handler_call_details):
+        """Wrap unary handlers so every RPC ending in a status other than OK is counted."""
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
@@ -139,6 +141,7 @@ class GrpcService:
             await self.health.set(service, status)
 
     async def start(self) -> int:
+        """Bind the port (TLS when configured) and start serving; the port bound."""
         creds = GrpcTls.from_env().server_credentials()
         self.port = self.server.add_secure_port(self.addr, creds) if creds else self.server.add_insecure_port(self.addr)
         if self.port == 0:
@@ -149,10 +152,12 @@ class GrpcService:
         return self.port
 
     async def mark_ready(self) -> None:
+        """Report SERVING on the health service: load balancers may now send traffic."""
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("ready", extra={"grpc_service": self.name})
 
     async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, then let calls in flight finish within the grace period."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace if grace is not None else self.drain_seconds)
         log.info("stopped", extra={"grpc_service": self.name})

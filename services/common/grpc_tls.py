@@ -43,6 +43,7 @@ class GrpcTls:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GrpcTls:
+        """The gRPC TLS files the environment names (none: plaintext)."""
         env = os.environ if env is None else env
         tls = cls(cert=_path(env, "KOTOBA_GRPC_TLS_CERT"), key=_path(env, "KOTOBA_GRPC_TLS_KEY"),
                   ca=_path(env, "KOTOBA_GRPC_TLS_CA"), client_auth=env_bool(env, "KOTOBA_GRPC_TLS_CLIENT_AUTH", False),
@@ -54,6 +55,7 @@ class GrpcTls:
         return tls
 
     def server_credentials(self) -> grpc.ServerCredentials | None:
+        """Server credentials from the certificate and key; None to serve plaintext."""
         if self.cert is None or self.key is None:
             return None
         return grpc.ssl_server_credentials(
@@ -62,6 +64,7 @@ class GrpcTls:
             require_client_auth=self.client_auth)
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        """Channel credentials trusting the configured CA; None for a plaintext channel."""
         if self.ca is None:
             return None
         pair = (self.key.read_bytes(), self.cert.read_bytes()) if self.cert and self.key else (None, None)
@@ -69,16 +72,19 @@ class GrpcTls:
                                             certificate_chain=pair[1])
 
     def channel_options(self) -> tuple[tuple[str, str], ...]:
+        """Channel options: the name the server certificate is checked against, when it differs from the address."""
         return (("grpc.ssl_target_name_override", self.server_name),) if self.server_name else ()
 
 
 def reflection_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the server offers gRPC reflection: on except in prod, unless set explicitly."""
     env = os.environ if env is None else env
     # Reflection hands anyone who can connect a map of every method: handy locally, not needed in prod.
     return env_bool(env, "KOTOBA_GRPC_REFLECTION", env.get("KOTOBA_ENV", "local") != "prod")
 
 
 def make_channel(addr: str, options: tuple, interceptors) -> grpc.aio.Channel:
+    """A gRPC channel to another service, over TLS when the environment configures it."""
     tls = GrpcTls.from_env()
     creds = tls.channel_credentials()
     if creds is None:

@@ -26,6 +26,7 @@ MACRONS = str.maketrans({"ā": "aa", "ī": "ii", "ū": "uu", "ē": "ee", "ō": "
 
 
 def has_japanese(text: str) -> bool:
+    """True when the text contains kana or kanji."""
     return JAPANESE_RUN.search(text) is not None
 
 

@@ -40,6 +40,7 @@ class LiveRefusal(Exception):
 
 
 def not_found(name: str, api_version: str = "v1beta") -> LiveRefusal:
+    """The refusal the real service sends for a model it does not serve on this API version."""
     return LiveRefusal(CLOSE_NOT_FOUND, f"models/{name} is not found for API version {api_version}, "
                        "or is not supported for bidiGenerateContent", "unknown or retired model")
 
@@ -100,10 +101,12 @@ class Family:
 
     @property
     def audio_only(self) -> bool:
+        """The family answers in speech only (its text comes from the output transcription)."""
         return self.output == frozenset({"AUDIO"})
 
     @property
     def all_names(self) -> tuple[str, ...]:
+        """Every name of the family on either API, Gemini names first."""
         return self.names + tuple(n for n in self.vertex_names if n not in self.names)
 
 
@@ -176,6 +179,7 @@ def bare_name(model: str) -> str:
 
 
 def supported_names(api: str = "gemini") -> list[str]:
+    """Every model name the registry serves on this API (Gemini or Vertex)."""
     names: list[str] = []
     for family in FAMILIES:
         for name in family.vertex_names if api == "vertex" else family.names:
@@ -185,6 +189,7 @@ def supported_names(api: str = "gemini") -> list[str]:
 
 
 def family(key: str) -> Family:
+    """The family registered under this key."""
     return _BY_KEY[key]
 
 
@@ -198,6 +203,7 @@ def find(model: str, api: str = "gemini") -> Family | None:
 
 
 def lookup(model: str, api: str = "gemini", api_version: str = "v1beta") -> Family:
+    """The family serving this model name; refused like the real service when there is none."""
     fam = find(model, api)
     if fam is None:
         raise not_found(bare_name(model), api_version)
@@ -250,39 +256,63 @@ def check_setup(fam: Family, setup: Mapping[str, Any], api_version: str = "v1bet
     modalities = tuple(str(m).upper() for m in asked) if isinstance(asked, list) and asked else ()
     if fam.permissive:
         return modalities or ("TEXT",)
+    modalities = _check_modalities(fam, modalities)
+    _check_affective_dialog(fam, setup, generation, api_version)
+    _check_proactivity(fam, _get(setup, "proactivity"))
+    _check_thinking(fam, _get(generation, "thinking_config"))
+    _check_tools(fam, _get(setup, "tools"))
+    return modalities
+
+
+def _refuse(what: str, status: str = INVALID_ARGUMENT) -> LiveRefusal:
+    return LiveRefusal(CLOSE_INVALID_ARGUMENT, status, what)
+
+
+def _check_modalities(fam: Family, modalities: tuple[str, ...]) -> tuple[str, ...]:
+    """One output modality the family has (its default when none is asked)."""
     if not modalities:
         modalities = ("TEXT",) if "TEXT" in fam.output else ("AUDIO",)
-    invalid = LiveRefusal
     if len(set(modalities)) > 1:
-        raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "TEXT and AUDIO together")
+        raise _refuse("TEXT and AUDIO together")
     if modalities[0] not in fam.output:
         if modalities[0] == "TEXT":
-            raise invalid(CLOSE_INVALID_ARGUMENT, NON_AUDIO_REQUEST, "TEXT on an audio-only model")
-        raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, f"modality {modalities[0]}")
+            raise _refuse("TEXT on an audio-only model", NON_AUDIO_REQUEST)
+        raise _refuse(f"modality {modalities[0]}")
+    return modalities
+
+
+def _check_affective_dialog(fam: Family, setup: Mapping[str, Any], generation: Any, api_version: str) -> None:
     if _get(generation, "enable_affective_dialog") is not None or _get(setup, "enable_affective_dialog") is not None:
         if not fam.affective_dialog:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "affective dialog")
+            raise _refuse("affective dialog")
         if api_version == "v1beta":
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "affective dialog needs v1alpha")
-    proactivity = _get(setup, "proactivity")
+            raise _refuse("affective dialog needs v1alpha")
+
+
+def _check_proactivity(fam: Family, proactivity: Any) -> None:
     if isinstance(proactivity, dict) and _get(proactivity, "proactive_audio") is not None:
         if not fam.proactive_audio:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "proactive audio")
+            raise _refuse("proactive audio")
         if fam.proactivity_always_on and _get(proactivity, "proactive_audio") is False:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "proactivity=false on an always-on model")
-    thinking = _get(generation, "thinking_config")
+            raise _refuse("proactivity=false on an always-on model")
+
+
+def _check_thinking(fam: Family, thinking: Any) -> None:
+    """A thinking level or budget only where the family thinks that way."""
     if isinstance(thinking, dict):
         if _get(thinking, "thinking_level") is not None and fam.thinking != "level":
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "thinking level")
+            raise _refuse("thinking level")
         if _get(thinking, "thinking_budget") is not None and fam.thinking != "budget":
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "thinking budget")
-    tools = _get(setup, "tools")
+            raise _refuse("thinking budget")
+
+
+def _check_tools(fam: Family, tools: Any) -> None:
+    """Function behaviours the family takes, and Google Search only where it has it."""
     for name, behaviour in function_behaviours(tools, fam).items():
         if behaviour not in fam.function_modes:
-            raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, f"{behaviour} function {name}")
+            raise _refuse(f"{behaviour} function {name}")
     if not fam.google_search and any(_get(t, "google_search") is not None for t in tools or []):
-        raise invalid(CLOSE_INVALID_ARGUMENT, INVALID_ARGUMENT, "google search")
-    return modalities
+        raise _refuse("google search")
 
 
 # ---- what the gateway asks for -----------------------------------------------------------------------
@@ -383,6 +413,7 @@ class Tokens:
     audio_out: float = 0
 
     def cost(self, prices: Prices) -> float:
+        """The cost in USD of these tokens at these prices (prices are per million tokens)."""
         return (self.text_in * prices.text_in + self.audio_in * prices.audio_in
                 + self.text_out * prices.text_out + self.audio_out * prices.audio_out) / 1_000_000
 
@@ -419,6 +450,7 @@ def session_tokens(fam: Family, mode: str, a: SessionAssumptions = SessionAssump
 
 
 def session_cost(fam: Family, mode: str, a: SessionAssumptions = SessionAssumptions()) -> float:
+    """The cost in USD of a session with this usage on this family, at the family's prices."""
     return session_tokens(fam, mode, a).cost(fam.prices)
 
 

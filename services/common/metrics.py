@@ -111,3 +111,34 @@ SPAN_TOOL = "kotoba.tool"
 SPAN_LIVE_SEND = "kotoba.live.send"
 SPAN_TURN_LOG = "kotoba.turn_log"
 SPAN_SESSION_START = "kotoba.session.start"
+
+
+class Stages:
+    """Where the time of one multi-step operation went (a session open): `mark` closes the stage running
+    since the previous mark; `timed` measures a step that runs concurrently with others."""
+
+    def __init__(self) -> None:
+        self.started = self._last = time.perf_counter()
+        self._ms: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self._ms[name] = round((now - self._last) * 1000.0, 2)
+        self._last = now
+
+    async def timed(self, name: str, awaitable):
+        t = time.perf_counter()
+        try:
+            return await awaitable
+        finally:
+            self._ms[name] = round(elapsed_ms(t), 2)
+
+    def at(self, name: str) -> None:
+        """Time since the start, e.g. when a background step of the operation finished."""
+        self._ms[name] = round(elapsed_ms(self.started), 2)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def ms(self) -> dict[str, float]:
+        return {**self._ms, "total": round(elapsed_ms(self.started), 2)}

@@ -137,6 +137,7 @@ def is_expired(row: Mapping[str, Any], now: float | None = None, attribute: str 
 
 
 def live_rows(rows: Iterable[Mapping[str, Any]], attribute: str = "ttl") -> list[Mapping[str, Any]]:
+    """The rows whose TTL has not passed (DynamoDB deletes expired rows only eventually)."""
     now = time.time()
     return [r for r in rows if not is_expired(r, now, attribute)]
 

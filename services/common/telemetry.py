@@ -44,12 +44,15 @@ def setup_telemetry(service: str, exporter: str = "none") -> InMemorySpanExporte
 
 
 def server_interceptors() -> list:
+    """The gRPC server interceptors that trace each call."""
     return [aio_server_interceptor()]
 
 
 def client_interceptors() -> list:
+    """The gRPC client interceptors that propagate the trace to the callee."""
     return list(aio_client_interceptors())
 
 
 def tracer(name: str) -> trace.Tracer:
+    """A tracer for spans in this module."""
     return trace.get_tracer(name)

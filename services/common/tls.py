@@ -14,6 +14,7 @@ import trustme
 
 
 def ensure_dev_ca(folder: Path) -> Path:
+    """Create the local development CA and server certificate once; later calls reuse them."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_pem, cert_pem, key_pem = folder / "ca.pem", folder / "server.pem", folder / "server.key"
     if not (ca_pem.exists() and cert_pem.exists() and key_pem.exists()):
@@ -27,6 +28,7 @@ def ensure_dev_ca(folder: Path) -> Path:
 
 
 def server_context(folder: Path) -> ssl.SSLContext:
+    """An SSL context serving the development certificate."""
     ensure_dev_ca(folder)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(folder / "server.pem", folder / "server.key")
@@ -34,6 +36,7 @@ def server_context(folder: Path) -> ssl.SSLContext:
 
 
 def client_context(ca_file: Path) -> ssl.SSLContext:
+    """An SSL context trusting only the development CA."""
     return ssl.create_default_context(cafile=str(ca_file))
 
 

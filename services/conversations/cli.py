@@ -115,6 +115,7 @@ def _common(p: argparse.ArgumentParser, pages: bool = False, times: bool = False
 
 
 def register(cli) -> None:
+    """Add the conversation admin commands (conversations, one session, one learner, summaries, stats)."""
     p = cli.subcommand("admin", "conversations", "List logged conversations, newest first.", _conversations)
     _common(p, pages=True, times=True)
     p.add_argument("--category")

@@ -31,26 +31,32 @@ class ConversationsConfig:
 
     @property
     def addr(self) -> str:
+        """The host:port the conversations service listens on."""
         return self.common.addr("conversations")
 
     @property
     def table(self) -> str:
+        """The conversations table: turns, summaries, counters and indexes."""
         return self.common.table("conversations")
 
     @property
     def settings_table(self) -> str:
+        """The settings table: each learner's privacy choices."""
         return self.common.table("settings")
 
     @property
     def connections_table(self) -> str:
+        """The gateway's connections table, erased with a learner's logs."""
         return self.common.table("connections")
 
     @property
     def usage_table(self) -> str:
+        """The gateway's usage table, erased with a learner's logs."""
         return self.common.table("usage")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, common: CommonConfig | None = None) -> ConversationsConfig:
+        """The conversations service settings, read from the environment."""
         env = os.environ if env is None else env
         common = common or CommonConfig.from_env(env)
         key = env.get("KOTOBA_PSEUDONYM_KEY") or ""

@@ -17,11 +17,13 @@ def _fingerprint(filters: dict[str, Any]) -> str:
 
 
 def encode(filters: dict[str, Any], cursor: dict[str, Any]) -> str:
+    """An opaque page token: the cursor plus a fingerprint of the filters it belongs to."""
     raw = json.dumps({"f": _fingerprint(filters), **cursor}, separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def decode(token: str, filters: dict[str, Any]) -> dict[str, Any]:
+    """The cursor of a page token; ValueError when it is malformed or was issued for other filters."""
     if not token:
         return {}
     try:
@@ -34,6 +36,7 @@ def decode(token: str, filters: dict[str, Any]) -> dict[str, Any]:
 
 
 def page_size(requested: int) -> int:
+    """The page size to use (0 means 20); ValueError outside 1..100."""
     if requested < 0 or requested > 100:
         raise ValueError(f"page_size must be 1..100 (0 means 20), got {requested}")
     return requested or 20

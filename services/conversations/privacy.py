@@ -22,6 +22,7 @@ def pseudonym(key: bytes, user_id: str) -> str:
 
 
 def is_pseudonym(user_id: str) -> bool:
+    """True for an id that is a pseudonym (the prefix and a 32-hex digest), not a learner id."""
     return user_id.startswith(PSEUDONYM_PREFIX) and len(user_id) == len(PSEUDONYM_PREFIX) + 32
 
 

@@ -59,10 +59,12 @@ class InvalidTurn(ValueError):
 
 
 def shard(key: str) -> int:
+    """The shard of a key, so one day's counters and markers spread over several partitions."""
     return zlib.crc32(key.encode()) % SHARDS
 
 
 def parse_time(value: str, what: str) -> datetime:
+    """A client timestamp as an aware UTC datetime; ValueError when it is not ISO 8601."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -76,10 +78,12 @@ def parse_time(value: str, what: str) -> datetime:
 
 
 def fmt_time(moment: datetime) -> str:
+    """The table's sortable UTC timestamp form of a moment."""
     return moment.astimezone(UTC).strftime(TS_FORMAT)
 
 
 def day_of(ts: str) -> str:
+    """The UTC day (YYYY-MM-DD) of a sort key."""
     return ts[:10]
 
 
@@ -99,36 +103,44 @@ def safe_name(name: str) -> str:
 
 
 def stats_key(day: str, turn_id: str) -> dict[str, Any]:
+    """The key of the stats shard a turn's counters go to."""
     return {"sessionId": {"S": f"#stats#{day}#{shard(turn_id)}"}, "timestamp": {"S": "agg"}}
 
 
 def stats_keys(day: str) -> list[dict[str, Any]]:
+    """The keys of every stats shard of one day."""
     return [{"sessionId": {"S": f"#stats#{day}#{n}"}, "timestamp": {"S": "agg"}} for n in range(SHARDS)]
 
 
 def session_day_key(day: str, session_id: str) -> dict[str, Any]:
+    """The key of a session's row in the day's sessions index."""
     return {"sessionId": {"S": f"#sessions#{day}#{shard(session_id)}"}, "timestamp": {"S": session_id}}
 
 
 def summary_key(sk: str) -> dict[str, Any]:
+    """The key of a turn's summary row in the day's summaries index."""
     turn_id = sk.split("#", 1)[1]
     return {"sessionId": {"S": f"#summaries#{day_of(sk)}#{shard(turn_id)}"}, "timestamp": {"S": sk}}
 
 
 def pending_key(sk: str) -> dict[str, Any]:
+    """The key of a turn's "summary pending" marker."""
     turn_id = sk.split("#", 1)[1]
     return {"sessionId": {"S": f"#pending#{shard(turn_id)}"}, "timestamp": {"S": sk}}
 
 
 def to_attr(value: Any) -> dict[str, Any]:
+    """A Python value as a DynamoDB attribute (floats as decimals)."""
     return _ser.serialize(_decimals(value))
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    """A row as a DynamoDB item, leaving out None values."""
     return {k: to_attr(v) for k, v in values.items() if v is not None}
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values (decimals as int or float)."""
     return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
 
 
@@ -161,13 +173,16 @@ class TurnKey:
 
     @property
     def turn_id(self) -> str:
+        """The turn id part of the sort key."""
         return self.sk.split("#", 1)[1]
 
     @property
     def day(self) -> str:
+        """The UTC day the turn was logged on."""
         return day_of(self.sk)
 
     def item_key(self) -> dict[str, Any]:
+        """The turn row's primary key."""
         return {"sessionId": {"S": self.session_id}, "timestamp": {"S": self.sk}}
 
 
@@ -246,6 +261,7 @@ def turn_row(turn: pb.Turn, user_id: str, started: datetime, ttl: int, pseudonym
 
 
 def row_to_turn(row: dict[str, Any]) -> pb.Turn:
+    """A stored turn row as the Turn message the RPCs return."""
     summary = row.get("summary") or {}
     usage = dict(row.get("usage") or {})
     for key in ("text_in_tokens", "text_out_tokens", "audio_in_tokens", "audio_out_tokens"):
@@ -276,6 +292,7 @@ def row_to_turn(row: dict[str, Any]) -> pb.Turn:
 
 
 def summary_message(summary: dict[str, Any]) -> pb.Summary:
+    """A stored summary as the Summary message."""
     return pb.Summary(
         category=summary.get("category", ""),
         topics=summary.get("topics") or [],

@@ -22,6 +22,7 @@ SERVICE_NAME = conversations_pb2.DESCRIPTOR.services_by_name["Conversations"].fu
 
 
 def make_summariser(config: ConversationsConfig) -> Summariser:
+    """The summariser the configuration names: Gemini, or the offline rules."""
     if config.summary_backend == "gemini":
         return GeminiSummariser(config.gemini_api_key, config.gemini_model, config.gemini_base_url,
                                 config.summary_timeout_seconds)
@@ -39,6 +40,7 @@ class App:
     executor: ThreadPoolExecutor
 
     async def start(self) -> int:
+        """Start the gRPC service and the summary worker; the port bound."""
         port = await self.service.start()
         self.worker.start()
         # Turns left pending by a crash (or a full queue) get their summaries now.
@@ -47,6 +49,7 @@ class App:
         return port
 
     async def stop(self, grace: float = 0.5) -> None:
+        """Stop serving, then let the worker finish (or drop) what it was summarising."""
         await self.service.stop(grace)
         await self.worker.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -54,6 +57,7 @@ class App:
 
 
 def build(config: ConversationsConfig, summariser: Summariser | None = None, addr: str | None = None) -> App:
+    """The conversations service wired to its tables, summariser and worker, ready to serve."""
     # boto3 calls block: they run in this bounded pool (one pooled HTTP connection each). The bound
     # also caps how hard a logging flood can push the store that chat turns read from.
     executor = ThreadPoolExecutor(max_workers=config.db_threads, thread_name_prefix="dynamodb")
@@ -70,6 +74,7 @@ def build(config: ConversationsConfig, summariser: Summariser | None = None, add
 
 
 async def serve() -> None:
+    """Run the conversations service until it is told to stop."""
     common = bootstrap("conversations")
     config = ConversationsConfig.from_env(common=common)
     app = build(config)
@@ -86,4 +91,5 @@ async def serve() -> None:
 
 
 def main() -> None:
+    """Entry point of the conversations service process."""
     asyncio.run(serve())

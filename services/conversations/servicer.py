@@ -56,6 +56,7 @@ class Conversations(pb_grpc.ConversationsServicer):
         self.redactor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="redact")
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store call in the DynamoDB thread pool, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     def _ids_for(self, user_id: str) -> list[str]:
@@ -76,6 +77,7 @@ class Conversations(pb_grpc.ConversationsServicer):
 
     @_store_errors
     async def AppendTurn(self, request: pb.AppendTurnRequest, context: grpc.aio.ServicerContext) -> pb.AppendTurnResponse:
+        """Log one turn (unless the learner opted out) and queue it for summarising; services only."""
         # Turn content (costs, latencies, tool names, session ids) is the gateway's to report, never a
         # learner's: a learner token could otherwise inflate costs or write into someone's session.
         await authenticate(context, self.verifier, role=SERVICE)
@@ -117,6 +119,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def GetPrivacySettings(self, request: pb.GetPrivacySettingsRequest,
                                  context: grpc.aio.ServicerContext) -> pb.GetPrivacySettingsResponse:
+        """The caller's own privacy settings."""
         identity = await authenticate(context, self.verifier)
         enabled, pseudo = await self.io(self.store.get_privacy, identity.user_id)
         return pb.GetPrivacySettingsResponse(settings=pb.PrivacySettings(logging_enabled=enabled, pseudonymize=pseudo))
@@ -124,6 +127,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def UpdatePrivacySettings(self, request: pb.UpdatePrivacySettingsRequest,
                                     context: grpc.aio.ServicerContext) -> pb.UpdatePrivacySettingsResponse:
+        """Change the caller's privacy settings; they apply from the next turn."""
         identity = await authenticate(context, self.verifier)
         if not request.HasField("settings"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "settings is required (both fields are written)")
@@ -134,6 +138,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def DeleteUserData(self, request: pb.DeleteUserDataRequest,
                              context: grpc.aio.ServicerContext) -> pb.DeleteUserDataResponse:
+        """Erase the caller's logs (an admin may name another learner); the number of turns erased."""
         identity = await authenticate(context, self.verifier)
         target = request.user_id or identity.user_id
         if target != identity.user_id and not identity.is_admin:
@@ -141,6 +146,29 @@ class Conversations(pb_grpc.ConversationsServicer):
         deleted = await self.io(self.store.delete_user, self._ids_for(target))
         log.info("user data erased", extra={"deleted_turns": deleted, "by_admin": target != identity.user_id})
         return pb.DeleteUserDataResponse(deleted_turns=deleted)
+
+    @_store_errors
+    async def ExportUserData(self, request: pb.ExportUserDataRequest,
+                             context: grpc.aio.ServicerContext) -> pb.ExportUserDataResponse:
+        """The caller's own turns newest first, a page at a time, with their privacy settings."""
+        identity = await authenticate(context, self.verifier)
+        # A service token names no learner; the gateway passes the learner's own token on instead.
+        if identity.is_service:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "export with the learner's own token")
+        filters = {"export": identity.user_id}
+        size, cursor = await self._page(context, request.page_size, request.page_token, filters)
+        if not isinstance(cursor.get("k", ""), str):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token is not a token this service issued")
+        rows, (enabled, pseudo) = await asyncio.gather(
+            self.io(functools.partial(self.store.merged_desc, self._ids_for(identity.user_id), index=GSI,
+                                      below=cursor.get("k"), want=size + 1)),
+            self.io(self.store.get_privacy, identity.user_id))
+        turns = [records.row_to_turn(r) for r in rows[:size]]
+        reply = pb.ExportUserDataResponse(turns=turns, session_ids=list(dict.fromkeys(t.session_id for t in turns)),
+                                          settings=pb.PrivacySettings(logging_enabled=enabled, pseudonymize=pseudo))
+        if len(rows) > size:
+            reply.next_page_token = pages.encode(filters, {"k": rows[size - 1]["timestamp"]})
+        return reply
 
     # ---- admin ---------------------------------------------------------------------------
     async def _admin(self, context: grpc.aio.ServicerContext) -> Identity:
@@ -169,6 +197,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def GetConversation(self, request: pb.GetConversationRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetConversationResponse:
+        """Every turn of one session, for admins."""
         await self._admin(context)
         if not request.session_id or request.session_id.startswith("#"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "session_id is required")
@@ -180,6 +209,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def ListUserConversations(self, request: pb.ListUserConversationsRequest,
                                     context: grpc.aio.ServicerContext) -> pb.ListUserConversationsResponse:
+        """One learner's turns newest first, a page at a time, for admins."""
         await self._admin(context)
         if not request.user_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id is required")
@@ -194,6 +224,7 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def ListSummaries(self, request: pb.ListSummariesRequest,
                             context: grpc.aio.ServicerContext) -> pb.ListSummariesResponse:
+        """Turn summaries in a time range newest first, optionally of one category, for admins."""
         await self._admin(context)
         start, end = await self._range(context, request.start_time, request.end_time, self.config.ttl_days)
         filters = {"c": request.category, "s": request.start_time, "e": request.end_time}
@@ -227,44 +258,20 @@ class Conversations(pb_grpc.ConversationsServicer):
     @_store_errors
     async def ListConversations(self, request: pb.ListConversationsRequest,
                                 context: grpc.aio.ServicerContext) -> pb.ListConversationsResponse:
+        """Conversations in a time range newest first, filtered by category, learner or text, for admins."""
         await self._admin(context)
         start, end = await self._range(context, request.start_time, request.end_time, self.config.ttl_days)
         filters = {"c": request.category, "u": request.user_id, "s": request.start_time, "e": request.end_time,
                    "q": request.query}
         size, cursor = await self._page(context, request.page_size, request.page_token, filters)
         lo, hi = records.fmt_time(start), records.fmt_time(end)
-        query = request.query.strip().lower()
+        page = _ConversationPage(request.category, request.query.strip().lower(), size, self._session_turns)
         after = tuple(cursor["k"]) if cursor.get("k") else None
-        reply = pb.ListConversationsResponse()
-        seen: set[str] = set()
-        examined = 0
-        after_key: tuple[str, str] = ("", "")
-
-        async def consider(summary: pb.ConversationSummary) -> bool:
-            nonlocal examined
-            if summary.session_id in seen or (request.category and request.category not in summary.categories):
-                return False
-            if query:
-                examined += 1
-                turns = await self.io(self.store.session_turns, summary.session_id)
-                if not any(query in (t.get("question", "") + "\n" + t.get("answer", "")).lower() for t in turns):
-                    return False
-            seen.add(summary.session_id)
-            reply.conversations.append(summary)
-            return True
-
         if request.user_id:
             sessions = await self._user_sessions(request.user_id, lo, hi)
-            for s in sessions:
-                if after and (s.started_at, s.session_id) >= after:
-                    continue
-                if len(reply.conversations) == size or examined >= MAX_TEXT_CANDIDATES:
-                    reply.next_page_token = pages.encode(filters, {"k": list(after_key)})
-                    return reply
-                await consider(s)
-                after_key = (s.started_at, s.session_id)
-            return reply
-
+            if await page.fill(sessions, after):
+                page.reply.next_page_token = pages.encode(filters, {"k": list(page.after_key)})
+            return page.reply
         days = await self.io(self.store.days_with_data, lo[:10], hi[:10])
         for day in days:
             if cursor.get("d") and day > cursor["d"]:
@@ -273,15 +280,13 @@ class Conversations(pb_grpc.ConversationsServicer):
             sessions = sorted((_session_summary(r) for r in rows if r.get("lastTurnAt", "") >= lo
                                and r.get("startedAt", "") < hi), key=lambda s: (s.started_at, s.session_id),
                               reverse=True)
-            for s in sessions:
-                if after and cursor.get("d") == day and (s.started_at, s.session_id) >= after:
-                    continue
-                if len(reply.conversations) == size or examined >= MAX_TEXT_CANDIDATES:
-                    reply.next_page_token = pages.encode(filters, {"d": day, "k": list(after_key)})
-                    return reply
-                await consider(s)
-                after_key = (s.started_at, s.session_id)
-        return reply
+            if await page.fill(sessions, after if cursor.get("d") == day else None):
+                page.reply.next_page_token = pages.encode(filters, {"d": day, "k": list(page.after_key)})
+                return page.reply
+        return page.reply
+
+    async def _session_turns(self, session_id: str) -> list[dict[str, Any]]:
+        return await self.io(self.store.session_turns, session_id)
 
     async def _user_sessions(self, user_id: str, lo: str, hi: str) -> list[pb.ConversationSummary]:
         rows = await self.io(functools.partial(self.store.merged_desc, self._ids_for(user_id), index=GSI,
@@ -302,6 +307,7 @@ class Conversations(pb_grpc.ConversationsServicer):
 
     @_store_errors
     async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+        """Turns, sessions, learners, categories, latency and cost per day in a range, for admins."""
         await self._admin(context)
         start, end = await self._range(context, request.start_time, request.end_time, 7)
         if not request.end_time:
@@ -323,6 +329,41 @@ class Conversations(pb_grpc.ConversationsServicer):
                     sessions.add(r["timestamp"])
                     learners.add(r.get("learnerId", ""))
         return build_response(rows, days, len(sessions), len(learners - {""}))
+
+
+class _ConversationPage:
+    """One page of ListConversations: the sessions kept so far and where the next page starts."""
+
+    def __init__(self, category: str, query: str, size: int,
+                 session_turns: Callable[[str], Any]) -> None:
+        self.category, self.query, self.size = category, query, size
+        self.session_turns = session_turns
+        self.reply = pb.ListConversationsResponse()
+        self.seen: set[str] = set()
+        self.examined = 0  # sessions whose text was searched: bounded per page
+        self.after_key: tuple[str, str] = ("", "")
+
+    async def fill(self, sessions: list[pb.ConversationSummary], after: tuple[str, ...] | None) -> bool:
+        """Keep the sessions (newest first) that match, after the cursor; True when the page is full."""
+        for s in sessions:
+            if after and (s.started_at, s.session_id) >= after:
+                continue
+            if len(self.reply.conversations) == self.size or self.examined >= MAX_TEXT_CANDIDATES:
+                return True
+            await self._consider(s)
+            self.after_key = (s.started_at, s.session_id)
+        return False
+
+    async def _consider(self, summary: pb.ConversationSummary) -> None:
+        if summary.session_id in self.seen or (self.category and self.category not in summary.categories):
+            return
+        if self.query:
+            self.examined += 1
+            turns = await self.session_turns(summary.session_id)
+            if not any(self.query in (t.get("question", "") + "\n" + t.get("answer", "")).lower() for t in turns):
+                return
+        self.seen.add(summary.session_id)
+        self.reply.conversations.append(summary)
 
 
 def _session_summary(row: dict[str, Any]) -> pb.ConversationSummary:

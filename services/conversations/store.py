@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from services.common.tables import chunks, is_expired, query_all
 from services.conversations import records, stats
+from services.conversations.erase import Erasure, batch_write
 from services.conversations.records import TurnKey, from_item, to_attr, to_item
 
 _NAMES = {"#pk": "sessionId", "#sk": "timestamp", "#ttl": "ttl"}
@@ -27,14 +28,15 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class ConversationStore:
+    """The conversations table: privacy settings, turns and their counters, summaries, reads, erasure."""
+
     def __init__(self, client, table: str, settings_table: str, connections_table: str = "",
                  usage_table: str = "") -> None:
         self.client = client
         self.table = table
         self.settings_table = settings_table
         # The gateway's tables: erased with the learner's logs (resumption rows hold recent turns).
-        self.connections_table = connections_table
-        self.usage_table = usage_table
+        self.erasure = Erasure(client, table, connections_table, usage_table)
         self._days_marked: set[str] = set()
 
     # ---- settings (privacy) -------------------------------------------------------------
@@ -46,6 +48,7 @@ class ConversationStore:
         return bool(row.get("loggingEnabled", True)), bool(row.get("pseudonymize", False))
 
     def set_privacy(self, user_id: str, logging_enabled: bool, pseudonymize: bool) -> None:
+        """Store a learner's privacy choices."""
         self.client.update_item(
             TableName=self.settings_table, Key={"userId": {"S": user_id}},
             UpdateExpression="SET loggingEnabled = :l, pseudonymize = :p",
@@ -74,6 +77,7 @@ class ConversationStore:
             raise
 
     def add_turn_counters(self, row: dict[str, Any]) -> None:
+        """Count the turn in its day's stats shard: mode, tools, cost and latency buckets."""
         latencies, usage = row["latencies"], row["usage"]
         adds: dict[str, Any] = {"turns": 1, "stored": 1, "sumPending": 1, f"m_{records.safe_name(row['mode'])}": 1}
         if usage.get("cost_usd"):
@@ -128,6 +132,7 @@ class ConversationStore:
         self.client.update_item(**args)
 
     def touch_session_day(self, row: dict[str, Any]) -> None:
+        """Create or update the session's row in the day's sessions index."""
         self.client.update_item(
             TableName=self.table, Key=records.session_day_key(row["day"], row["sessionId"]),
             UpdateExpression=("SET learnerId = :u, lastTurnAt = :ts, #ttl = :ttl, #day = :day, "
@@ -142,11 +147,13 @@ class ConversationStore:
         )
 
     def mark_pending(self, row: dict[str, Any]) -> None:
+        """Mark the turn as waiting for its summary, so a restart finds it again."""
         key = records.pending_key(row["timestamp"])
         self.client.put_item(TableName=self.table, Item={**key, "turnSessionId": {"S": row["sessionId"]},
                                                          "ttl": {"N": str(row["ttl"])}})
 
     def mark_day(self, day: str) -> None:
+        """Record that a day has rows (once per process), for the days index the admin reads scan."""
         if day in self._days_marked:
             return
         self.client.put_item(TableName=self.table, Item={"sessionId": {"S": "#days"}, "timestamp": {"S": day},
@@ -170,6 +177,7 @@ class ConversationStore:
 
     # ---- summaries -----------------------------------------------------------------------
     def get_turn(self, key: TurnKey) -> dict[str, Any] | None:
+        """A live turn row by key; None when it is gone or expired."""
         item = self.client.get_item(TableName=self.table, Key=key.item_key(), ConsistentRead=True).get("Item")
         return from_item(item) if item and not is_expired(item) else None
 
@@ -225,6 +233,7 @@ class ConversationStore:
         self._batch_write(writes)
 
     def pending_keys(self) -> list[TurnKey]:
+        """The keys of every turn still waiting for a summary, over all shards."""
         keys: list[TurnKey] = []
         for n in range(records.SHARDS):
             for item in self._query_all(f"#pending#{n}"):
@@ -232,6 +241,7 @@ class ConversationStore:
         return keys
 
     def drop_pending(self, key: TurnKey) -> None:
+        """Remove a turn's "summary pending" marker."""
         self.client.delete_item(TableName=self.table, Key=records.pending_key(key.sk))
 
     # ---- reads ---------------------------------------------------------------------------
@@ -246,6 +256,7 @@ class ConversationStore:
         return query_all(self.client.query, **args)
 
     def session_turns(self, session_id: str) -> list[dict[str, Any]]:
+        """Every live turn of a session, oldest first."""
         now = time.time()
         return [from_item(i) for i in self._query_all(session_id) if not is_expired(i, now)]
 
@@ -258,6 +269,7 @@ class ConversationStore:
         return sorted((i["timestamp"]["S"] for i in items), reverse=True)
 
     def session_day_rows(self, day: str, projection: str | None = None) -> list[dict[str, Any]]:
+        """The day's session rows over all shards, expired ones left out."""
         now = time.time()
         rows = []
         for n in range(records.SHARDS):
@@ -266,6 +278,7 @@ class ConversationStore:
         return rows
 
     def stats_rows(self, days: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The stats shard rows of each day, read in batches and retried while throttled."""
         keys = [k for day in days for k in records.stats_keys(day)]
         out: dict[str, list[dict[str, Any]]] = {}
         for batch in chunks(keys, 100):
@@ -324,56 +337,8 @@ class ConversationStore:
 
     # ---- erase ---------------------------------------------------------------------------
     def delete_user(self, user_ids: Iterable[str]) -> int:
-        """Erase every row that carries one of these ids: turns, summaries, pending markers and session rows
-        here, the learner's rows in connections (resumption handle and recent turns) and usage (daily counts
-        and costs). Settings stay: they hold the privacy choice (an opted-out learner must stay opted out
-        after erasing) and study preferences, which are not logs. Returns the number of turn rows."""
-        deleted = 0
-        user_ids = list(user_ids)
-        for user_id in user_ids:
-            self._delete_gateway_rows(user_id)
-            # A second pass catches turns appended while the first one ran; bounded
-            # because a GSI read may still show rows that were just deleted.
-            for _pass in range(3):
-                turns = query_all(
-                    self.client.query, TableName=self.table, IndexName="userId-timestamp-index",
-                    KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
-                    ProjectionExpression="sessionId, #sk", ExpressionAttributeNames={"#sk": "timestamp"})
-                if not turns:
-                    break
-                keys: dict[tuple[str, str], dict[str, Any]] = {}
-                for item in turns:
-                    sid, sk = item["sessionId"]["S"], item["timestamp"]["S"]
-                    for key in (TurnKey(sid, sk).item_key(), records.summary_key(sk), records.pending_key(sk),
-                                records.session_day_key(records.day_of(sk), sid)):
-                        keys[(key["sessionId"]["S"], key["timestamp"]["S"])] = key
-                self._batch_delete(list(keys.values()))
-                deleted += len(turns)
-        return deleted
+        """Erase the learner's logs everywhere (erase.Erasure says what goes and what stays)."""
+        return self.erasure.delete_user(user_ids)
 
-    def _delete_gateway_rows(self, user_id: str) -> None:
-        if self.connections_table:
-            rows = query_all(self.client.query, TableName=self.connections_table, IndexName="userId-index",
-                             KeyConditionExpression="userId = :u", ExpressionAttributeValues={":u": {"S": user_id}},
-                             ProjectionExpression="sessionId")
-            self._batch_delete([{"sessionId": r["sessionId"]} for r in rows], self.connections_table)
-        if self.usage_table:
-            rows = query_all(self.client.query, TableName=self.usage_table, KeyConditionExpression="userId = :u",
-                             ExpressionAttributeValues={":u": {"S": user_id}}, ProjectionExpression="userId, #d",
-                             ExpressionAttributeNames={"#d": "day"})
-            self._batch_delete([{"userId": r["userId"], "day": r["day"]} for r in rows], self.usage_table)
-
-    def _batch_delete(self, keys: list[dict[str, Any]], table: str | None = None) -> None:
-        self._batch_write([{"DeleteRequest": {"Key": k}} for k in keys], table)
-
-    def _batch_write(self, requests: list[dict[str, Any]], table: str | None = None) -> None:
-        for batch in chunks(requests, 25):
-            request = {table or self.table: batch}
-            for attempt in range(10):
-                reply = self.client.batch_write_item(RequestItems=request)
-                request = reply.get("UnprocessedItems") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * (attempt + 1))
-            else:
-                raise RuntimeError("DynamoDB kept throttling a batch write; try again")
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        batch_write(self.client, self.table, requests)

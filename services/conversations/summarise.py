@@ -133,6 +133,7 @@ def _key_points(answer: str) -> list[str]:
 
 
 def classify(turn: dict[str, Any]) -> tuple[str, str]:
+    """(category, response type) of a turn from its intent and words, without a model."""
     intent = (turn.get("intent") or "").lower()
     if intent:
         for words, category, response in _INTENT_RULES:
@@ -153,17 +154,21 @@ def classify(turn: dict[str, Any]) -> tuple[str, str]:
 
 
 def offline_summary(turn: dict[str, Any]) -> dict[str, Any]:
+    """A summary of a turn made by rules, when no model is configured or it failed."""
     category, response_type = classify(turn)
     return {"category": category, "topics": _topics(turn), "response_type": response_type,
             "key_points": _key_points(turn.get("answer") or "")}
 
 
 class Summariser(Protocol):
-    async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One summary (category, topics, response type, key points) per turn, in order."""
+        ...
 
 
 class OfflineSummariser:
     async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Summaries by rules, one per turn."""
         return [offline_summary(t) for t in turns]
 
 
@@ -207,6 +212,7 @@ class GeminiSummariser:
         self.model = model
 
     async def summarise(self, turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Summaries of a batch of turns from Gemini; ValueError when its answer is not the expected JSON."""
         payload = [{"turn_id": t["turnId"], "intent": t.get("intent", ""), "question": t.get("question", ""),
                     "answer": (t.get("answer") or "")[:4000],
                     "tools": [c.get("name") for c in t.get("toolCalls") or []]} for t in turns]

@@ -52,6 +52,7 @@ class SummaryWorker:
         return True
 
     async def recover(self) -> int:
+        """Queue the turns left pending by an earlier process; how many were queued."""
         keys = await self.io(self.store.pending_keys)
         queued = sum(1 for key in keys if self.offer(key))
         if keys:
@@ -59,9 +60,11 @@ class SummaryWorker:
         return queued
 
     def start(self) -> None:
+        """Start summarising queued turns in the background."""
         self._task = asyncio.create_task(self._run(), name="summary-worker")
 
     async def stop(self, drain_seconds: float = 0.0) -> None:
+        """Stop, summarising what is queued for up to `drain_seconds` first (the rest stays pending)."""
         if drain_seconds > 0:
             try:
                 await asyncio.wait_for(self.queue.join(), drain_seconds)

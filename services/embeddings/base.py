@@ -45,6 +45,7 @@ class EmbedderConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, threads: int | None = None) -> EmbedderConfig:
+        """The embedder settings, read from the environment."""
         env = os.environ if env is None else env
         dims = env_int(env, "KOTOBA_TITAN_DIMENSIONS", 512)
         if dims not in (256, 512, 1024):
@@ -77,6 +78,7 @@ def model_name(config: EmbedderConfig | None = None) -> str:
 
 
 def make_embedder(config: EmbedderConfig | None = None) -> Embedder:
+    """The embedder the configuration names (Titan on Bedrock, or the local model)."""
     config = config or EmbedderConfig.from_env()
     if config.backend == "titan":
         from services.embeddings.titan import TitanEmbedder
@@ -88,6 +90,7 @@ def make_embedder(config: EmbedderConfig | None = None) -> Embedder:
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, so inner product is cosine similarity."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0

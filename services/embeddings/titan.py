@@ -40,6 +40,7 @@ class EmbeddingError(RuntimeError):
 
 
 def titan_model_name(model_id: str, dimensions: int) -> str:
+    """The model name stored with Titan vectors: model id, dimensions and recipe version."""
     return f"titan:{model_id}/{dimensions}/{RECIPE_VERSION}"
 
 
@@ -64,6 +65,7 @@ class TitanEmbedder:
 
     @property
     def cost_usd(self) -> float:
+        """What the embeddings so far cost, at Titan's price per thousand input tokens."""
         return self.input_tokens / 1000 * USD_PER_1K_TOKENS
 
     def _invoke(self, text: str) -> np.ndarray:
@@ -108,7 +110,9 @@ class TitanEmbedder:
         return normalise(np.stack(list(self._pool.map(self._invoke, texts))))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of search queries (Titan embeds queries and passages alike)."""
         return self._embed(texts)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of dictionary passages."""
         return self._embed(texts)

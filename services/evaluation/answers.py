@@ -54,6 +54,7 @@ class Question:
 
     @property
     def half(self) -> str:
+        """The question's half (dev or held-out), fixed by a hash of its id."""
         return half_of(self.id)
 
 
@@ -88,6 +89,7 @@ class Outcome:
 
 
 def load_set(path: Path = DEFAULT_SET) -> list[Question]:
+    """The labelled questions of a JSONL question set."""
     out = read_jsonl(path, lambda row: Question(
         row["id"], row["category"], row.get("language", "en"), row["question"], list(row["facts"]),
         row.get("user", ""), list(row.get("turns") or []), bool(row.get("resume")), list(row.get("forbid") or []),
@@ -104,6 +106,7 @@ def _norm(text: str) -> str:
 
 
 def fact_matches(fact: Any, answer: str) -> bool:
+    """True when the answer states the fact (a phrase, a regex, or any of several)."""
     if isinstance(fact, str):
         return _norm(fact) in _norm(answer)
     if isinstance(fact, dict) and "regex" in fact:
@@ -114,6 +117,7 @@ def fact_matches(fact: Any, answer: str) -> bool:
 
 
 def describe(fact: Any) -> str:
+    """A fact as a reader would say it, for failure reports."""
     if isinstance(fact, str):
         return fact
     if "regex" in fact:
@@ -151,9 +155,11 @@ class DynamicFacts:
         self.md = auth_metadata(token)
 
     async def close(self) -> None:
+        """Close the channel to the tools service."""
         await self.channel.close()
 
     async def resolve(self, fact: Any) -> Any:
+        """A fact with its per-learner value filled in from the tools (other facts unchanged)."""
         if not (isinstance(fact, dict) and "dynamic" in fact):
             if isinstance(fact, dict) and "any" in fact:
                 return {"any": [await self.resolve(f) for f in fact["any"]]}
@@ -192,6 +198,7 @@ class Report:
 
     @property
     def pass_rate(self) -> float:
+        """The share of questions that passed (0 for an empty run)."""
         return self.passed / self.total if self.total else 0.0
 
     def by_half(self) -> dict[str, dict[str, Any]]:
@@ -208,6 +215,7 @@ class Report:
         return out
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON: totals, per category and per half, and every outcome."""
         return {"total": self.total, "passed": self.passed, "pass_rate": round(self.pass_rate, 4),
                 "seconds": round(self.seconds, 2), "by_category": self.by_category, "by_half": self.by_half(),
                 "outcomes": [asdict(o) for o in self.outcomes]}
@@ -245,47 +253,19 @@ async def _ask(client, q: Question | str, retries: int = 5):
 async def run(url: str, token_for, tools_addr: str, questions: list[Question], default_user: str,
               concurrency: int = 2, progress=None) -> Report:
     """Ask every question (one connection per worker and learner), resolve per-learner facts, score."""
-    from services.gateway.client import ChatClient
-
     started = time.perf_counter()
     outcomes: dict[str, Outcome] = {}
     queue: asyncio.Queue[Question] = asyncio.Queue()
     for q in questions:
         queue.put_nowait(q)
-    facts_by_user: dict[str, DynamicFacts] = {}
+    asker = _Asker(url, token_for, tools_addr, default_user)
 
     async def worker() -> None:
-        clients: dict[str, ChatClient] = {}
+        clients: dict[str, Any] = {}
         try:
             while not queue.empty():
                 q = queue.get_nowait()
-                user = q.user or default_user
-                t0 = time.perf_counter()
-                try:
-                    if user not in facts_by_user:
-                        facts_by_user[user] = DynamicFacts(tools_addr, token_for(user))
-                    facts = [await facts_by_user[user].resolve(f) for f in q.facts]
-                    if q.turns or q.spoken:
-                        # a conversation of its own: earlier turns, maybe a resume, then the question
-                        result = await _conversation(url, token_for(user), q)
-                    else:
-                        if user not in clients:
-                            clients[user] = await ChatClient.open(url, token_for(user))
-                            await clients[user].start("text")  # the learner's own language
-                        result = await _ask(clients[user], q)
-                    answer, sources = displayed(result)
-                    missing = score(answer, facts)
-                    present = forbidden(answer, q.forbid)
-                    error = "; ".join(f"{e['code']}: {e['message']}" for e in result.errors)
-                    outcomes[q.id] = Outcome(q.id, q.category, q.question, not missing and not present and not error,
-                                             missing, answer, half=q.half, present=present, sources=sources,
-                                             error=error, seconds=time.perf_counter() - t0)
-                except Exception as exc:  # noqa: BLE001 - one failure is one failed question, not a dead run
-                    outcomes[q.id] = Outcome(q.id, q.category, q.question, False, [], "", half=q.half,
-                                             error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
-                    stale = clients.pop(user, None)
-                    if stale is not None:
-                        await _quietly(stale.close())
+                outcomes[q.id] = await asker.outcome(q, clients)
                 if progress is not None:
                     progress(outcomes[q.id])
         finally:
@@ -295,8 +275,7 @@ async def run(url: str, token_for, tools_addr: str, questions: list[Question], d
     try:
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     finally:
-        for f in facts_by_user.values():
-            await f.close()
+        await asker.close()
     ordered = [outcomes[q.id] for q in questions]
     by_cat: dict[str, dict[str, int]] = {}
     for o in ordered:
@@ -304,6 +283,53 @@ async def run(url: str, token_for, tools_addr: str, questions: list[Question], d
         c["total"] += 1
         c["passed"] += int(o.passed)
     return Report(len(ordered), sum(o.passed for o in ordered), time.perf_counter() - started, by_cat, ordered)
+
+
+class _Asker:
+    """Asks one question through the gateway as its learner and scores the answer against its facts."""
+
+    def __init__(self, url: str, token_for, tools_addr: str, default_user: str) -> None:
+        self.url, self.token_for, self.tools_addr, self.default_user = url, token_for, tools_addr, default_user
+        self.facts_by_user: dict[str, DynamicFacts] = {}
+
+    async def outcome(self, q: Question, clients: dict[str, Any]) -> Outcome:
+        """The scored outcome; an exception is one failed question (and a fresh connection next time)."""
+        user = q.user or self.default_user
+        t0 = time.perf_counter()
+        try:
+            if user not in self.facts_by_user:
+                self.facts_by_user[user] = DynamicFacts(self.tools_addr, self.token_for(user))
+            facts = [await self.facts_by_user[user].resolve(f) for f in q.facts]
+            result = await self._result(q, user, clients)
+            answer, sources = displayed(result)
+            missing = score(answer, facts)
+            present = forbidden(answer, q.forbid)
+            error = "; ".join(f"{e['code']}: {e['message']}" for e in result.errors)
+            return Outcome(q.id, q.category, q.question, not missing and not present and not error,
+                           missing, answer, half=q.half, present=present, sources=sources,
+                           error=error, seconds=time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - one failure is one failed question, not a dead run
+            stale = clients.pop(user, None)
+            if stale is not None:
+                await _quietly(stale.close())
+            return Outcome(q.id, q.category, q.question, False, [], "", half=q.half,
+                           error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0)
+
+    async def _result(self, q: Question, user: str, clients: dict[str, Any]):
+        from services.gateway.client import ChatClient
+
+        if q.turns or q.spoken:
+            # a conversation of its own: earlier turns, maybe a resume, then the question
+            return await _conversation(self.url, self.token_for(user), q)
+        if user not in clients:
+            clients[user] = await ChatClient.open(self.url, self.token_for(user))
+            await clients[user].start("text")  # the learner's own language
+        return await _ask(clients[user], q)
+
+    async def close(self) -> None:
+        """Close the tools connections used to resolve per-learner facts."""
+        for f in self.facts_by_user.values():
+            await f.close()
 
 
 async def _conversation(url: str, token: str, q: Question):

@@ -49,6 +49,7 @@ def _answers(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
+    """Add the evaluation commands (answers through the gateway) to the command line."""
     p = cli.subcommand("eval", "answers", "Ask the labelled learner questions through the gateway, score the "
                        "answers by required and forbidden facts, print per-category results per half.", _answers)
     p.add_argument("--url", help="gateway WebSocket URL (default ws://$KOTOBA_GATEWAY_ADDR/v1/chat)")

@@ -62,6 +62,9 @@ class ChatSession:
                                 self.settings.max_pending_turns, self.persistence.write_soon)
         self.link.bind(self.turns)
         self.started = False
+        self.stages = metrics.Stages()
+        self._session_sent = asyncio.Event()
+        self._admitted = False  # holds an admission slot (admission.py) until its upstream is open
         self.superseded = False
         self._errors: collections.deque[float] = collections.deque()
         self._budget_error_sent = False
@@ -161,9 +164,9 @@ class ChatSession:
         limits = self.deps.limits
         if not limits.allow_message(self.identity.user_id):
             wait = max(1, math.ceil(limits.message_wait_s(self.identity.user_id)))
-            # retry_after_s: the client shows when the message can go (docs/protocol.md).
+            # retry_after: the client shows when the message can go (docs/protocol.md).
             metrics.errors.add(1, {"component": "gateway", "code": protocol.RATE_LIMITED})
-            await self.learner.frame("error", code=protocol.RATE_LIMITED, retry_after_s=wait,
+            await self.learner.frame("error", code=protocol.RATE_LIMITED, retry_after=wait,
                                      message=f"too many messages; try again in {wait} s")
             await self._count_error()
             return
@@ -206,6 +209,7 @@ class ChatSession:
     # ------------------------------------------------------------------ session start / end
 
     async def start(self, mode: str | None, language: str | None, resume: str | None) -> None:
+        stages = self.stages = metrics.Stages()
         sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
         # Looked up before the row is read: a session closing meanwhile leaves the registry once its last row
         # is written, and the row read may predate that write.
@@ -214,7 +218,27 @@ class ChatSession:
         handed_over = resume if held is not None and held.identity.user_id == self.identity.user_id else ""
         if not sessions.reserve(self.info.connection_id, self.identity.user_id, cap, handed_over):
             await self._refuse_too_many()
+        retry_after = await self.deps.admission.enter()
+        stages.mark("admission")
+        if retry_after is not None:
+            await self._refuse_busy(retry_after)
+        self._admitted = True
+        try:
+            await self._start_admitted(mode, language, resume, held, stages)
+        except BaseException:
+            self._leave_admission(None)
+            raise
+
+    def _leave_admission(self, took_s: float | None) -> None:
+        if self._admitted:
+            self._admitted = False
+            self.deps.admission.leave(took_s)
+
+    async def _start_admitted(self, mode: str | None, language: str | None, resume: str | None,
+                              held: ChatSession | None, stages: metrics.Stages) -> None:
+        sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
         row = await self._resumable_row(resume, held) if resume else None
+        stages.mark("resume_lookup")
         if row is not None:
             mode, language = mode or row.mode, language or row.language
         else:
@@ -222,10 +246,22 @@ class ChatSession:
         sessions.bind(self.info.connection_id, self.session_id)
         here = sessions.held(self.identity.user_id, exclude_connection=self.info.connection_id,
                              exclude_session=self.session_id)
-        if await self.persistence.attached_elsewhere(here) >= cap:
+        # The cross-gateway cap (claim the row, count the learner's others) runs beside the context read and
+        # the upstream open rather than before them: an open over the cap is undone below, which is rare;
+        # waiting for two table round trips first would cost every open.
+        cap_check = asyncio.ensure_future(stages.timed("claim_count", self.persistence.attached_elsewhere(here, sessions.open_elsewhere)))
+        try:
+            await self._open(mode, language, resumed=row is not None)
+        except BaseException:
+            # The claim lands before the closing row write (detach), never after it.
+            await asyncio.gather(cap_check, return_exceptions=True)
+            raise
+        if await cap_check >= cap:
+            self.started = False
+            sessions.remove(self.session_id, self)
             await self.persistence.unclaim(fresh=row is None)
             await self._refuse_too_many()
-        await self._open(mode, language, resumed=row is not None)
+        stages.mark("cap_wait")
         self._active_mode = mode_attr(self.info.mode)
         metrics.active_sessions.add(1, {"mode": self._active_mode})
         self.turns.start_worker()
@@ -233,6 +269,18 @@ class ChatSession:
         extra = {"history": await self.persistence.shown_history()} if row is not None else {}
         await self.learner.frame("session", session_id=self.session_id, mode=self.info.mode,
                                  language=self.info.language, resumed=row is not None, **extra)
+        stages.mark("session_frame")
+        stages.at("session_frame_at")
+        self._session_sent.set()
+
+    async def _refuse_busy(self, retry_after: int) -> None:
+        """Too many sessions opening at once for this gateway to open this one within the promise."""
+        self.deps.sessions.release(self.info.connection_id)
+        metrics.errors.add(1, {"component": "gateway", "code": protocol.SERVER_BUSY})
+        await self.learner.frame("error", code=protocol.SERVER_BUSY, retry_after=retry_after,
+                                 message=f"the tutor is busy right now; try again in {retry_after} seconds")
+        await self.ws.close(protocol.CLOSE_TRY_AGAIN_LATER, "busy")
+        raise Closing()
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
         """The learner's own session `resume`, its state taken over (from the connection still holding it
@@ -258,8 +306,10 @@ class ChatSession:
         with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
                                            attributes={"session.id": self.session_id}):
             self.info.context, _ = await asyncio.gather(
-                self._learner_context(),
-                self.persistence.bounded(self.deps.limits.load(self.identity.user_id), "usage", None))
+                self.stages.timed("context", self.deps.contexts.get(self.identity.user_id, self._learner_context)),
+                self.stages.timed("usage", self.persistence.bounded(self.deps.limits.load(self.identity.user_id),
+                                                                    "usage", None)))
+            self.stages.mark("context_usage")
             self.info.mode = mode or "text"
             self.info.language = language or (self.info.context.settings.language if self.info.context else "") \
                 or "en"
@@ -267,15 +317,25 @@ class ChatSession:
                 self.info.language = "en"
             self.started = True
             self.deps.sessions.add(self.session_id, self)
-            try:
-                await self.link.open(resume=resumed, first=True)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("upstream unavailable at start", extra={"error": repr(exc)})
-                metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})
-                await self.send_error(protocol.UPSTREAM_UNAVAILABLE,
-                                      "the tutor is unavailable right now; try again soon")
+            # The upstream opens while the cap check finishes and the `session` frame goes out: the learner's
+            # first message waits for it in the turn queue (audio is buffered), never the other way round.
+            # The admission slot is held until it is open: it is the costly part of an open.
+            opening = self.background.spawn(self._open_upstream(resumed))
+            opening.add_done_callback(lambda _t: self._leave_admission(self.stages.elapsed_s()))
+
+    async def _open_upstream(self, resumed: bool) -> None:
+        try:
+            await self.stages.timed("upstream_open", self.link.open_first(resume=resumed))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("upstream unavailable at start", extra={"error": repr(exc)})
+            metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})
+            await self.send_error(protocol.UPSTREAM_UNAVAILABLE, "the tutor is unavailable right now; try again soon")
+            with contextlib.suppress(Exception):
                 await self.ws.close(1011, "upstream unavailable")
-                raise Closing() from None
+            return
+        self.stages.at("upstream_ready")
+        await self._session_sent.wait()  # the record has every stage (the cap check can finish last)
+        log.info("session opened", extra={"session_id": self.session_id, "stages_ms": self.stages.ms()})
 
     async def _refuse_too_many(self) -> None:
         self.deps.sessions.release(self.info.connection_id)

@@ -85,6 +85,10 @@ class GatewayConfig:
     allowed_origins: tuple[str, ...] = ()
     max_pending_handshakes_per_learner: int = 4
     max_pending_handshakes_per_address: int = 32
+    max_concurrent_opens: int = 4
+    open_wait_s: float = 5.0
+    open_turn_saturation: int = 16
+    context_cache_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -165,4 +169,13 @@ class GatewayConfig:
                                                        minimum=1),
             max_pending_handshakes_per_address=env_int(env, "KOTOBA_GATEWAY_MAX_PENDING_HANDSHAKES_PER_ADDRESS", 32,
                                                        minimum=1),
+            # Session opens (admission.py): this many at once, first come first served, held back while this
+            # many turns are in flight; a learner who would wait longer than the promise gets server_busy.
+            max_concurrent_opens=env_int(env, "KOTOBA_GATEWAY_MAX_CONCURRENT_OPENS", 2 * (os.cpu_count() or 1),
+                                         minimum=1),
+            open_wait_s=env_float(env, "KOTOBA_GATEWAY_OPEN_WAIT_S", 5.0, minimum=0.0),
+            open_turn_saturation=env_int(env, "KOTOBA_GATEWAY_OPEN_TURN_SATURATION", 8 * (os.cpu_count() or 1),
+                                         minimum=1),
+            # The learner's context (system instruction) is reused for this long by their next sessions.
+            context_cache_s=env_float(env, "KOTOBA_GATEWAY_CONTEXT_CACHE_S", 30.0, minimum=0.0),
         )

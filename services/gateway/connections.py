@@ -121,10 +121,11 @@ class ConnectionStore:
             ttl=int(item.get("ttl", 0)),
         )
 
-    async def attached_count(self, user_id: str, exclude: str = "") -> int:
+    async def attached_sessions(self, user_id: str, exclude: str = "") -> set[str]:
+        """Ids of the learner's sessions whose rows say attached (on any gateway), `exclude` left out."""
         def query() -> list[dict[str, Any]]:
             return query_all(self.table.query, IndexName="userId-index", KeyConditionExpression=Key("userId").eq(user_id))
 
         now = time.time()
-        return sum(1 for r in await asyncio.to_thread(query)
-                   if r.get("state") == "attached" and not is_expired(r, now) and r.get("sessionId") != exclude)
+        return {r["sessionId"] for r in await asyncio.to_thread(query)
+                if r.get("state") == "attached" and not is_expired(r, now) and r.get("sessionId") != exclude}

@@ -100,6 +100,13 @@ class UpstreamLink:
         if self.state.history:
             await upstream.send_turn(priming_turns(self.state.history), turn_complete=False)
 
+    async def open_first(self, *, resume: bool) -> None:
+        """The session's first upstream, opened while the session starts: a mode switch or a reconnect asked
+        meanwhile waits for it (same lock), and audio the learner sent meanwhile follows it."""
+        async with self._reconnect_lock:
+            await self.open(resume=resume, first=True)
+            await self._replay_audio()
+
     def _install(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.generation += 1

@@ -55,22 +55,23 @@ class SessionPersistence:
             metrics.errors.add(1, {"component": "gateway", "code": "store_unavailable"})
             return in_memory
 
-    async def attached_elsewhere(self, here: int) -> int:
-        """Open sessions of this learner besides this one: the table (all gateways) when it answers in time,
-        else `here`, this gateway's count (fail open: a learner is not refused for a storage outage; the
-        per-learner rate limits and the global cap still hold)."""
+    async def attached_elsewhere(self, here: int, open_elsewhere: Callable[[set[str]], int]) -> int:
+        """Open sessions of this learner besides this one: `here` (this gateway's) plus those the table shows
+        attached on other gateways (`open_elsewhere` filters out what this gateway knows better). When the
+        table does not answer in time, `here` alone (fail open: a learner is not refused for a storage outage;
+        the per-learner rate limits and the global cap still hold)."""
         if self.store is None:
             return here
-        stored = await self.bounded(self._claim_and_count(), "session cap", None)
-        return here if stored is None else max(here, stored)
+        stored = await self.bounded(self._claim_and_list(), "session cap", None)
+        return here if stored is None else here + open_elsewhere(stored)
 
-    async def _claim_and_count(self) -> int:
-        """Claim the row (a conditional write) first, then count: of two gateways starting this learner's
+    async def _claim_and_list(self) -> set[str]:
+        """Claim the row (a conditional write) first, then list: of two gateways starting this learner's
         sessions at once, each sees the other's claim."""
         uid = self.info.identity.user_id
         if not await self.store.claim(self.info.session_id, uid):
             raise PermissionError("the session row belongs to another learner")
-        return await self.store.attached_count(uid, exclude=self.info.session_id)
+        return await self.store.attached_sessions(uid, exclude=self.info.session_id)
 
     async def unclaim(self, *, fresh: bool) -> None:
         if self.store is not None:

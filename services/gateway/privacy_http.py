@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
+from google.protobuf import json_format
 
 from kotoba.v1 import conversations_pb2 as pb
 from services.common.auth import AuthError, Identity, auth_metadata, bearer_from_header
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT_S = 10.0
 MAX_BODY_BYTES = 4096
 SETTINGS = ("logging_enabled", "pseudonymize")
+# Bounds one export's work and size; retention (ttl_days) keeps real learners far below it.
+MAX_EXPORT_TURNS = 10_000
+EXPORT_PAGE_SIZE = 100
 
 
 class HttpError(Exception):
@@ -111,6 +115,7 @@ class PrivacyHandlers:
         async def work(identity: Identity) -> web.Response:
             # Queued turn records first, so none is written after the erase.
             dropped = self.app.turnlog.forget(identity.user_id)
+            self.app.session_deps.contexts.invalidate(identity.user_id)
             reply = await self._rpc("DeleteUserData", pb.DeleteUserDataRequest(), identity)
             log.info("learner erased their data", extra={"deleted_turns": reply.deleted_turns,
                                                           "queued_dropped": dropped})
@@ -121,6 +126,7 @@ class PrivacyHandlers:
         async def work(identity: Identity) -> web.Response:
             settings = await self._rpc("GetPrivacySettings", pb.GetPrivacySettingsRequest(), identity)
             usage = await self._usage_rows(identity.user_id)
+            turns, stored_sessions, truncated = await self._stored_turns(identity)
             sessions = sorted(s.session_id for s in self.app.sessions.values()
                               if s.identity.user_id == identity.user_id and s.session_id)
             return json_response(200, {
@@ -129,8 +135,29 @@ class PrivacyHandlers:
                 "privacy": _settings(settings.settings),
                 "usage": usage,
                 "open_sessions": sessions,
+                "sessions": stored_sessions,
+                "turns": turns,
+                "turns_truncated": truncated,
             }, {"Content-Disposition": 'attachment; filename="kotoba-export.json"'})
         return await self._wrap(request, work)
+
+    async def _stored_turns(self, identity: Identity) -> tuple[list[dict[str, Any]], list[str], bool]:
+        """The learner's stored turns newest first (every page, up to MAX_EXPORT_TURNS), their session ids,
+        and whether more turns were left out."""
+        turns: list[dict[str, Any]] = []
+        sessions: dict[str, None] = {}
+        token = ""
+        while len(turns) < MAX_EXPORT_TURNS:
+            reply = await self._rpc("ExportUserData", pb.ExportUserDataRequest(
+                page_size=min(EXPORT_PAGE_SIZE, MAX_EXPORT_TURNS - len(turns)), page_token=token), identity)
+            turns.extend(json_format.MessageToDict(t, preserving_proto_field_name=True,
+                                                    always_print_fields_with_no_presence=True,
+                                                    unquote_int64_if_possible=True) for t in reply.turns)
+            sessions.update(dict.fromkeys(reply.session_ids))
+            token = reply.next_page_token
+            if not token:
+                break
+        return turns, list(sessions), bool(token)
 
     async def _usage_rows(self, user_id: str) -> list[dict[str, Any]]:
         store = self.app.usage_store

@@ -29,6 +29,9 @@ UPSTREAM_UNAVAILABLE = "upstream_unavailable"
 INTERNAL = "internal"
 TOKEN_EXPIRED = "token_expired"
 CLOSE_TOKEN_EXPIRED = 4001  # WebSocket close code after TOKEN_EXPIRED
+# Too many sessions opening at once (as the HTTP 503 before the upgrade); the error carries `retry_after`.
+SERVER_BUSY = "server_busy"
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,11 @@ from aiohttp import web
 from services.common.auth import TokenVerifier
 from services.common.aws import dynamodb_client, dynamodb_resource
 from services.gateway import furigana, routes
+from services.gateway.admission import Admission
 from services.gateway.backends import Backends
 from services.gateway.config import GatewayConfig
 from services.gateway.connections import ConnectionStore
+from services.gateway.context_cache import ContextCache
 from services.gateway.live import make_client
 from services.gateway.registry import SessionRegistry
 from services.gateway.session_parts import SessionDeps
@@ -49,9 +51,12 @@ class App:
                                max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
                                service_token=ServiceToken(common.auth, config.service_token_file))
         self.sessions = SessionRegistry()
+        self.admission = Admission(config.max_concurrent_opens, config.open_wait_s, config.open_turn_saturation,
+                                   self.sessions.turns_in_flight)
         self.session_deps = SessionDeps.build(
             config, sessions=self.sessions, limits=self.limits, store=self.store, backends=self.backends,
-            bridge=self.bridge, turnlog=self.turnlog, live_client=self.live_client)
+            bridge=self.bridge, turnlog=self.turnlog, live_client=self.live_client, admission=self.admission,
+            contexts=ContextCache(config.context_cache_s))
         self.ready = False
 
     async def close(self, drain_s: float) -> None:

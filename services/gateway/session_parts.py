@@ -20,9 +20,11 @@ from kotoba.v1 import tools_pb2
 from services.common import metrics
 from services.common.auth import Identity
 from services.gateway import protocol
+from services.gateway.admission import Admission
 from services.gateway.backends import Backends
 from services.gateway.config import GatewayConfig, Prices
 from services.gateway.connections import ConnectionStore
+from services.gateway.context_cache import ContextCache
 from services.gateway.registry import SessionRegistry
 from services.gateway.tools_bridge import ToolBridge
 from services.gateway.turnlog import TurnLog
@@ -86,6 +88,8 @@ class SessionDeps:
     bridge: ToolBridge
     turnlog: TurnLog
     live_client: genai.Client
+    admission: Admission
+    contexts: ContextCache
 
     @classmethod
     def build(cls, config: GatewayConfig, **parts: Any) -> SessionDeps:

@@ -35,7 +35,13 @@ def _print_report(report: dict, as_json: bool) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    report = _indexer(args).build().to_dict()
+    indexer = _indexer(args)
+    if getattr(args, "if_changed", False):
+        why = indexer.up_to_date()
+        if why:
+            print(json.dumps({"action": "skipped", "reason": why}) if args.json else f"index: {why}; skipped")
+            return 0
+    report = indexer.build().to_dict()
     _print_report(report, args.json)
     return 1 if report["errors"] else 0
 
@@ -96,6 +102,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
+    """Add the indexer commands (build, update, verify, rollback, watch) under `kotoba index`."""
     for name, handler, help_text in (
         ("build", _build, "Embed what is missing and publish a full snapshot."),
         ("update", _update, "Apply changed (dirty) items to LATEST and publish a new version."),
@@ -107,6 +114,10 @@ def register(cli) -> None:
         p.add_argument("--json", action="store_true")
         if name in ("build", "update", "watch"):
             p.add_argument("--batch-size", type=int, default=None, help="passages per embedding call")
+        if name == "build":
+            p.add_argument("--if-changed", action="store_true",
+                           help="skip when LATEST was built by this model from the seed the table holds and no "
+                                "item changed since")
         if name == "watch":
             p.add_argument("--interval", type=float, default=10.0, help="seconds between checks")
             p.add_argument("--once", action="store_true")

@@ -10,6 +10,7 @@ from services.local_live.server import serve_forever
 
 
 def main() -> None:
+    """Entry point of the local Live engine process."""
     config = LiveConfig.from_env()
     setup_logging("local_live", config.log_level)
     asyncio.run(serve_forever(config))

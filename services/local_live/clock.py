@@ -13,10 +13,13 @@ class ModelClock:
     speed: float = 1.0  # model seconds per real second
 
     def now(self) -> float:
+        """Model time now: real time sped up, so hour-long session limits can be tested in seconds."""
         return time.monotonic() * self.speed
 
     def real(self, model_seconds: float) -> float:
+        """The real seconds this many model seconds take."""
         return max(0.0, model_seconds) / self.speed
 
     async def sleep(self, model_seconds: float) -> None:
+        """Sleep for this many model seconds."""
         await asyncio.sleep(self.real(model_seconds))

@@ -32,14 +32,17 @@ class LiveConfig:
 
     @property
     def host(self) -> str:
+        """The host part of the listen address."""
         return self.addr.rpartition(":")[0]
 
     @property
     def port(self) -> int:
+        """The port part of the listen address."""
         return int(self.addr.rpartition(":")[2])
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveConfig:
+        """The engine settings, read from the environment."""
         env = os.environ if env is None else env
         ca_file = env.get("KOTOBA_LIVE_CA_FILE")
         tls_dir = Path(ca_file).parent if ca_file else REPO_ROOT / ".data" / "tls"

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -25,12 +24,14 @@ from services.local_live import protocol as p
 from services.local_live.brain.context import TurnInput
 from services.local_live.brain.tutor import recall
 from services.local_live.faults import SETUP_FIELD, Faults, FaultSpecError
+from services.local_live.lifetime import SessionRules
+from services.local_live.media import MediaInput
 from services.local_live.protocol import ProtocolError
 from services.local_live.protocol import Usage as TurnUsage
 from services.local_live.protocol import field as get
 from services.local_live.reply import Reply
 from services.local_live.session import SessionState
-from services.local_live.tokens import audio_tokens, text_tokens
+from services.local_live.tokens import text_tokens
 from services.local_live.voice_bridge import Voice, VoiceUnavailable, get_voice
 
 if TYPE_CHECKING:
@@ -39,24 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class AudioInput:
-    """Learner audio between turns: manual activity markers, or server-side VAD."""
-
-    manual: bool = False  # the client sends activity_start / activity_end
-    active: bool = False  # inside activity_start .. activity_end
-    buffer: bytearray = field(default_factory=bytearray)
-    endpointer: Any = None
-    received_bytes: int = 0  # all audio since the last turn, for usage
-    any_audio: bool = False  # audio arrived on this connection: the audio session limit applies
-    transcript: Any = None  # voice.StreamingTranscript of the utterance being spoken
-
-
-# Gemini bills an image at 258 tokens (media resolution default); a video frame is one image.
-VIDEO_FRAME_TOKENS = 258
-
-
 class Connection:
+    """One client WebSocket: the read loop, one handler per client message kind, sending and teardown."""
+
     def __init__(self, ws: ServerConnection, engine: Engine, faults: Faults) -> None:
         self.ws = ws
         self.engine = engine
@@ -68,24 +54,24 @@ class Connection:
         # Replies waiting for NON_BLOCKING tool results; they answer when a result comes back
         # (INTERRUPT / WHEN_IDLE) or only update the context (SILENT).
         self.background: set[Reply] = set()
-        self.audio = AudioInput()
-        self.video_tokens = 0  # frames since the last turn, billed with it
-        self._limits_changed = asyncio.Event()
+        self.media = MediaInput(self)
+        self.rules = SessionRules(self)
+        self._warming: set[asyncio.Task[None]] = set()  # held so the loop does not drop them mid-run
         # An explicit table, not getattr(f"_on_{kind}"): only these kinds can ever be dispatched.
         self.handlers = {
             "setup": self._on_setup,
             "client_content": self._on_client_content,
-            "realtime_input": self._on_realtime_input,
+            "realtime_input": self.media.on_realtime_input,
             "tool_response": self._on_tool_response,
             "context_update": self._on_context_update,
         }
         self.user_parts: list[str] = []  # client_content parts waiting for turn_complete
-        self._timers: list[asyncio.Task[None]] = []
         self._closed = False
 
     # ---- the read loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Serve the connection until it closes: setup first, then any client message kind."""
         self._delay_pongs()
         try:
             async for raw in self.ws:
@@ -120,6 +106,8 @@ class Connection:
                 raise ProtocolError(p.CLOSE_POLICY, str(exc)) from None
         if self.faults.reject_setup:
             raise ProtocolError(p.CLOSE_POLICY, "setup rejected (fault injection: reject_setup)")
+        if self.faults.delay_setup_ms:
+            await asyncio.sleep(self.faults.delay_setup_ms / 1000)
         session = SessionState(session_id=self.conn_id, started_at=self.engine.clock.now())
         api, version = p.api_of(urlsplit(self.ws.request.path).path)
         session.apply_setup(body, api, version)
@@ -133,16 +121,14 @@ class Connection:
             session.restore(snapshot)
         if session.audio_out:
             self.voice = await self._load_voice()
-            asyncio.create_task(self.voice.pipeline.warm())
+            warming = asyncio.create_task(self.voice.pipeline.warm())
+            self._warming.add(warming)
+            warming.add_done_callback(self._warming.discard)
         self.session = session
         await self.send(p.setup_complete(self.conn_id))
         if session.resumption:
             await self.send(p.resumption_update(self.issue_handle()))
-        if self.faults.goaway_after_seconds:
-            self._timers.append(asyncio.create_task(self._go_away_later(self.faults.goaway_after_seconds)))
-        if not session.family.permissive:
-            self._timers.append(asyncio.create_task(self._connection_lifetime()))
-            self._timers.append(asyncio.create_task(self._session_deadline()))
+        self.rules.start()
         log.info("session started", extra={"conn": self.conn_id, "model": session.model,
                                            "family": session.family.key,
                                            "modalities": list(session.modalities),
@@ -174,39 +160,8 @@ class Connection:
                 await self.send(p.resumption_update(self.issue_handle()))
         if get(body, "turn_complete") is True and self.user_parts:
             texts, self.user_parts = self.user_parts, []
-            usage = TurnUsage(text_in=sum(text_tokens(t) for t in texts), video_in=self._take_video())
-            await self._start_reply(TurnInput.from_texts(texts), usage)
-
-    async def _on_realtime_input(self, body: dict[str, Any]) -> None:
-        if isinstance(get(body, "text"), str):
-            text = get(body, "text")
-            await self._start_reply(TurnInput.from_texts([text]),
-                                    TurnUsage(text_in=text_tokens(text), video_in=self._take_video()))
-        if p.has(body, "activity_start"):
-            self.audio.manual = self.audio.active = True
-            self.audio.buffer.clear()
-            self._drop_transcript()
-            await self.interrupt()
-        if p.has(body, "video"):
-            self._video(get(body, "video"))
-        for blob in ([get(body, "audio")] if p.has(body, "audio") else []) + list(get(body, "media_chunks") or []):
-            if isinstance(blob, dict) and str(get(blob, "mime_type") or "").startswith("image/"):
-                self._video(blob)
-            else:
-                await self._audio(blob)
-        if p.has(body, "activity_end"):
-            self.audio.active = False
-            await self._end_utterance(bytes(self.audio.buffer))
-            self.audio.buffer.clear()
-        if get(body, "audio_stream_end") is True:
-            if self.audio.manual:
-                if self.audio.active:
-                    self.audio.active = False
-                    await self._end_utterance(bytes(self.audio.buffer))
-                    self.audio.buffer.clear()
-            elif self.audio.endpointer is not None:
-                for event in self.audio.endpointer.flush():
-                    await self._vad_event(event)
+            usage = TurnUsage(text_in=sum(text_tokens(t) for t in texts), video_in=self.media.take_video())
+            await self.start_reply(TurnInput.from_texts(texts), usage)
 
     async def _on_tool_response(self, body: dict[str, Any]) -> None:
         responses = get(body, "function_responses") or []
@@ -234,91 +189,17 @@ class Connection:
         except VoiceUnavailable as exc:
             raise ProtocolError(p.CLOSE_INTERNAL, f"audio unavailable: {exc}") from None
 
-    async def _audio(self, blob: Any) -> None:
-        if not isinstance(blob, dict):
-            raise ProtocolError(p.CLOSE_INVALID_DATA, "realtime_input.audio must be a Blob object")
-        mime = str(get(blob, "mime_type") or "audio/pcm;rate=16000").replace(" ", "").lower()
-        if not mime.startswith("audio/pcm") or ("rate=" in mime and "rate=16000" not in mime):
-            raise ProtocolError(p.CLOSE_INVALID_DATA, f"unsupported audio {mime!r}: send audio/pcm;rate=16000")
-        pcm = p.decode_b64(get(blob, "data"), "audio.data")
+    async def ensure_voice(self) -> Voice:
+        """The speech pipeline, loaded on the first audio if setup did not ask for audio out."""
         if self.voice is None:
             self.voice = await self._load_voice()
-        self.audio.received_bytes += len(pcm)
-        if not self.audio.any_audio:
-            self.audio.any_audio = True
-            self._limits_changed.set()
-        if self.audio.manual or not self.session or not self.session.auto_activity:
-            if self.audio.active or not self.audio.manual:
-                self.audio.buffer += pcm
-                if self.audio.active:
-                    self._hear(bytes(self.audio.buffer))
-            return
-        if self.audio.endpointer is None:
-            self.audio.endpointer = self.voice.endpointer()
-        for event in self.audio.endpointer.feed(pcm):
-            await self._vad_event(event)
-        if self.audio.endpointer.in_speech:
-            self._hear(self.audio.endpointer.utterance_audio())
-
-    def _hear(self, utterance: bytes) -> None:
-        """Transcribe while the learner is still speaking, so only the tail is left at the end."""
-        assert self.voice is not None and self.session is not None
-        if self.audio.transcript is None:
-            from services.local_live.reply import transcription_prompt
-
-            self.audio.transcript = self.voice.stream_transcriber(
-                self.session.language, transcription_prompt(self.session.memory, self.session.language))
-        if self.audio.transcript is not None:
-            self.audio.transcript.update(utterance)
-
-    def _drop_transcript(self) -> None:
-        if self.audio.transcript is not None:
-            self.audio.transcript.close()
-            self.audio.transcript = None
-
-    async def _vad_event(self, event: Any) -> None:
-        if event.kind == "speech_start":
-            self._drop_transcript()
-            await self.interrupt()
-        elif event.kind == "speech_end":
-            await self._end_utterance(event.audio)
-
-    def _video(self, blob: Any) -> None:
-        """One video frame (JPEG, 1 FPS as Gemini expects): billed with the next turn; its test
-        caption (a JPEG comment) is what the engine says it was shown."""
-        if not isinstance(blob, dict):
-            raise ProtocolError(p.CLOSE_INVALID_DATA, "realtime_input.video must be a Blob object")
-        assert self.session is not None
-        if not self.session.family.video_input:
-            raise ProtocolError(lm.CLOSE_INVALID_ARGUMENT, lm.INVALID_ARGUMENT, "video input")
-        mime = str(get(blob, "mime_type") or "").lower()
-        if mime not in ("image/jpeg", "image/jpg"):
-            raise ProtocolError(p.CLOSE_INVALID_DATA, f"unsupported video frame {mime!r}: send image/jpeg")
-        caption = p.jpeg_comment(p.decode_b64(get(blob, "data"), "video.data"))
-        self.video_tokens += VIDEO_FRAME_TOKENS
-        self.session.caption = caption
-        if not self.session.saw_video:
-            self.session.saw_video = True
-            self._limits_changed.set()
-
-    def _take_video(self) -> int:
-        tokens, self.video_tokens = self.video_tokens, 0
-        return tokens
-
-    async def _end_utterance(self, pcm: bytes) -> None:
-        transcript, self.audio.transcript = self.audio.transcript, None
-        if not pcm:
-            if transcript is not None:
-                transcript.close()
-            return
-        usage = TurnUsage(audio_in=audio_tokens(self.audio.received_bytes, p.INPUT_RATE), video_in=self._take_video())
-        self.audio.received_bytes = 0
-        await self._start_reply(None, usage, audio=pcm, transcript=transcript)
+        return self.voice
 
     # ---- replies --------------------------------------------------------------------------------
 
-    async def _start_reply(self, turn: TurnInput | None, usage: TurnUsage, audio: bytes | None = None,
-                           transcript: Any = None) -> None:
+    async def start_reply(self, turn: TurnInput | None, usage: TurnUsage, audio: bytes | None = None,
+                          transcript: Any = None) -> None:
+        """A new learner turn: interrupt whatever is being said and answer this one."""
         await self.interrupt()
         assert self.session is not None
         self.reply = Reply(self, self.session, turn, usage, audio, transcript)
@@ -356,49 +237,7 @@ class Connection:
 
     async def turn_finished(self) -> None:
         """Called by the reply after turnComplete: goAway after N turns."""
-        assert self.session is not None
-        if self.faults.goaway_after_turns and self.session.turns == self.faults.goaway_after_turns:
-            self._timers.append(asyncio.create_task(self._go_away_later(0)))
-
-    async def _connection_lifetime(self) -> None:
-        """The family's connection lifetime: goAway{timeLeft} shortly before the close (model clock)."""
-        assert self.session is not None
-        limits, clock = self.session.family.limits, self.engine.clock
-        await clock.sleep(limits.connection_s - limits.go_away_before_s)
-        await self.send(p.go_away(clock.real(limits.go_away_before_s)))
-        await clock.sleep(limits.go_away_before_s)
-        await self.close(p.CLOSE_GOING_AWAY, "connection lifetime reached (goAway sent earlier)")
-
-    def _session_deadline_at(self) -> float | None:
-        """When the conversation must end (model clock): audio sessions without context-window
-        compression (shorter once video arrived), and the family's hard deadline if it has one."""
-        assert self.session is not None
-        s, limits = self.session, self.session.family.limits
-        deadlines = []
-        if limits.hard_deadline_s is not None:
-            deadlines.append(s.started_at + limits.hard_deadline_s)
-        if not s.compression and (s.audio_out or self.audio.any_audio or s.saw_video):
-            deadlines.append(s.started_at + (limits.audio_video_session_s if s.saw_video else limits.audio_session_s))
-        return min(deadlines) if deadlines else None
-
-    async def _session_deadline(self) -> None:
-        clock = self.engine.clock
-        while True:
-            self._limits_changed.clear()
-            deadline = self._session_deadline_at()
-            if deadline is not None and deadline <= clock.now():
-                # The wording users report for 3.8's 58:00 cut; the 15-/2-minute ends are assumed alike.
-                await self.close(p.CLOSE_INTERNAL, "Deadline expired.")
-                return
-            timeout = None if deadline is None else clock.real(deadline - clock.now())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._limits_changed.wait(), timeout)
-
-    async def _go_away_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await self.send(p.go_away(self.faults.goaway_time_left))
-        await asyncio.sleep(self.faults.goaway_time_left)
-        await self.close(p.CLOSE_GOING_AWAY, "session lifetime reached (goAway sent earlier)")
+        self.rules.turn_finished()
 
     # ---- sending, faults, teardown ----------------------------------------------------------------
 
@@ -411,6 +250,7 @@ class Connection:
         return self.engine.resumption.issue(self.session.snapshot())
 
     async def send(self, frame: dict[str, Any]) -> None:
+        """Send one server message (recorded when the frames recorder wants this connection)."""
         if self._closed:
             raise ConnectionClosed(None, None)
         self.record("out", frame)
@@ -423,6 +263,7 @@ class Connection:
         self.ws.transport.abort()
 
     async def close(self, code: int, reason: str) -> None:
+        """Close once with a WebSocket code and reason; later calls do nothing."""
         if self._closed:
             return
         self._closed = True
@@ -431,18 +272,24 @@ class Connection:
             await self.ws.close(code, reason)
 
     @property
+    def closed(self) -> bool:
+        """This side closed (or dropped) the connection: nothing more is to be sent."""
+        return self._closed
+
+    @property
     def is_open(self) -> bool:
+        """The connection can still carry frames: the engine refuses a resume into an open lineage."""
         return not self._closed and self.ws.state is State.OPEN
 
     async def _shutdown(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        self.rules.cancel()
         for reply in (self.reply, *self.background):
             if reply is not None and not reply.done:
                 await reply.cancel()
         self._closed = True
 
     def record(self, direction: str, frame: Any) -> None:
+        """Keep a frame for the test-only frames endpoint, audio shortened to its length."""
         if not self.engine.frames.wants(self.faults):
             return
         if isinstance(frame, str | bytes):

@@ -31,6 +31,7 @@ class Faults:
     goaway_time_left: float = 1.0  # seconds announced in goAway before the server closes
     drop_mid_turn: int = 0  # abort the TCP connection in the middle of this turn number (1-based)
     delay_first_token_ms: int = 0
+    delay_setup_ms: int = 0  # answer setup this late (a slow session open upstream)
     reject_setup: bool = False
     never_answer: bool = False  # take turns but never reply (a stalled model)
     ping_delay_ms: int = 0  # answer WebSocket pings this late
@@ -39,6 +40,7 @@ class Faults:
 
     @classmethod
     def parse(cls, spec: str, base: Faults | None = None) -> Faults:
+        """Faults from a spec string ("name=value,…") on top of `base`; FaultSpecError for an unknown or bad one."""
         base = base or cls()
         if not spec or not spec.strip():
             return base
@@ -82,9 +84,11 @@ class FrameLog:
             frames_dir.mkdir(parents=True, exist_ok=True)
 
     def wants(self, faults: Faults) -> bool:
+        """Whether this connection's frames are to be recorded (asked by its faults, or for every connection)."""
         return faults.record or self.frames_dir is not None
 
     def add(self, conn_id: str, direction: str, frame: Any) -> None:
+        """Keep one frame of a connection (the newest ones, bounded), and append it to its file when recording to disk."""
         entry = {"t": time.time(), "dir": direction, "frame": frame}
         with self._lock:
             log = self._logs.get(conn_id)
@@ -99,6 +103,7 @@ class FrameLog:
                 out.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
     def frames(self, conn_id: str) -> list[dict[str, Any]] | None:
+        """The recorded frames of one connection; None when it recorded none."""
         with self._lock:
             log = self._logs.get(conn_id)
             return list(log) if log is not None else None

@@ -59,11 +59,13 @@ class ProtocolError(Exception):
 
 
 def camel(name: str) -> str:
+    """snake_case → camelCase, the spelling JSON clients send."""
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def snake(name: str) -> str:
+    """camelCase → snake_case."""
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
 
@@ -75,6 +77,7 @@ def field(obj: dict[str, Any], name: str, default: Any = None) -> Any:
 
 
 def has(obj: dict[str, Any], name: str) -> bool:
+    """True when the message has the field under either spelling."""
     return name in obj or camel(name) in obj
 
 
@@ -104,6 +107,7 @@ def parse_client_frame(raw: str | bytes) -> tuple[str, dict[str, Any]]:
 
 
 def decode_b64(data: Any, what: str) -> bytes:
+    """Bytes of a base64 field; the connection is closed with 1007 when it is not base64."""
     if not isinstance(data, str):
         raise ProtocolError(CLOSE_INVALID_DATA, f"{what} must be a base64 string")
     try:
@@ -150,44 +154,54 @@ def content_text(content: Any) -> list[str]:
 # ---- server frames -------------------------------------------------------------------------------
 
 def setup_complete(session_id: str) -> dict[str, Any]:
+    """The setupComplete message that opens the session."""
     return {"setupComplete": {"sessionId": session_id}}
 
 
 def text_delta(text: str) -> dict[str, Any]:
+    """A model turn carrying one piece of answer text."""
     return {"serverContent": {"modelTurn": {"role": "model", "parts": [{"text": text}]}}}
 
 
 def audio_chunk(pcm: bytes) -> dict[str, Any]:
+    """A model turn carrying one chunk of 24 kHz PCM speech."""
     data = base64.b64encode(pcm).decode("ascii")
     return {"serverContent": {"modelTurn": {"role": "model", "parts": [
         {"inlineData": {"mimeType": f"audio/pcm;rate={OUTPUT_RATE}", "data": data}}]}}}
 
 
 def input_transcription(text: str) -> dict[str, Any]:
+    """The transcription of what the learner said."""
     return {"serverContent": {"inputTranscription": {"text": text}}}
 
 
 def output_transcription(text: str) -> dict[str, Any]:
+    """The transcription of what the model is saying."""
     return {"serverContent": {"outputTranscription": {"text": text}}}
 
 
 def generation_complete() -> dict[str, Any]:
+    """The model has generated its whole answer (playback may still be going)."""
     return {"serverContent": {"generationComplete": True}}
 
 
 def turn_complete() -> dict[str, Any]:
+    """The end of the model's turn."""
     return {"serverContent": {"turnComplete": True}}
 
 
 def interrupted() -> dict[str, Any]:
+    """The model stopped because the learner interrupted: the client drops what it buffered."""
     return {"serverContent": {"interrupted": True}}
 
 
 def tool_call(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A request to run these function calls."""
     return {"toolCall": {"functionCalls": calls}}
 
 
 def tool_call_cancellation(ids: list[str]) -> dict[str, Any]:
+    """The calls with these ids are cancelled: their answers are no longer wanted."""
     return {"toolCallCancellation": {"ids": ids}}
 
 
@@ -199,10 +213,12 @@ def api_of(path: str) -> tuple[str, str]:
 
 
 def go_away(seconds: float) -> dict[str, Any]:
+    """The warning that the connection will close after this many seconds."""
     return {"goAway": {"timeLeft": f"{seconds:g}s"}}
 
 
 def resumption_update(handle: str | None) -> dict[str, Any]:
+    """A new resumption handle, or that the session cannot be resumed right now."""
     if handle is None:
         return {"sessionResumptionUpdate": {"resumable": False}}
     return {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
@@ -217,6 +233,7 @@ class Usage:
     video_in: int = 0
 
     def frame(self) -> dict[str, Any]:
+        """The usageMetadata message: prompt and response tokens, by modality."""
         prompt = [{"modality": m, "tokenCount": n}
                   for m, n in (("TEXT", self.text_in), ("AUDIO", self.audio_in), ("VIDEO", self.video_in)) if n]
         response = [{"modality": m, "tokenCount": n}

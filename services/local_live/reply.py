@@ -88,9 +88,11 @@ class Reply:
 
     @property
     def done(self) -> bool:
+        """The reply finished, failed or was cancelled (or never started)."""
         return self._task is None or self._task.done()
 
     def start(self) -> None:
+        """Start answering in a task of its own, so the connection keeps reading."""
         self._task = asyncio.create_task(self._run(), name=f"reply-{self.conn.conn_id}")
 
     async def cancel(self) -> list[str]:
@@ -103,10 +105,12 @@ class Reply:
         return pending
 
     async def wait(self) -> None:
+        """Wait until the reply ends, however it ends."""
         if self._task is not None:
             await asyncio.wait({self._task})  # its end, without taking on its exception or cancellation
 
     def deliver(self, call_id: str, response: dict[str, Any], scheduling: str = lm.DEFAULT_SCHEDULING) -> bool:
+        """Hand a function response to the call waiting for it; False when no call of this reply waits for that id."""
         future = self.pending.get(call_id)
         if future is None or future.done():
             return False
@@ -122,7 +126,7 @@ class Reply:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed send means the socket is gone
-            if not self.conn._closed:
+            if not self.conn.closed:
                 log.exception("reply failed", extra={"conn": self.conn.conn_id})
                 await self.conn.close(p.CLOSE_INTERNAL, f"reply failed: {type(exc).__name__}")
 

@@ -29,6 +29,7 @@ class ResumptionStore:
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
 
     def issue(self, state: dict[str, Any]) -> str:
+        """A new handle for this session snapshot, valid until it expires."""
         self._expire()
         handle = "kr-" + secrets.token_urlsafe(24)
         self._snapshots[handle] = Snapshot(state, self._clock() + self.ttl_seconds)

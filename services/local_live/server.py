@@ -40,6 +40,7 @@ class Engine:
 
     @classmethod
     def from_config(cls, config: LiveConfig) -> Engine:
+        """The engine for this configuration: its clock, default faults, frames recorder and handles."""
         clock = ModelClock(config.clock_speed)
         return cls(config=config, faults=Faults.parse(config.faults),
                    resumption=ResumptionStore(config.resumption_ttl_seconds, clock=clock.now),
@@ -52,6 +53,7 @@ class Engine:
                    for c in self.connections)
 
     def key_ok(self, request: Request) -> bool:
+        """True when the request carries the configured API key (header or ?key=)."""
         query = parse_qs(urlsplit(request.path).query)
         given = request.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
         bearer = request.headers.get("authorization", "")
@@ -62,6 +64,7 @@ class Engine:
     # ---- HTTP side of the handshake ---------------------------------------------------------------
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer plain HTTP requests (the debug frames endpoint, bad paths or keys) before the WebSocket upgrade."""
         path = urlsplit(request.path).path
         if path.startswith(DEBUG_PREFIX):
             return self._debug_frames(connection, request, path[len(DEBUG_PREFIX):])
@@ -82,6 +85,7 @@ class Engine:
     # ---- WebSocket side -----------------------------------------------------------------------------
 
     async def handle(self, ws: ServerConnection) -> None:
+        """Serve one WebSocket connection as a Live session."""
         if not self.key_ok(ws.request):
             # Read the setup first: the SDK sends it straight after the handshake, and closing
             # before it arrives would surface as a send error instead of this reason.
@@ -103,6 +107,7 @@ class Engine:
 
 
 async def start(config: LiveConfig, engine: Engine | None = None) -> tuple[Server, Engine]:
+    """Start the engine's WebSocket server (TLS with the dev certificate); the server and its engine."""
     engine = engine or Engine.from_config(config)
     ssl_ctx = await asyncio.to_thread(server_context, config.tls_dir)
     server = await serve(
@@ -116,10 +121,12 @@ async def start(config: LiveConfig, engine: Engine | None = None) -> tuple[Serve
 
 
 def bound_port(server: Server) -> int:
+    """The port the server actually listens on (the config may ask for 0: any free port)."""
     return next(iter(server.sockets)).getsockname()[1]
 
 
 async def serve_forever(config: LiveConfig) -> None:
+    """Serve until the process is told to stop."""
     server, _ = await start(config)
     log.info("local Live engine listening", extra={"addr": f"{config.host}:{bound_port(server)}",
                                                    "tls_dir": str(config.tls_dir)})

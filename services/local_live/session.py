@@ -42,10 +42,12 @@ class SessionState:
 
     @property
     def audio_out(self) -> bool:
+        """The session answers in speech."""
         return "AUDIO" in self.modalities
 
     @property
     def language(self) -> str:
+        """The language the answers are in: the speech language set up, else the learner's."""
         return self.speech_language or self.learner.language
 
     def apply_setup(self, setup: dict[str, Any], api: str = "gemini", api_version: str = "v1beta") -> None:
@@ -58,19 +60,29 @@ class SessionState:
         generation = get(setup, "generation_config") or {}
         if not isinstance(generation, dict):
             raise ProtocolError(CLOSE_INVALID_DATA, "setup.generationConfig must be an object")
-        modalities = get(generation, "response_modalities") or []
-        if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
-            raise ProtocolError(CLOSE_INVALID_DATA, "generationConfig.responseModalities must be a list of strings")
-        unknown = [m for m in modalities if m.upper() not in ("TEXT", "AUDIO")]
-        if unknown:
-            raise ProtocolError(CLOSE_INVALID_DATA, f"unsupported response modality {unknown[0]}")
+        _check_modalities(generation)
         try:
             self.family = lm.lookup(model, api, api_version)
             self.modalities = lm.check_setup(self.family, setup, api_version)
         except lm.LiveRefusal as exc:
             raise ProtocolError(exc.code, exc.reason, exc.why) from None
         self.behaviours = lm.function_behaviours(get(setup, "tools"), self.family)
-        compression = get(setup, "context_window_compression")
+        self._apply_compression(get(setup, "context_window_compression"))
+        speech = get(generation, "speech_config") or get(setup, "speech_config") or {}
+        if isinstance(speech, dict) and isinstance(get(speech, "language_code"), str):
+            self.speech_language = "ja" if get(speech, "language_code").lower().startswith("ja") else "en"
+        self.set_system_instruction(get(setup, "system_instruction"))
+        self.set_tools(get(setup, "tools"))
+        self.input_transcription = isinstance(get(setup, "input_audio_transcription"), dict)
+        self.output_transcription = isinstance(get(setup, "output_audio_transcription"), dict)
+        self._apply_resumption(get(setup, "session_resumption"))
+        realtime = get(setup, "realtime_input_config") or {}
+        detection = get(realtime, "automatic_activity_detection") if isinstance(realtime, dict) else None
+        if isinstance(detection, dict) and get(detection, "disabled") is True:
+            self.auto_activity = False
+
+    def _apply_compression(self, compression: Any) -> None:
+        """contextWindowCompression: a sliding window lifts the audio session limit."""
         self.compression = isinstance(compression, dict)
         if self.compression:
             sliding = get(compression, "sliding_window") or {}
@@ -80,28 +92,21 @@ class SessionState:
             except (TypeError, ValueError):
                 raise ProtocolError(CLOSE_INVALID_DATA, "contextWindowCompression token counts must be integers") from None
             self.window = (trigger, target)
-        speech = get(generation, "speech_config") or get(setup, "speech_config") or {}
-        if isinstance(speech, dict) and isinstance(get(speech, "language_code"), str):
-            self.speech_language = "ja" if get(speech, "language_code").lower().startswith("ja") else "en"
-        self.set_system_instruction(get(setup, "system_instruction"))
-        self.set_tools(get(setup, "tools"))
-        self.input_transcription = isinstance(get(setup, "input_audio_transcription"), dict)
-        self.output_transcription = isinstance(get(setup, "output_audio_transcription"), dict)
-        resumption = get(setup, "session_resumption")
-        if resumption is not None:
-            if not isinstance(resumption, dict):
-                raise ProtocolError(CLOSE_INVALID_DATA, "setup.sessionResumption must be an object")
-            self.resumption = True
-            handle = get(resumption, "handle") or ""
-            if not isinstance(handle, str):
-                raise ProtocolError(CLOSE_INVALID_DATA, "sessionResumption.handle must be a string")
-            self.resume_handle = handle
-        realtime = get(setup, "realtime_input_config") or {}
-        detection = get(realtime, "automatic_activity_detection") if isinstance(realtime, dict) else None
-        if isinstance(detection, dict) and get(detection, "disabled") is True:
-            self.auto_activity = False
+
+    def _apply_resumption(self, resumption: Any) -> None:
+        """sessionResumption: handles are issued; a handle given here resumes that conversation."""
+        if resumption is None:
+            return
+        if not isinstance(resumption, dict):
+            raise ProtocolError(CLOSE_INVALID_DATA, "setup.sessionResumption must be an object")
+        self.resumption = True
+        handle = get(resumption, "handle") or ""
+        if not isinstance(handle, str):
+            raise ProtocolError(CLOSE_INVALID_DATA, "sessionResumption.handle must be a string")
+        self.resume_handle = handle
 
     def set_system_instruction(self, value: Any) -> None:
+        """Take a (new) system instruction: the learner context the tutor reads comes from it."""
         if value is None:
             return
         if isinstance(value, str):
@@ -114,6 +119,7 @@ class SessionState:
         self.learner = Learner.from_system_instruction(text)
 
     def set_tools(self, value: Any) -> None:
+        """Take the (new) function declarations: the only functions the tutor may call."""
         if value is None:
             return
         if not isinstance(value, list):
@@ -143,14 +149,26 @@ class SessionState:
     # What a resumption handle keeps: the conversation, not the connection's settings (the new
     # connection sends its own setup, as with Gemini).
     def snapshot(self) -> dict[str, Any]:
+        """The session as a resumption handle stores it: memory, turn count, start time, context sizes."""
         return {"memory": self.memory.to_dict(), "turns": self.turns, "started_at": self.started_at,
                 "context": dict(self.context),
                 "saw_video": self.saw_video, "lineage": self.lineage or self.session_id}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue a conversation from a resumption snapshot."""
         self.memory = Memory.from_dict(snapshot.get("memory", {}))
         # The session limits count from the conversation's start, across resumptions.
         self.started_at = snapshot.get("started_at", self.started_at)
         self.saw_video = bool(snapshot.get("saw_video"))
         self.lineage = snapshot.get("lineage", self.lineage)
         self.context.update(snapshot.get("context", {}))
+
+
+def _check_modalities(generation: dict[str, Any]) -> None:
+    """responseModalities must be a list naming TEXT and/or AUDIO."""
+    modalities = get(generation, "response_modalities") or []
+    if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+        raise ProtocolError(CLOSE_INVALID_DATA, "generationConfig.responseModalities must be a list of strings")
+    unknown = [m for m in modalities if m.upper() not in ("TEXT", "AUDIO")]
+    if unknown:
+        raise ProtocolError(CLOSE_INVALID_DATA, f"unsupported response modality {unknown[0]}")

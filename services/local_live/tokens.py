@@ -16,5 +16,6 @@ def text_tokens(text: str) -> int:
 
 
 def audio_tokens(pcm_bytes: int, rate: int) -> int:
+    """The input tokens Gemini bills for this much 16-bit PCM audio at this rate."""
     seconds = pcm_bytes / 2 / rate
     return math.ceil(seconds * AUDIO_TOKENS_PER_SECOND) if pcm_bytes else 0

@@ -26,12 +26,15 @@ class Voice:
         self.endpointer_cls = endpointer_cls
 
     def endpointer(self) -> Any:
+        """A new voice-activity endpointer for one connection's audio."""
         return self.endpointer_cls()
 
     async def transcribe(self, pcm16_16k: bytes, language: str, prompt: str | None = None) -> str:
+        """The text of 16 kHz PCM speech, in the given language (a prompt word helps it)."""
         return await self.pipeline.transcribe(pcm16_16k, language, prompt)
 
     async def detect_language(self, pcm16_16k: bytes, default: str) -> str:
+        """The language of 16 kHz PCM speech; `default` when unsure."""
         return await self.pipeline.detect_language(pcm16_16k, default)
 
     def stream_transcriber(self, language: str, prompt: str | None = None) -> Any:
@@ -39,6 +42,7 @@ class Voice:
         return self.pipeline.stream_transcriber(language, prompt)
 
     async def synthesize(self, text: str, language: str) -> AsyncIterator[bytes]:
+        """Speech chunks for the text, in the given language, as they are synthesised."""
         stream = self.pipeline.synthesize(text, language)
         try:
             async for chunk in stream:

@@ -11,6 +11,7 @@ from services.snapshots.files import Snapshot
 
 
 def canary_check(snap: Snapshot, embed_query: Callable[[str], np.ndarray]) -> dict:
+    """Search the snapshot for one of its own items: a new snapshot must find it before it is served."""
     if snap.count == 0:
         return {"ok": True, "query": "", "note": "empty snapshot"}
     # A deterministic, ordinary item: the first word (else the first item) in id order.

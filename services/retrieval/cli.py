@@ -123,6 +123,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
+    """Add the retrieval commands (search, and the retrieval evaluation) to the command line."""
     p = cli.command("search", "Search the dictionary (via the retrieval service, or locally with --local).", _search)
     p.add_argument("query", nargs="+")
     p.add_argument("--top-k", type=int, default=5)

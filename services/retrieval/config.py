@@ -31,6 +31,7 @@ class RetrievalConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RetrievalConfig:
+        """The retrieval service settings, read from the environment."""
         env = os.environ if env is None else env
         return cls(
             addr=env_addr(env, addr_var("retrieval"), DEFAULT_ADDRS["retrieval"]),

@@ -57,6 +57,7 @@ class Prepared:
     matched: dict[int, set[str]] = field(default_factory=dict)
 
     def merge(self, contrib: dict[int, float], label: str) -> None:
+        """Add one ranker's reciprocal-rank scores to the fused scores, noting what matched each item."""
         for p, s in contrib.items():
             self.fused[p] = self.fused.get(p, 0.0) + s
             self.matched.setdefault(p, set()).add(label)
@@ -169,6 +170,7 @@ class SearchEngine:
     def search(self, query: str, top_k: int = 5, types: Sequence[str] = (), levels: Sequence[str] = (),
                learner_level: str = "", parsed: ParsedQuery | None = None,
                vector: np.ndarray | None = None, use_vectors: bool = True) -> SearchResult:
+        """The top items for a query: exact, lexical and vector matches fused, filtered and re-ranked."""
         prepared = self.prepare(query, types, levels, learner_level, parsed)
         if vector is None and use_vectors:
             vector = self.embed_query(prepared.pq.content)
@@ -176,6 +178,7 @@ class SearchEngine:
 
     def prepare(self, query: str, types: Sequence[str] = (), levels: Sequence[str] = (),
                 learner_level: str = "", parsed: ParsedQuery | None = None) -> Prepared:
+        """Everything but the vector search (exact and lexical matches), so it can run while the query is embedded."""
         snap = self.snap
         pq = parsed or parse_query(query)
         allowed = self._allowed(types, levels)
@@ -214,6 +217,7 @@ class SearchEngine:
         return prepared
 
     def finish(self, prepared: Prepared, vector: np.ndarray | None, top_k: int = 5) -> SearchResult:
+        """Add the vector matches to prepared scores, filter, re-rank and cut to top_k."""
         snap, pq, pool, exact = self.snap, prepared.pq, prepared.pool, prepared.exact
         fused, matched = dict(prepared.fused), {p: set(m) for p, m in prepared.matched.items()}
         for p, s in _rrf(self._vector_top(vector, pool, CANDIDATES), WEIGHTS["vector"]).items():

@@ -26,12 +26,14 @@ class EvalQuery:
 
 
 def read_queries(path: Path) -> list[EvalQuery]:
+    """The labelled retrieval queries of a JSONL file."""
     return read_jsonl(path, lambda row: EvalQuery(row["query"], row.get("kind", "other"), row["expect"],
                                                   row.get("types", []), row.get("levels", []),
                                                   row.get("learner_level", "")), "query line")
 
 
 def matches(expect: dict, item: dict) -> bool:
+    """True when a search result is the item the query expects."""
     if "id" in expect:
         return item.get("id") == expect["id"]
     if expect.get("type") and item.get("type") != expect["type"]:

@@ -75,11 +75,13 @@ class ParsedQuery:
 
     @property
     def public_intent(self) -> str:
+        """The intent as the API reports it (kana queries report as reading)."""
         # The API knows word/kanji/sentence/reading/any; a kana question is a reading question.
         return "reading" if self.intent == "kana" else self.intent
 
     @property
     def content(self) -> str:
+        """The part of the query worth embedding: its Japanese spans and Latin words."""
         return " ".join([*self.ja_spans, self.latin]).strip() or self.text
 
 
@@ -115,6 +117,7 @@ def _latin_content(text: str, has_japanese: bool) -> str:
 
 
 def parse_query(raw: str) -> ParsedQuery:
+    """What a search query asks for: its intent, terms, quoted phrases, level and types."""
     text = normalise(raw)
     intent = _intent(text)
     quoted = [q.strip() for q in _QUOTED.findall(text) if q.strip()]

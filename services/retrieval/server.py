@@ -19,6 +19,7 @@ SERVICE_NAME = retrieval_pb2.DESCRIPTOR.services_by_name["Retrieval"].full_name
 
 def create(common: CommonConfig, config: RetrievalConfig,
            embedder: Embedder | None = None) -> tuple[GrpcService, RetrievalService]:
+    """The retrieval service and its servicer, serving the newest snapshot."""
     import faiss
 
     # Single queries on one thread: a second one only fights the query embedder for the other core.
@@ -32,6 +33,7 @@ def create(common: CommonConfig, config: RetrievalConfig,
 
 
 def fallback_builder(common: CommonConfig, servicer: RetrievalService):
+    """A builder for the first snapshot when the store has none yet (indexing in-process)."""
     def build():
         from services.snapshots.job import Indexer, IndexerConfig
 
@@ -42,6 +44,7 @@ def fallback_builder(common: CommonConfig, servicer: RetrievalService):
 
 
 async def serve() -> None:
+    """Run the retrieval service until it is told to stop."""
     common = bootstrap("retrieval")
     config = RetrievalConfig.from_env()
     grpc_service, servicer = create(common, config)

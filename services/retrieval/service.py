@@ -32,6 +32,7 @@ _INTS = ("strokes", "grade", "freq")
 
 
 def item_proto(item: dict) -> items_pb2.Item:
+    """A snapshot item as the Item message."""
     msg = items_pb2.Item(**{k: item[k] for k in _SCALARS if k in item},
                          **{k: item[k] for k in _LISTS if k in item},
                          **{k: int(item[k]) for k in _INTS if k in item})
@@ -50,12 +51,14 @@ class LRU:
         self._data: OrderedDict = OrderedDict()
 
     def get(self, key):
+        """The cached value, now most recently used; None when absent."""
         value = self._data.get(key)
         if value is not None:
             self._data.move_to_end(key)
         return value
 
     def put(self, key, value) -> None:
+        """Cache a value, dropping the least recently used beyond the size."""
         if self.size <= 0:
             return
         self._data[key] = value
@@ -64,6 +67,7 @@ class LRU:
             self._data.popitem(last=False)
 
     def clear(self) -> None:
+        """Forget everything (a new snapshot makes cached results stale)."""
         self._data.clear()
 
 
@@ -88,6 +92,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
     # -- snapshots
     @property
     def snapshot(self) -> Snapshot | None:
+        """The snapshot being served; None before the first one loads."""
         return self.engine.snap if self.engine else None
 
     def _embed(self, text: str) -> np.ndarray:
@@ -112,6 +117,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         return snap
 
     def swap(self, snap: Snapshot) -> None:
+        """Serve a new snapshot from now on; cached results of the old one are dropped."""
         previous = self.snapshot.version if self.snapshot else None
         self.engine = SearchEngine(snap, self._embed)
         self._cache.clear()
@@ -167,6 +173,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
                 log.exception("snapshot watch failed; will retry")
 
     async def stop(self) -> None:
+        """Stop watching for new snapshots."""
         if self._watch_task:
             self._watch_task.cancel()
         self._embed_pool.shutdown(wait=False, cancel_futures=True)
@@ -194,6 +201,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
 
     async def Search(self, request: retrieval_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> retrieval_pb2.SearchResponse:
+        """The dictionary items best matching a query, with how each matched."""
         if self.verifier is not None:
             await authenticate(context, self.verifier)
         # Server time; the gateway records the same instrument as its caller saw it (component=gateway).
@@ -241,6 +249,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
 
     async def GetIndexInfo(self, request: retrieval_pb2.GetIndexInfoRequest,
                            context: grpc.aio.ServicerContext) -> retrieval_pb2.GetIndexInfoResponse:
+        """The snapshot being served: version, model, item count, when it was built."""
         if self.verifier is not None:
             await authenticate(context, self.verifier)
         snap = self.snapshot

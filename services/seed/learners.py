@@ -148,6 +148,7 @@ def _review_offset(rng: random.Random, learned: bool) -> int:
 
 
 def aggregates(rows: Iterable[PlannedRow]) -> Counter:
+    """Count rows per (item type, level, status), for the learner's progress aggregates."""
     counts: Counter = Counter()
     for row in rows:
         counts[(row.item_type, row.level, row.status)] += 1
@@ -164,6 +165,7 @@ def _selection_hash(rows: list[PlannedRow]) -> str:
 
 
 def progress_items(user_id: str, rows: list[PlannedRow], base: datetime) -> list[dict[str, dict]]:
+    """Progress rows as DynamoDB items for the progress table."""
     out = []
     for row in rows:
         attrs = {
@@ -238,6 +240,22 @@ def ensure_learner(client, prefix: str, profile: LearnerProfile, items: list[dic
             "written": result.written}
 
 
+def learners_fresh(client, prefix: str, now: datetime | None = None) -> bool:
+    """Every demo learner exists with this profile version and a schedule younger than REFRESH_AFTER (what
+    `ensure_learner` would leave unchanged for an unchanged seed) — one read per learner."""
+    now = now or datetime.now(UTC)
+    for profile in PROFILES:
+        row = client.get_item(TableName=prefix + "settings", Key={"userId": {"S": profile.user_id}},
+                              ConsistentRead=True, ProjectionExpression="demo").get("Item") or {}
+        demo = row.get("demo", {}).get("M", {})
+        if not demo or demo.get("version", {}).get("N") != str(PROFILE_VERSION):
+            return False
+        if now - datetime.fromisoformat(demo["scheduleBase"]["S"].replace("Z", "+00:00")) >= REFRESH_AFTER:
+            return False
+    return True
+
+
 def ensure_learners(client, prefix: str, items: list[dict[str, Any]], *, reset: bool = False,
                     now: datetime | None = None, threads: int = 4) -> list[dict[str, Any]]:
+    """Create (or reset) every demo learner profile."""
     return [ensure_learner(client, prefix, p, items, now=now, reset=reset, threads=threads) for p in PROFILES]

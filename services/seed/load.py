@@ -50,14 +50,17 @@ _deserializer = TypeDeserializer()
 
 
 def catalog_key(item_type: str, level: str) -> str:
+    """The catalog row key holding the number of items of one type and level."""
     return f"#total#{item_type}#{level}"
 
 
 def level_of(item: dict[str, Any]) -> str:
+    """An item's level, "none" for items without one."""
     return item.get("level") or "none"
 
 
 def content_hash(item: dict[str, Any]) -> str:
+    """A digest of an item's content, so a reload writes only what changed."""
     canonical = json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
@@ -73,6 +76,7 @@ def to_attributes(item: dict[str, Any]) -> dict[str, dict]:
 
 
 def from_attributes(row: dict[str, dict]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values."""
     return {k: _deserializer.deserialize(v) for k, v in row.items()}
 
 
@@ -190,6 +194,7 @@ def scan_existing(client, table: str) -> dict[str, ExistingItem]:
 
 
 def item_row(item: dict[str, Any], digest: str, embeddings: SeedEmbeddings | None) -> dict[str, dict]:
+    """An item as its items-table row: attributes, content hash and (when known) its vector."""
     row = to_attributes(item)
     row["content_hash"] = {"S": digest}
     vector = embeddings.vectors.get(item["id"]) if embeddings else None
@@ -216,6 +221,7 @@ def catalog_totals(items: Iterable[dict[str, Any]], existing: dict[str, Existing
 
 
 def write_catalog(client, progress_table: str, totals: Counter) -> None:
+    """Write the catalog counts (items per type and level) the progress figures divide by."""
     requests = []
     for item_type in ITEM_TYPES:
         for level in (*LEVELS, "none"):
@@ -229,6 +235,7 @@ def write_catalog(client, progress_table: str, totals: Counter) -> None:
 
 
 def catalog_present(client, progress_table: str) -> bool:
+    """True when the catalog counts are already in the progress table."""
     reply = client.query(
         TableName=progress_table, KeyConditionExpression="userId = :u", Limit=1,
         ExpressionAttributeValues={":u": {"S": CATALOG_USER}}, ProjectionExpression="itemId",
@@ -252,6 +259,7 @@ class LoadReport:
 
 def load_items(client, prefix: str, seed_dir: Path, *, items: list[dict[str, Any]] | None = None,
                threads: int = 4, progress: bool = True, stream=None) -> LoadReport:
+    """Load the seed items into the items table (only what changed) and the catalog counts."""
     report = LoadReport(seed_dir=str(seed_dir))
     items_table, progress_table = prefix + "items", prefix + "progress"
     started = time.monotonic()

@@ -34,6 +34,7 @@ SCRIPTS = ("hiragana", "katakana")
 
 
 def answer_fields(item: Mapping) -> dict:
+    """The item fields an answer may use, stored in the snapshot beside the vectors."""
     out = {k: item[k] for k in ANSWER_FIELDS if item.get(k) not in (None, "", [])}
     for k in ("strokes", "grade", "freq"):
         if k in out:
@@ -42,6 +43,7 @@ def answer_fields(item: Mapping) -> dict:
 
 
 def build_index(vectors: np.ndarray) -> faiss.Index:
+    """An exact inner-product FAISS index over the vectors, ids being row numbers."""
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
     if len(vectors):
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.arange(len(vectors), dtype=np.int64))
@@ -152,10 +154,12 @@ class Snapshot:
     type_codes: np.ndarray | None = None
 
     def type_of(self, pos: int) -> str:
+        """The item type at a position."""
         code = int(self.type_codes[pos])
         return TYPES[code] if code >= 0 else ""
 
     def sentences_for_word(self, pos: int) -> np.ndarray:
+        """The positions of the sentences linked to the word at a position."""
         return self.links[self.link_ptr[pos]:self.link_ptr[pos + 1]]
 
     def sentences_containing(self, text: str) -> set[int]:
@@ -171,16 +175,20 @@ class Snapshot:
 
     @property
     def version(self) -> str:
+        """The snapshot's version name."""
         return self.manifest.version
 
     @property
     def count(self) -> int:
+        """The number of items in the snapshot."""
         return len(self.items)
 
     def vector(self, pos: int) -> np.ndarray:
+        """The stored vector of the item at a position."""
         return self.index.reconstruct(int(pos))
 
     def all_vectors(self) -> np.ndarray:
+        """Every stored vector, one row per item."""
         n = self.index.ntotal
         if n == 0:
             return np.zeros((0, self.manifest.dim), dtype=np.float32)
@@ -189,6 +197,7 @@ class Snapshot:
 
 
 def load_files(manifest: Manifest, files: Mapping[str, bytes], store_uri: str = "") -> Snapshot:
+    """A loaded snapshot from its files (cyclic garbage collection paused while it parses)."""
     # Parsing allocates ~10^5 small objects; cyclic GC passes over a large heap would triple the load time.
     enabled = gc.isenabled()
     gc.disable()
@@ -230,5 +239,6 @@ def _load_files(manifest: Manifest, files: Mapping[str, bytes], store_uri: str =
 
 
 def load_version(store: SnapshotStore, version: str) -> Snapshot:
+    """A snapshot version read from the store, checksums verified, then loaded."""
     manifest, files = store.read_verified(version)
     return load_files(manifest, files, store.uri)

@@ -17,6 +17,7 @@ from services.snapshots.store import Manifest, now_rfc3339
 
 
 def seed_items_and_vectors(seed_dir: Path, embedder=None) -> tuple[list[dict], np.ndarray, str]:
+    """The seed items in id order and their vectors (from the seed file, else embedded now)."""
     from services.seed.reader import iter_items
 
     items = sorted(iter_items(seed_dir), key=lambda it: it["id"])
@@ -33,6 +34,7 @@ def seed_items_and_vectors(seed_dir: Path, embedder=None) -> tuple[list[dict], n
 
 
 def seed_snapshot(seed_dir: Path, embedder=None) -> tuple[Snapshot, dict[str, bytes]]:
+    """A snapshot built from the seed data alone, for a first start with an empty store."""
     items, matrix, model = seed_items_and_vectors(seed_dir, embedder)
     files = build_files(items, matrix)
     manifest = Manifest(version="seed", model=model, dim=int(matrix.shape[1]), count=len(items),

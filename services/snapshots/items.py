@@ -29,6 +29,7 @@ def _plain(value: Any) -> Any:
 
 
 def from_dynamo(row: dict) -> dict:
+    """A DynamoDB item as plain Python values."""
     return {k: _plain(_deserializer.deserialize(v)) for k, v in row.items()}
 
 
@@ -57,6 +58,7 @@ def dirty_keys(client, table: str) -> list[dict]:
 
 
 def batch_get(client, table: str, ids: Iterable[str]) -> list[dict]:
+    """Items by id, in batches of 100, retrying what DynamoDB leaves unprocessed."""
     ids = list(dict.fromkeys(ids))
     out: list[dict] = []
     for start in range(0, len(ids), 100):
@@ -69,6 +71,7 @@ def batch_get(client, table: str, ids: Iterable[str]) -> list[dict]:
 
 
 def count_items(client, table: str) -> int:
+    """The number of live (not deleted) items in the table."""
     total = 0
     for page in client.get_paginator("scan").paginate(
             TableName=table, Select="COUNT", FilterExpression="attribute_not_exists(deleted) OR deleted = :f",
@@ -78,6 +81,7 @@ def count_items(client, table: str) -> int:
 
 
 def vector_of(item: dict, model: str, dim: int) -> np.ndarray | None:
+    """An item's stored vector for this model and dimension; None when it must be embedded again."""
     raw = item.get("embedding")
     if not raw or item.get("embedding_model") != model or len(raw) != dim * 4:
         return None

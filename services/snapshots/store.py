@@ -47,10 +47,12 @@ class Manifest:
     extra: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
+        """The manifest as JSON bytes."""
         return json.dumps(self.__dict__, indent=2, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
+        """A manifest from JSON; CorruptSnapshot when it is not one."""
         try:
             data = json.loads(raw)
             return cls(**data)
@@ -59,15 +61,18 @@ class Manifest:
 
 
 def sha256(data: bytes) -> str:
+    """The hex SHA-256 of some bytes, for snapshot checksums."""
     return hashlib.sha256(data).hexdigest()
 
 
 def new_version() -> str:
+    """A new snapshot version name: sortable by time, unique across writers."""
     # Sortable by time; the suffix keeps two publishes in one second apart.
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + f"-{os.urandom(2).hex()}"
 
 
 def now_rfc3339() -> str:
+    """The current UTC time as RFC 3339, for manifests."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -89,18 +94,21 @@ class SnapshotStore(ABC):
 
     # -- reading
     def latest(self) -> str | None:
+        """The version LATEST points at; None when nothing was published."""
         try:
             return self._get(LATEST).decode().strip() or None
         except FileNotFoundError:
             return None
 
     def manifest(self, version: str) -> Manifest:
+        """A version's manifest; CorruptSnapshot when it is missing or unreadable."""
         try:
             return Manifest.from_json(self._get(f"{version}/{MANIFEST}"))
         except FileNotFoundError:
             raise SnapshotError(f"snapshot {version} has no manifest (incomplete or missing)") from None
 
     def read_file(self, version: str, name: str) -> bytes:
+        """One file of a version; CorruptSnapshot when it is missing."""
         try:
             return self._get(f"{version}/{name}")
         except FileNotFoundError:
@@ -131,6 +139,7 @@ class SnapshotStore(ABC):
     # -- writing
     def publish(self, files: Mapping[str, bytes], *, model: str, dim: int, count: int, parent: str = "",
                 extra: Mapping[str, object] | None = None, keep: int = 5, set_latest: bool = True) -> Manifest:
+        """Write a new version's files, then its manifest (so a version with a manifest is complete)."""
         version = new_version()
         for name, data in files.items():
             self._put(f"{version}/{name}", data)
@@ -146,10 +155,12 @@ class SnapshotStore(ABC):
         return manifest
 
     def set_latest(self, version: str) -> None:
+        """Point LATEST at a complete version."""
         self.manifest(version)  # never point LATEST at an incomplete folder
         self._put(LATEST, version.encode())
 
     def previous(self, version: str) -> str | None:
+        """The version published before this one; None for the first."""
         older = [v for v in self.versions() if v < version]
         return older[-1] if older else None
 

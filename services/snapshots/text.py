@@ -27,6 +27,7 @@ def normalise(text: str) -> str:
 
 
 def hira(text: str) -> str:
+    """Katakana in the text written as hiragana."""
     return jaconv.kata2hira(text)
 
 
@@ -64,6 +65,7 @@ def stem(word: str) -> str:
 
 
 def english_tokens(text: str, keep_stopwords: bool = False) -> list[str]:
+    """Stemmed English words of the text, stop words left out unless asked for."""
     words = LATIN_WORD.findall(normalise(text).replace("’", "'").replace("'s ", " "))
     return [stem(w) for w in words if keep_stopwords or w not in _STOP_EN]
 

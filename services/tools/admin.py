@@ -32,6 +32,7 @@ class ItemWriter:
         self.prefixes = prefixes
 
     async def upsert(self, request: tools_pb2.UpsertItemRequest) -> tools_pb2.UpsertItemResponse:
+        """Create or replace a dictionary item (validated) and mark it for the indexer."""
         if not request.HasField("item"):
             raise invalid("item is required")
         item = request.item
@@ -49,6 +50,7 @@ class ItemWriter:
         return tools_pb2.UpsertItemResponse(item=item_from_row(row), created=created)
 
     async def delete(self, request: tools_pb2.DeleteItemRequest) -> tools_pb2.DeleteItemResponse:
+        """Soft-delete a dictionary item (the indexer drops it from the next snapshot)."""
         item_id = request.id.strip()
         if not item_id or len(item_id) > 300:
             raise invalid("id is required (at most 300 characters)")

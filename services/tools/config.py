@@ -25,6 +25,7 @@ class ToolsConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, common: CommonConfig | None = None) -> ToolsConfig:
+        """The tools service settings, read from the environment."""
         env = os.environ if env is None else env
         common = common or CommonConfig.from_env(env)
         secret = env.get("KOTOBA_TOOLS_PAGE_SECRET", "")

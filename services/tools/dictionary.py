@@ -34,7 +34,26 @@ def _by_level(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (level_rank(r.get("level")), r["id"]))
 
 
+class _Matches:
+    """The words a search found so far (live words at the asked level, up to the limit), and how."""
+
+    def __init__(self, limit: int, level: str) -> None:
+        self.limit, self.level = limit, level
+        self.items: dict[str, tuple[items_pb2.Item, str]] = {}
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.limit
+
+    def take(self, row: dict[str, Any], how: str) -> None:
+        if (not self.full and row["id"] not in self.items and is_live(row) and row.get("type") == "word"
+                and (not self.level or row.get("level") == self.level)):
+            self.items[row["id"]] = (item_from_row(row), how)
+
+
 class Dictionary:
+    """The dictionary tools over the items table, the prefix index and (for meanings) retrieval."""
+
     def __init__(self, store: Store, prefixes: PrefixIndex, retrieval: retrieval_pb2_grpc.RetrievalStub | None,
                  retrieval_timeout: float) -> None:
         self.store = store
@@ -46,6 +65,7 @@ class Dictionary:
 
     async def search_words(self, request: tools_pb2.SearchWordsRequest,
                            metadata: Sequence[tuple[str, str]] = ()) -> tools_pb2.SearchWordsResponse:
+        """Words matching a query in Japanese, romaji or English: exact, then prefix, then by meaning."""
         query = request.query.strip()
         if not 1 <= len(query) <= 200:
             raise invalid("query must be 1 to 200 characters")
@@ -53,60 +73,54 @@ class Dictionary:
         if language not in ("", "en", "ja"):
             raise invalid(f"language must be 'en' or 'ja'; got {request.language!r}")
         level = normalize_level(request.level)
-        limit = clamp_limit(request.limit, 10, 50)
+        found = _Matches(clamp_limit(request.limit, 10, 50), level)
         # The text itself decides the path ("taberu" is romaji even when the learner speaks Japanese).
         japanese = has_japanese(query)
-        latin = norm_latin(query)
-        reading = kata2hira(query)
-
-        exact_lookups = []
-        if japanese:
-            exact_lookups.append(self.store.run(self.store.by_index, "written-index", "written", query))
-            exact_lookups.append(self.store.run(self.store.by_index, "reading-index", "reading", reading))
+        keys = {"written": query, "reading": kata2hira(query), "romaji": norm_latin(query), "meaning": norm_latin(query)}
+        for row in await self._exact_rows(japanese, keys):
+            found.take(row, "exact")
+        meaning_ids = [] if japanese else self.prefixes.exact_meaning(keys["meaning"], level)
+        if not found.full:
+            await self._prefix_matches(found, meaning_ids, ("written", "reading") if japanese else ("romaji", "meaning"),
+                                       keys)
+        if not found.full and self.retrieval is not None:
+            degraded = not await self._meaning_matches(query, level, found.limit, found.items, metadata)
         else:
-            exact_lookups.append(self.store.run(self.store.by_index, "romaji-index", "romaji", latin))
-            if " " in latin:
-                exact_lookups.append(self.store.run(self.store.by_index, "romaji-index", "romaji",
-                                                    latin.replace(" ", "")))
-        exact_rows: list[dict[str, Any]] = []
-        for rows in await asyncio.gather(*exact_lookups):
-            exact_rows.extend(_by_level(rows))
-        meaning_ids = [] if japanese else self.prefixes.exact_meaning(latin, level)
-
-        found: dict[str, tuple[items_pb2.Item, str]] = {}
-
-        def take(row: dict[str, Any], how: str) -> None:
-            if (len(found) < limit and row["id"] not in found and is_live(row) and row.get("type") == "word"
-                    and (not level or row.get("level") == level)):
-                found[row["id"]] = (item_from_row(row), how)
-
-        for row in exact_rows:
-            take(row, "exact")
-        wanted = [i for i in meaning_ids if i not in found][: limit]
-        if len(found) < limit:
-            fields = ("written", "reading") if japanese else ("romaji", "meaning")
-            keys = {"written": query, "reading": reading, "romaji": latin, "meaning": latin}
-            prefix_ids: list[str] = []
-            for field in fields:
-                prefix_ids.extend(self.prefixes.prefix(field, keys[field], level, limit=limit))
-            rows = await self.store.run(self.store.get_items, wanted + prefix_ids[: limit * 2])
-            for item_id in wanted:
-                if item_id in rows:
-                    take(rows[item_id], "exact")
-            for item_id in prefix_ids:
-                if item_id in rows:
-                    take(rows[item_id], "prefix")
-
-        degraded = False
-        if len(found) < limit and self.retrieval is not None:
-            degraded = not await self._meaning_matches(query, level, limit, found, metadata)
-        else:
-            degraded = self.retrieval is None and len(found) < limit
+            degraded = self.retrieval is None and not found.full
         response = tools_pb2.SearchWordsResponse(degraded=degraded)
-        for item, how in found.values():
+        for item, how in found.items.values():
             response.items.append(item)
             response.matched_by.append(how)
         return response
+
+    async def _exact_rows(self, japanese: bool, keys: dict[str, str]) -> list[dict[str, Any]]:
+        """Rows whose written form or reading (Japanese) or romaji (Latin) is the query, by level."""
+        if japanese:
+            lookups = [("written-index", "written", keys["written"]), ("reading-index", "reading", keys["reading"])]
+        else:
+            latin = keys["romaji"]
+            lookups = [("romaji-index", "romaji", latin)]
+            if " " in latin:
+                lookups.append(("romaji-index", "romaji", latin.replace(" ", "")))
+        rows: list[dict[str, Any]] = []
+        for found in await asyncio.gather(*(self.store.run(self.store.by_index, *args) for args in lookups)):
+            rows.extend(_by_level(found))
+        return rows
+
+    async def _prefix_matches(self, found: _Matches, meaning_ids: list[str], fields: tuple[str, ...],
+                              keys: dict[str, str]) -> None:
+        """Exact meaning matches first, then forms that start with the query."""
+        wanted = [i for i in meaning_ids if i not in found.items][: found.limit]
+        prefix_ids: list[str] = []
+        for field in fields:
+            prefix_ids.extend(self.prefixes.prefix(field, keys[field], found.level, limit=found.limit))
+        rows = await self.store.run(self.store.get_items, wanted + prefix_ids[: found.limit * 2])
+        for item_id in wanted:
+            if item_id in rows:
+                found.take(rows[item_id], "exact")
+        for item_id in prefix_ids:
+            if item_id in rows:
+                found.take(rows[item_id], "prefix")
 
     async def _meaning_matches(self, query: str, level: str, limit: int,
                                found: dict[str, tuple[items_pb2.Item, str]],
@@ -131,6 +145,7 @@ class Dictionary:
     # ---- details -----------------------------------------------------------------------
 
     async def word_details(self, request: tools_pb2.GetWordDetailsRequest) -> tools_pb2.GetWordDetailsResponse:
+        """A word by id or written form, with its homographs and example sentences."""
         item_id, written = request.id.strip(), request.written.strip()
         homographs: list[dict[str, Any]] = []
         if item_id:
@@ -167,6 +182,7 @@ class Dictionary:
         )
 
     async def kanji_details(self, request: tools_pb2.GetKanjiDetailsRequest) -> tools_pb2.GetKanjiDetailsResponse:
+        """A kanji by character or id, with common words written with it."""
         character = request.character.strip()
         if character.startswith("kanji:"):
             character = character[len("kanji:"):]
@@ -186,6 +202,7 @@ class Dictionary:
 
     async def sentence_details(self, request: tools_pb2.GetSentenceDetailsRequest
                                ) -> tools_pb2.GetSentenceDetailsResponse:
+        """A sentence by id, with the words it contains."""
         item_id = request.id.strip()
         if item_id.isdigit() and len(item_id) <= 12:  # int() of thousands of digits raises ValueError
             item_id = f"sentence:{int(item_id):05d}"

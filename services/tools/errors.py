@@ -12,8 +12,10 @@ class ToolError(StatusError):
 
 
 def invalid(message: str) -> ToolError:
+    """A tool error answered as INVALID_ARGUMENT."""
     return ToolError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def not_found(message: str) -> ToolError:
+    """A tool error answered as NOT_FOUND."""
     return ToolError(grpc.StatusCode.NOT_FOUND, message)

@@ -45,11 +45,13 @@ class PageTokens:
         return hmac.new(self.secret, payload, hashlib.sha256).digest()[:18]
 
     def issue(self, user_id: str, scope: str, last_item_id: str, now: float | None = None) -> str:
+        """A signed page token for this learner and scope, valid for a while."""
         payload = json.dumps({"u": self._user(user_id), "s": scope, "k": last_item_id,
                               "e": int((now or time.time()) + self.ttl)}, separators=(",", ":")).encode()
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def open(self, token: str, user_id: str, scope: str, now: float | None = None) -> PageCursor:
+        """The last item id of a page token; INVALID_ARGUMENT when it is forged, expired or someone else's."""
         try:
             body, mac = token.split(".", 1)
             payload = _unb64(body)

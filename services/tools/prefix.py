@@ -30,6 +30,7 @@ _SPACE_RE = re.compile(r"\s+")
 
 
 def norm_latin(text: str) -> str:
+    """Latin text as the prefix index keys it: lower case, single spaces."""
     return _SPACE_RE.sub(" ", text.strip().lower())
 
 
@@ -46,6 +47,7 @@ def meaning_keys(meaning: str) -> set[str]:
 
 
 def keys_for(row: dict[str, Any]) -> dict[str, set[str]]:
+    """The prefix keys of an item row per field (written, reading, romaji, meaning)."""
     keys: dict[str, set[str]] = {f: set() for f in FIELDS}
     if row.get("written"):
         keys["written"].add(row["written"])
@@ -71,6 +73,7 @@ class PrefixIndex:
         self.size = 0
 
     def rebuild(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace the index with one built from these rows."""
         fresh = PrefixIndex()
         for row in rows:
             fresh._add(row)
@@ -117,6 +120,7 @@ class PrefixIndex:
             self.size = len(self._keys_of)
 
     def exact_meaning(self, query: str, level: str = "") -> list[str]:
+        """Ids of words with exactly this meaning, at the level when one is given."""
         with self._lock:
             ids = set()
             for key in meaning_keys(query):

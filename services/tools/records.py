@@ -24,15 +24,18 @@ _KANA_RE = re.compile(r"[\u30a1-\u30f6]")
 
 
 def projection() -> tuple[str, dict[str, str]]:
+    """The DynamoDB projection of the item attributes and its attribute names."""
     names = {f"#a{i}": name for i, name in enumerate(ITEM_ATTRIBUTES)}
     return ", ".join(names), names
 
 
 def level_rank(level: str | None) -> int:
+    """A JLPT level's order (N5 first); unknown levels last."""
     return LEVEL_RANK.get(level or "", len(LEVELS))
 
 
 def kata2hira(text: str) -> str:
+    """Katakana in the text written as hiragana."""
     return _KANA_RE.sub(lambda m: chr(ord(m.group()) - 0x60), text)
 
 
@@ -48,6 +51,7 @@ def normalize_level(value: str, field: str = "level", allow_all: bool = False) -
 
 
 def normalize_entity(value: str, default: str | None) -> str | None:
+    """An entity type in its canonical name; INVALID_ARGUMENT for an unknown one."""
     key = (value or "").strip().lower()
     if not key:
         return default
@@ -57,16 +61,19 @@ def normalize_entity(value: str, default: str | None) -> str | None:
 
 
 def clamp_limit(value: int, default: int, maximum: int, field: str = "limit") -> int:
+    """A request's limit: the default for 0, capped at the maximum; INVALID_ARGUMENT when negative."""
     if value < 0:
         raise invalid(f"{field} must be between 1 and {maximum}; got {value}")
     return default if value == 0 else min(value, maximum)
 
 
 def is_live(row: dict[str, Any] | None) -> bool:
+    """True for a row that exists and is not soft-deleted."""
     return bool(row) and not row.get("deleted")
 
 
 def item_from_row(row: dict[str, Any]) -> items_pb2.Item:
+    """An items-table row as the Item message."""
     item = items_pb2.Item(
         id=row.get("id", ""), type=row.get("type", ""), level=row.get("level") or "",
         written=row.get("written", ""), reading=row.get("reading", ""), romaji=row.get("romaji", ""),
@@ -108,6 +115,7 @@ def row_from_item(item: items_pb2.Item) -> dict[str, Any]:
 
 
 def validate_item(item: items_pb2.Item) -> None:
+    """Check an item an admin writes (type, id, level, fields); INVALID_ARGUMENT names what is wrong."""
     if item.type not in ITEM_TYPES:
         raise invalid(f"item.type must be one of {', '.join(ITEM_TYPES)}; got {item.type!r}")
     if not item.id or len(item.id) > 300 or not item.id.startswith(f"{item.type}:") or len(item.id) <= len(item.type) + 1:

@@ -49,51 +49,62 @@ class ToolsServicer(tools_pb2_grpc.ToolsServicer):
 
     @_handler
     async def SearchWords(self, request, context):  # noqa: N802 - gRPC method names
+        """Words matching a query (exact, prefix, then by meaning through retrieval)."""
         identity = await authenticate(context, self.verifier)
         return await self.dictionary.search_words(request, (("authorization", f"Bearer {identity.token}"),))
 
     @_handler
     async def GetWordDetails(self, request, context):  # noqa: N802
+        """One word's details, homographs and examples."""
         await authenticate(context, self.verifier)
         return await self.dictionary.word_details(request)
 
     @_handler
     async def GetKanjiDetails(self, request, context):  # noqa: N802
+        """One kanji's details and common words with it."""
         await authenticate(context, self.verifier)
         return await self.dictionary.kanji_details(request)
 
     @_handler
     async def GetSentenceDetails(self, request, context):  # noqa: N802
+        """One sentence and the words in it."""
         await authenticate(context, self.verifier)
         return await self.dictionary.sentence_details(request)
 
     @_handler
     async def GetUserProgress(self, request, context):  # noqa: N802
+        """The caller's progress per level of one item type."""
         return await self.learner.progress((await self._learner(context)).user_id, request)
 
     @_handler
     async def GetUserPlan(self, request, context):  # noqa: N802
+        """The caller's upcoming reviews."""
         return await self.learner.plan((await self._learner(context)).user_id, request)
 
     @_handler
     async def GetUserLearnedItems(self, request, context):  # noqa: N802
+        """The caller's learned items, a page at a time."""
         return await self.learner.learned_items((await self._learner(context)).user_id, request)
 
     @_handler
     async def GetUserReviewableItems(self, request, context):  # noqa: N802
+        """The caller's items due for review."""
         return await self.learner.reviewable_items((await self._learner(context)).user_id, request)
 
     @_handler
     async def GetUserContext(self, request, context):  # noqa: N802
+        """The caller's learner summary for the prompt."""
         return await self.learner.context((await self._learner(context)).user_id)
 
     @_handler
     async def UpsertItem(self, request, context):  # noqa: N802
+        """Create or replace a dictionary item; admins only."""
         await authenticate(context, self.verifier, role=ADMIN)
         return await self.writer.upsert(request)
 
     @_handler
     async def DeleteItem(self, request, context):  # noqa: N802
+        """Soft-delete a dictionary item; admins only."""
         await authenticate(context, self.verifier, role=ADMIN)
         return await self.writer.delete(request)
 
@@ -105,6 +116,7 @@ _WORD_NAMES = {"#t": "type", "#l": "level"}
 
 
 def scan_words(store: Store) -> list[dict[str, Any]]:
+    """Every word row with the fields the prefix index needs."""
     rows: list[dict[str, Any]] = []
     for page in store.client.get_paginator("scan").paginate(
             TableName=store.items, ProjectionExpression=_WORD_FIELDS, ExpressionAttributeNames=_WORD_NAMES,
@@ -125,6 +137,7 @@ def changed_since(store: Store, watermark: str) -> tuple[list[str], str]:
 
 
 def newest_dirty(store: Store) -> str:
+    """The newest "dirty" marker time, so the prefix index knows when to rebuild."""
     reply = store.client.query(
         TableName=store.items, IndexName="dirty-index", KeyConditionExpression="dirty = :d",
         ExpressionAttributeValues={":d": {"S": "1"}}, ScanIndexForward=False, Limit=1)
@@ -140,6 +153,7 @@ class PrefixKeeper:
         self._task: asyncio.Task | None = None
 
     async def build(self) -> None:
+        """Build the prefix index from every word row."""
         started = time.monotonic()
         self.watermark = await self.store.run(newest_dirty, self.store)
         self.index.rebuild(await self.store.run(scan_words, self.store))
@@ -147,6 +161,7 @@ class PrefixKeeper:
                                               "seconds": round(time.monotonic() - started, 2)})
 
     async def poll(self) -> None:
+        """Apply the word rows changed since the last poll to the prefix index."""
         ids, self.watermark = await self.store.run(changed_since, self.store, self.watermark)
         if ids:
             rows = await self.store.run(self.store.get_items, ids)
@@ -167,14 +182,17 @@ class PrefixKeeper:
                 log.warning("prefix index refresh failed", extra={"error": str(exc)})
 
     def start(self) -> None:
+        """Keep the prefix index current in the background (polls, and full rebuilds now and then)."""
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        """Stop keeping the prefix index current."""
         if self._task:
             self._task.cancel()
 
 
 async def serve(config: ToolsConfig | None = None) -> None:
+    """Run the tools service until it is told to stop."""
     config = config or ToolsConfig.from_env()
     store = Store(config.common, threads=config.threads)
     prefixes = PrefixIndex()
@@ -197,5 +215,6 @@ async def serve(config: ToolsConfig | None = None) -> None:
 
 
 def main() -> None:
+    """Entry point of the tools service process."""
     common = bootstrap("tools")
     asyncio.run(serve(ToolsConfig.from_env(common=common)))

@@ -27,10 +27,12 @@ BATCH_GET_MAX = 100
 
 
 def plain(row: dict[str, dict]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values."""
     return {k: _des.deserialize(v) for k, v in row.items()}
 
 
 def attrs(row: dict[str, Any]) -> dict[str, dict]:
+    """A row as DynamoDB attributes, leaving out None values."""
     return {k: _ser.serialize(v) for k, v in row.items() if v is not None}
 
 
@@ -44,14 +46,17 @@ class Store:
         self._projection, self._names = projection()
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking DynamoDB call in the store's thread pool, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args, **kwargs))
 
     def close(self) -> None:
+        """Stop the thread pool without waiting for calls in flight."""
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- items -------------------------------------------------------------------------
 
     def get_item(self, item_id: str) -> dict[str, Any] | None:
+        """An item row by id (the answer fields only); None when absent."""
         reply = self.client.get_item(TableName=self.items, Key={"id": {"S": item_id}},
                                      ProjectionExpression=self._projection, ExpressionAttributeNames=self._names)
         row = reply.get("Item")
@@ -87,6 +92,7 @@ class Store:
         return [plain(r) for r in reply.get("Items", [])]
 
     def put_item(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """Write an item row; the row it replaced, if any."""
         reply = self.client.put_item(TableName=self.items, Item=attrs(row), ReturnValues="ALL_OLD")
         old = reply.get("Attributes")
         return plain(old) if old else None
@@ -109,9 +115,11 @@ class Store:
     # ---- progress ----------------------------------------------------------------------
 
     def query_all(self, **kwargs: Any) -> list[dict[str, dict]]:
+        """Every row of a query, following pages."""
         return query_all(self.client.query, **kwargs)
 
     def count(self, **kwargs: Any) -> int:
+        """The number of rows a query matches, following pages."""
         total = 0
         while True:
             reply = self.client.query(Select="COUNT", **kwargs)
@@ -121,13 +129,16 @@ class Store:
             kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
 
     def query_page(self, **kwargs: Any) -> dict[str, Any]:
+        """One page of a query."""
         return self.client.query(**kwargs)
 
     def get_settings(self, user_id: str) -> dict[str, Any]:
+        """The learner's settings row; empty when there is none."""
         row = self.client.get_item(TableName=self.settings, Key={"userId": {"S": user_id}}).get("Item")
         return plain(row) if row else {}
 
     def add_catalog(self, user: str, key: str, delta: int) -> None:
+        """Add to a catalog count (items per type and level)."""
         self.client.update_item(
             TableName=self.progress, Key={"userId": {"S": user}, "itemId": {"S": key}},
             UpdateExpression="ADD #t :d", ExpressionAttributeNames={"#t": "total"},

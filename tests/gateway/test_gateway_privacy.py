@@ -88,8 +88,17 @@ async def test_erasure_deletes_the_callers_turns_and_export_shows_their_data(sta
     assert set(export["privacy"]) == {"logging_enabled", "pseudonymize"}
     assert sum(int(row.get("turns", 0)) for row in export["usage"]) >= 1, export
     assert other not in json.dumps(export)
+    # The stored turns, as Conversations keeps them (summarised in the background), and only the caller's.
+    assert [t["question"] for t in export["turns"]] == ["What does 泳ぐ mean?"], export["turns"]
+    assert {t["user_id"] for t in export["turns"]} == {me} and not export["turns_truncated"]
+    assert export["sessions"] == [export["turns"][0]["session_id"]]
+    theirs = (await asyncio.to_thread(_http, stack.gateway_addr, "GET", "/api/v1/me/data", stack.token(other)))[1]
+    assert {t["user_id"] for t in theirs["turns"]} == {other} and me not in json.dumps(theirs)
+    assert not set(export["sessions"]) & set(theirs["sessions"])
     status, erased = await asyncio.to_thread(_http, stack.gateway_addr, "DELETE", "/api/v1/me/data", stack.token(me))
     assert status == 200 and erased["deleted_turns"] >= 1, erased
+    status, after = await asyncio.to_thread(_http, stack.gateway_addr, "GET", "/api/v1/me/data", stack.token(me))
+    assert status == 200 and after["turns"] == [] and after["sessions"] == [], after
     assert await asyncio.to_thread(kit.count_stored, stack, user_id=me) == 0
     assert await asyncio.to_thread(kit.count_stored, stack, user_id=other) == 1  # nobody else's
 

@@ -302,3 +302,20 @@ def test_config_reads_env_and_rejects_bad_values(aws_env):
         GatewayConfig.from_env({**aws_env, "KOTOBA_GATEWAY_PING_TIMEOUT_S": "5"})
     with pytest.raises(ConfigError, match="GEMINI_API_KEY"):
         GatewayConfig.from_env({**aws_env, "KOTOBA_LIVE_BACKEND": "gemini"})
+
+
+def test_sessions_that_ended_here_do_not_count_against_the_cap_while_their_rows_lag():
+    """A learner who closes and reopens quickly is not refused because the closed sessions' rows still say
+    attached (their last write lags under load); sessions attached on other gateways still count."""
+    from services.gateway.registry import SessionRegistry
+
+    registry = SessionRegistry()
+    for n in range(3):
+        assert registry.reserve(f"c{n}", "learner", cap=3)
+        registry.bind(f"c{n}", f"s{n}")
+        registry.release(f"c{n}")  # closed here; its row may still read "attached"
+    assert registry.open_elsewhere({"s0", "s1", "s2"}) == 0
+    assert registry.open_elsewhere({"s0", "other-gateway"}) == 1
+    assert registry.reserve("c9", "learner", cap=3)
+    registry.bind("c9", "s0")  # resumed here again: counted by `held`, not twice
+    assert registry.held("learner") == 1 and registry.open_elsewhere({"s0"}) == 0

@@ -219,7 +219,7 @@ def test_refused_message_stays_in_the_box_with_when_to_retry(stack, browser):
         page.fill("#message", "And 犬?")
         page.click("#send")
         expect(page.locator(".msg.error")).to_contain_text("You can send again in")
-        # The wait is the gateway's (retry_after_s: one message a minute here), not a guess.
+        # The wait is the gateway's (retry_after: one message a minute here), not a guess.
         assert int(re.search(r"again in (\d+) s", page.text_content(".msg.error")).group(1)) > 50
         assert page.input_value("#message") == "And 犬?"
         assert page.is_disabled("#send")

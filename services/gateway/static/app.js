@@ -229,6 +229,7 @@ const ERROR_WORDS = {
   going_away: "The server is restarting. Reconnecting…",
   token_expired: "Your sign-in expired. Sign in again to continue where you left off.",
   internal: "Something went wrong on our side. Try again in a moment.",
+  server_busy: "The tutor is busy right now. Reconnecting by itself shortly…",
 };
 const KEEP_TEXT = new Set(["rate_limited", "busy", "budget_exceeded", "too_large", "bad_message"]);
 
@@ -236,7 +237,7 @@ function showError(msg) {
   window.kotoba.stats.errors.push(msg.code);
   setBusy(false);
   let words = ERROR_WORDS[msg.code] || `${msg.message || "Something went wrong"}.`;
-  const wait = msg.retry_after_s || RETRY_AFTER_S[msg.code];
+  const wait = msg.retry_after || RETRY_AFTER_S[msg.code];
   const el = addMessage("error", words);
   el.setAttribute("role", "alert");
   if (KEEP_TEXT.has(msg.code) && state.pendingText !== null) {

@@ -31,7 +31,9 @@ def speakable(sentence: str) -> str:
     return _CITATION.sub("", sentence).strip()
 
 
-class Composer:
+class Phrasing:
+    """The pieces every answer is built from: bilingual templates, item labels, glosses, citations."""
+
     def __init__(self, language: str = "en", cite: bool = True, name: str = "", speech: bool = False) -> None:
         self.ja = language == "ja"
         self.speech = speech
@@ -39,6 +41,7 @@ class Composer:
         self.name = name
 
     def t(self, en: str, ja: str, /, **values: Any) -> str:
+        """The English or Japanese template, in the answer's language, filled with the values."""
         return (ja if self.ja else en).format(**values)
 
     # ---- pieces ---------------------------------------------------------------------------------
@@ -57,15 +60,18 @@ class Composer:
         return f"{written} ({', '.join(extras)})" if extras else written
 
     def gloss(self, item: dict[str, Any], limit: int = 3) -> str:
+        """The item's first meanings joined, as a gloss."""
         return "; ".join(meanings(item)[:limit])
 
     def ids(self, items: list[dict[str, Any]]) -> list[str]:
+        """The citation of these items' ids, in brackets; none when citing is off (speech)."""
         if not self.cite:
             return []
         found = [i["id"] for i in items if i.get("id")]
         return [f"[{', '.join(found[:3])}]"] if found else []
 
     def level_phrase(self, item: dict[str, Any]) -> str:
+        """"It's a JLPT N5 word." when the item has a level; empty otherwise."""
         level = item.get("level")
         if not level:
             return ""
@@ -85,17 +91,22 @@ class Composer:
         return f"{twelve}{':' + match.group(2) if minute else ''} {suffix}"
 
     def pair(self, a: str, b: str) -> str:
+        """Two terms named together: "A or B" to be heard, "A / B" to be read."""
         return self.t("{a} or {b}", "{a}と{b}", a=a, b=b) if self.speech else f"{a} / {b}"
 
     def kind_name(self, item: dict[str, Any]) -> str:
+        """What kind of item it is (word, kanji, …), in the answer's language."""
         names = {"word": ("word", "単語"), "kanji": ("kanji", "漢字"), "kana": ("kana", "かな"),
                  "sentence": ("sentence", "例文")}
         en, ja = names.get(item.get("type", ""), ("item", "項目"))
         return ja if self.ja else en
 
-    # ---- answers about dictionary items ---------------------------------------------------------
+
+class DictionaryPhrases(Phrasing):
+    """Answers about dictionary items: meanings, readings, levels, examples, comparisons."""
 
     def meaning(self, items: list[dict[str, Any]]) -> list[str]:
+        """What a word means, with its level and the other meanings of the same form."""
         first = items[0]
         out = [self.t("{label} means “{gloss}”.", "{label}は「{gloss}」という意味です。",
                       label=self.label(first), gloss=self.gloss(first))]
@@ -116,6 +127,7 @@ class Composer:
         return out + self.ids(items[:3])
 
     def translate(self, english: str, items: list[dict[str, Any]]) -> list[str]:
+        """The Japanese for an English word, its meanings and other words that say the same."""
         first = items[0]
         out = [self.t("“{en}” in Japanese is {label}.", "「{en}」は日本語で{label}です。", en=english,
                       label=self.label(first))]
@@ -128,6 +140,7 @@ class Composer:
         return out + self.ids(items[:3])
 
     def reading(self, items: list[dict[str, Any]]) -> list[str]:
+        """How a word is read (other readings too; a kanji's on/kun readings), flagging machine readings."""
         first = items[0]
         if first.get("type") == "kanji":
             return self.kanji(first, "readings")
@@ -145,6 +158,7 @@ class Composer:
         return out + self.ids(items[:3])
 
     def level(self, items: list[dict[str, Any]]) -> list[str]:
+        """A word's JLPT level, other levels of the same form, and where the level comes from."""
         first = items[0]
         if not first.get("level"):
             return [self.t("My dictionary has no JLPT level for {label}.", "{label}にはJLPTレベルの記録がありません。",
@@ -178,6 +192,7 @@ class Composer:
         return self.t("(Word levels come from the Tanos JLPT word lists.)", "（単語のレベルはTanosのJLPT単語リストによるものです。）")
 
     def grammar(self, point: str, examples: bool = True) -> list[str]:
+        """That the dictionary holds no grammar explanations, and what it can offer instead."""
         out = [self.t("My dictionary has words, kanji and example sentences but no grammar explanations, so I "
                       "don't know how to explain {p} reliably.",
                       "私の辞書には単語・漢字・例文はありますが、文法の説明はないので、{p}はきちんと説明できません。", p=point)]
@@ -190,49 +205,47 @@ class Composer:
         return out
 
     def grammar_note(self, point: str) -> list[str]:
+        """The note that example sentences for a pattern come without a grammar explanation."""
         return [self.t("(These are dictionary examples; I have no grammar notes for {p}.)",
                        "（辞書の例文です。{p}の文法説明はありません。）", p=point)]
 
     def first_asked(self, first: str, asked: list[str]) -> list[str]:
+        """The first word the learner asked about, and the ones after it."""
         out = [self.t("The first word you asked about was {w}.", "最初に聞いたのは{w}です。", w=first)]
         if len(asked) > 1:
             out.append(self.t("Since then: {rest}.", "そのあと：{rest}。", rest=("、" if self.ja else ", ").join(asked[1:5])))
         return out
 
     def nothing_asked(self) -> list[str]:
+        """That the learner has not asked about any word yet."""
         return [self.t("You haven't asked me about a word yet in this conversation.",
                        "この会話ではまだ言葉について聞かれていません。")]
 
     def simply(self, item: dict[str, Any]) -> list[str]:
+        """A word and its first meaning, nothing else: the plain version of an answer."""
         gloss = (meanings(item) or [""])[0]
         written = item.get("written", "")
         if not gloss:
             return [self.t("I don't have a meaning for {w}.", "{w}の意味はわかりません。", w=written)]
         return [self.t("Simply put: {w} means “{g}”.", "簡単に言うと、{w}は「{g}」という意味です。", w=written, g=gloss)]
 
+
+class KanjiPhrases(Phrasing):
+    """Answers about one kanji: strokes, meaning, on/kun readings, the words it appears in."""
+
     def kanji(self, item: dict[str, Any], aspect: str, words: list[dict[str, Any]] | None = None) -> list[str]:
+        """Facts of one kanji for the aspect asked (strokes, meaning, readings, or all) and common words with it."""
         char = item.get("written", "")
         on, kun = item.get("onyomi") or [], item.get("kunyomi") or []
         if self.speech:  # き.く / -かた: dictionary markers for okurigana, not something to say
             on, kun = [_bare(r) for r in on], [_bare(r) for r in kun]
-        strokes = as_int(item.get("strokes"))
         out: list[str] = []
         if aspect in ("strokes", "all"):
-            if strokes:
-                out.append(self.t("{char} has {n} strokes.", "{char}は{n}画です。", char=char, n=strokes))
-            else:
-                out.append(self.t("I don't have the stroke count for {char}.", "{char}の画数はわかりません。", char=char))
-        if aspect in ("meaning", "all") or (aspect == "strokes" and meanings(item)):
-            if meanings(item):
-                out.append(self.t("It means “{gloss}”.", "意味は「{gloss}」です。", gloss=self.gloss(item, 4)))
+            out.append(self._strokes(item))
+        if (aspect in ("meaning", "all") or aspect == "strokes") and meanings(item):
+            out.append(self.t("It means “{gloss}”.", "意味は「{gloss}」です。", gloss=self.gloss(item, 4)))
         if aspect in ("readings", "all"):
-            if on:
-                out.append(self.t("On'yomi: {on}.", "音読みは{on}です。", on="、".join(on) if self.ja else ", ".join(on)))
-            if kun:
-                out.append(self.t("Kun'yomi: {kun}.", "訓読みは{kun}です。",
-                                  kun="、".join(kun) if self.ja else ", ".join(kun)))
-            if not on and not kun:
-                out.append(self.t("I don't have readings for {char}.", "{char}の読みはわかりません。", char=char))
+            out += self._readings(char, on, kun)
         if aspect == "all" and item.get("level"):
             out.append(self.t("It's a JLPT {level} kanji.", "JLPT {level}の漢字です。", level=item["level"]))
         if words and aspect in ("all", "meaning", "readings"):
@@ -242,7 +255,24 @@ class Composer:
                 out.append(self.t("Common words: {w}.", "よく使う言葉：{w}。", w=labels))
         return out + self.ids([item])
 
+    def _strokes(self, item: dict[str, Any]) -> str:
+        char, strokes = item.get("written", ""), as_int(item.get("strokes"))
+        if strokes:
+            return self.t("{char} has {n} strokes.", "{char}は{n}画です。", char=char, n=strokes)
+        return self.t("I don't have the stroke count for {char}.", "{char}の画数はわかりません。", char=char)
+
+    def _readings(self, char: str, on: list[str], kun: list[str]) -> list[str]:
+        out = []
+        if on:
+            out.append(self.t("On'yomi: {on}.", "音読みは{on}です。", on="、".join(on) if self.ja else ", ".join(on)))
+        if kun:
+            out.append(self.t("Kun'yomi: {kun}.", "訓読みは{kun}です。", kun="、".join(kun) if self.ja else ", ".join(kun)))
+        if not on and not kun:
+            out.append(self.t("I don't have readings for {char}.", "{char}の読みはわかりません。", char=char))
+        return out
+
     def kanji_for(self, english: str, kanji: list[dict[str, Any]]) -> list[str]:
+        """The kanji for an English meaning, with its readings, strokes and related kanji."""
         first = kanji[0]
         out = [self.t("The kanji for “{en}” is {char}.", "「{en}」の漢字は{char}です。", en=english,
                       char=first.get("written", ""))]
@@ -258,11 +288,17 @@ class Composer:
             out.append(self.t("Related kanji: {o}.", "関連する漢字：{o}。", o=", ".join(others)))
         return out + self.ids(kanji[:2])
 
+
+class WordPhrases(Phrasing):
+    """Answers that show words in use: how an English word is written, examples, comparisons."""
+
     def word_written_as(self, english: str, word: dict[str, Any]) -> list[str]:
+        """The word for an English meaning and how it is written (when no kanji has the meaning)."""
         return [self.t("“{en}” is {label}, written {written}.", "「{en}」は{label}で、{written}と書きます。", en=english,
                        label=self.label(word), written=word.get("written", ""))] + self.ids([word])
 
     def examples(self, term: str, sentences: list[dict[str, Any]], level: str = "") -> list[str]:
+        """Up to two example sentences with their translations (and a note when the level cannot be promised)."""
         out = [self.t("Here's an example with {term}:", "{term}を使った例文です：", term=term)]
         for sentence in sentences[:2]:
             out.append(sentence.get("written", ""))
@@ -280,6 +316,7 @@ class Composer:
         return out + self.ids(sentences[:2])
 
     def compare(self, pairs: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+        """Two words side by side: meanings and levels, then a shared reading or meaning."""
         out: list[str] = []
         found = [(term, items[0]) for term, items in pairs if items]
         for term, items in pairs:
@@ -310,9 +347,12 @@ class Composer:
                                   m=sorted(shared)[0]))
         return out + self.ids([i for _, i in found])
 
-    # ---- the learner's own data -----------------------------------------------------------------
+
+class StudyPhrases(Phrasing):
+    """Answers about the learner's own data: progress, the review plan, items due, items learned."""
 
     def progress(self, rows: list[tuple[str, dict[str, Any]]], group: str) -> list[str]:
+        """Learned, in-progress and due counts per level of each item type."""
         out: list[str] = []
         names = {"words": ("words", "単語"), "kanji": ("kanji", "漢字"), "sentences": ("sentences", "例文"),
                  "kana": ("kana", "かな")}
@@ -344,6 +384,7 @@ class Composer:
 
     def plan(self, overdue: int, slots: list[dict[str, Any]], period: str, timezone: str, total: int,
              hours: int) -> list[str]:
+        """The reviews coming up in the period asked about, slot by slot, in the learner's time zone."""
         names = {"evening": ("this evening", "今晩"), "tomorrow": ("tomorrow", "明日"), "today": ("today", "今日"),
                  "week": ("this week", "今週"), "hours": ("in that time", "その時間内")}
         en, ja = names.get(period, ("coming up", "これから"))
@@ -372,6 +413,7 @@ class Composer:
         return out
 
     def review(self, items: list[dict[str, Any]], total: int) -> list[str]:
+        """How many items are due and the first few to start with."""
         if not items:
             return [self.t("Nothing is due for review right now — nice work!", "今、復習待ちの項目はありません。よくできました！")]
         labels = []
@@ -387,6 +429,7 @@ class Composer:
         return out + self.ids([e.get("item") or {} for e in items[:3]])
 
     def learned(self, items: list[dict[str, Any]], more: bool) -> list[str]:
+        """A few items the learner has learned, with their proficiency when read."""
         if not items:
             return [self.t("I don't see any learned items there yet.", "まだ習得した項目はありません。")]
         labels = []
@@ -402,18 +445,23 @@ class Composer:
                               "他にもあります。レベルや種類で絞り込めます。"))
         return out
 
-    # ---- conversation ---------------------------------------------------------------------------
+
+class ConversationPhrases(Phrasing):
+    """Turns that are not about an item: greetings, help, refusals, and what cannot be answered."""
 
     def greeting(self) -> list[str]:
+        """Hello, by name when known, and what the learner can ask."""
         name = f" {self.name}" if self.name else ""
         return [self.t("Hi{name}!", "こんにちは{name}！", name=name if not self.ja else (f"、{self.name}さん" if self.name else "")),
                 self.t("Ask me about a word, a kanji, an example sentence, or your study progress.",
                        "単語や漢字の意味、例文、学習の進み具合について聞いてください。")]
 
     def thanks(self) -> list[str]:
+        """The reply to a thank-you."""
         return [self.t("You're welcome! Anything else you'd like to check?", "どういたしまして！他に何か聞きたいことはありますか？")]
 
     def help(self) -> list[str]:
+        """What the tutor can help with."""
         return [self.t("I can explain what a word means and how it's read, give kanji details like strokes and readings,",
                        "単語の意味や読み方、漢字の画数や読み、",),
                 self.t("show example sentences and JLPT levels, compare two words,",
@@ -421,18 +469,22 @@ class Composer:
                 self.t("and tell you about your progress and what to review.", "学習の進み具合や復習の予定をお手伝いできます。")]
 
     def offtopic(self) -> list[str]:
+        """The refusal of a question outside Japanese study, with an example of what to ask."""
         return [self.t("I'm your Japanese tutor, so I can only help with Japanese words, kanji, sentences and your studies.",
                        "私は日本語の先生なので、日本語の言葉や漢字、例文、学習のことだけお手伝いできます。"),
                 self.t("Try asking “what does 泳ぐ mean?”", "例えば「泳ぐってどういう意味？」と聞いてみてください。")]
 
     def ask_term(self, kind: str) -> list[str]:
+        """The question back when the learner did not say which word they mean."""
         return [self.t("Which word or kanji do you mean?", "どの言葉や漢字のことですか？")]
 
     def not_kanji(self, term: str) -> list[str]:
+        """That the term asked about is not a kanji."""
         return [self.t("{term} isn't a kanji, so I can't give kanji details for it.", "{term}は漢字ではありません。",
                        term=term)]
 
     def unknown_item(self, term: str, unavailable: bool = False) -> list[str]:
+        """That the dictionary does not have the term, or cannot be reached right now."""
         if unavailable:
             return [self.t("I can't reach the dictionary right now, so I can't look up {term}.",
                            "今は辞書にアクセスできないので、{term}を調べられません。", term=term),
@@ -441,20 +493,28 @@ class Composer:
                        "{term}は辞書にないので、わかりません。", term=term)]
 
     def no_examples(self, term: str) -> list[str]:
+        """That no example sentence with the term was found."""
         return [self.t("I don't have an example sentence with {term}.", "{term}を使った例文は見つかりませんでした。",
                        term=term)]
 
     def data_unavailable(self) -> list[str]:
+        """That the learner's study data cannot be fetched right now."""
         return [self.t("I can't get your study data right now, so I can't say.",
                        "今は学習データを取得できないので、お答えできません。"),
                 self.t("Please try again in a moment.", "少ししてからもう一度試してください。")]
 
     def not_available_tool(self) -> list[str]:
+        """That this session was not given the function the question needs."""
         return [self.t("I don't have access to that information in this session.",
                        "このセッションではその情報にアクセスできません。")]
 
     def misheard(self) -> list[str]:
+        """The request to repeat a turn the tutor could not make out."""
         return [self.t("Sorry, I didn't catch that. Could you say it again?", "すみません、聞き取れませんでした。もう一度お願いします。")]
+
+
+class Composer(DictionaryPhrases, KanjiPhrases, WordPhrases, StudyPhrases, ConversationPhrases):
+    """Everything the tutor can say, for one language and output (text with citations, or speech)."""
 
 
 def _bare(reading: str) -> str:

@@ -21,6 +21,7 @@ class Learner:
 
     @classmethod
     def from_system_instruction(cls, text: str) -> Learner:
+        """The learner's name, language and level from the gateway's <learner-context> block; defaults without one."""
         match = _LEARNER_RE.search(text or "")
         if not match:
             return cls()

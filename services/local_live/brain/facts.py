@@ -14,6 +14,7 @@ from services.local_live.brain.lexicon import has_japanese, romaji_key, romaji_t
 
 
 def as_int(value: Any) -> int:
+    """An int from a tool result field; 0 when it is missing or not a number."""
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -35,6 +36,7 @@ def walk_items(value: Any) -> Iterator[dict[str, Any]]:
 
 
 def meanings(item: dict[str, Any]) -> list[str]:
+    """An item's meanings; a sentence's translation when it has none."""
     found = [m for m in item.get("meanings") or [] if isinstance(m, str) and m]
     if not found and item.get("translation"):
         found = [item["translation"]]
@@ -42,6 +44,7 @@ def meanings(item: dict[str, Any]) -> list[str]:
 
 
 def example_ids(item: dict[str, Any]) -> list[str]:
+    """The ids of a word's example sentences, under either field name."""
     return list(item.get("example_ids") or item.get("examples") or [])
 
 
@@ -53,6 +56,7 @@ class ItemPool:
         self.add(items)
 
     def add(self, items: Iterable[dict[str, Any]]) -> None:
+        """Add items found in context or tool results (soft-deleted ones left out)."""
         for item in items:
             if item.get("deleted"):
                 continue
@@ -68,6 +72,7 @@ class ItemPool:
         return len(self._items)
 
     def get(self, item_id: str) -> dict[str, Any] | None:
+        """An item by id; None when the turn has not seen it."""
         return self._items.get(item_id)
 
     def find(self, term: str, types: tuple[str, ...] = ("word", "kanji", "kana")) -> list[dict[str, Any]]:
@@ -109,6 +114,7 @@ class ItemPool:
         return _basic_first(exact) + _basic_first(partial)
 
     def sentences_with(self, forms: Iterable[str]) -> list[dict[str, Any]]:
+        """The sentences containing any of these forms."""
         forms = [f for f in forms if f]
         return [i for i in self._items.values() if i.get("type") == "sentence"
                 and any(f in (i.get("written") or "") for f in forms)]

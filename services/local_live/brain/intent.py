@@ -44,6 +44,7 @@ class Intent:
 
     @property
     def term(self) -> str:
+        """The first term the question is about; empty when it names none."""
         return self.terms[0] if self.terms else ""
 
 
@@ -234,6 +235,7 @@ _KEEP = frozenset({"do", "is", "a", "an", "the", "in", "of", "to", "and", "it", 
 
 
 def fix_typos(text: str) -> str:
+    """The message with common misspellings of the question words repaired."""
     import difflib
 
     def repair(match: re.Match[str]) -> str:
@@ -319,26 +321,11 @@ def recognise_all(raw_text: str, last_kind: str = "") -> list[Intent]:
         out.append(intent)
         if intent.kind not in (*_LOOKUP, "kanji_info") or not intent.terms or intent.kind == "compare":
             continue
-        pair = _AND_TERMS.search(text) if intent.kind == "meaning" and len(parts) == 1 else None
+        pair = _two_meanings(intent, text) if intent.kind == "meaning" and len(parts) == 1 else None
         if pair:
-            a, b = _clean_slot(pair.group("a")), _clean_slot(pair.group("b"))
-            if a and b and intent.term in (a, b):
-                out[-1:] = [Intent("meaning", [a], level=intent.level), Intent("meaning", [b], level=intent.level)]
-                continue
-        asked = intent.kind if intent.kind != "kanji_info" else (intent.aspect or "all")
-        for aspect, pattern in _ASPECTS:
-            if aspect == asked or aspect == "example" or not pattern.search(text):
-                continue
-            if any(i.terms == intent.terms and _aspect_of(i) == aspect for i in out):
-                continue
-            if aspect == "strokes" and not is_single_kanji_text(intent.term):
-                continue
-            if aspect == "meaning" and asked == "all":
-                continue
-            kind = {"strokes": "kanji_info"}.get(aspect, aspect)
-            extra = Intent(kind, list(intent.terms), aspect="strokes" if aspect == "strokes" else "",
-                           level=intent.level, alternates=list(intent.alternates))
-            out.append(extra)
+            out[-1:] = pair
+            continue
+        out += _other_aspects(intent, text, out)
     if len(parts) == 1 and len(out) > 1 and len({tuple(i.terms) for i in out}) == 1:
         # one question, several aspects: answer them in the order the learner asked
         def asked_at(i: Intent) -> int:
@@ -347,6 +334,36 @@ def recognise_all(raw_text: str, last_kind: str = "") -> list[Intent]:
             return match.start() if match else len(text)
         out.sort(key=asked_at)
     return out or [Intent("unknown")]
+
+
+def _two_meanings(intent: Intent, text: str) -> list[Intent] | None:
+    """"水と雨の意味" asks for two meanings: one intent per term, or None when it is one term."""
+    pair = _AND_TERMS.search(text)
+    if not pair:
+        return None
+    a, b = _clean_slot(pair.group("a")), _clean_slot(pair.group("b"))
+    if a and b and intent.term in (a, b):
+        return [Intent("meaning", [a], level=intent.level), Intent("meaning", [b], level=intent.level)]
+    return None
+
+
+def _other_aspects(intent: Intent, text: str, out: list[Intent]) -> list[Intent]:
+    """The aspects of the same term the message asks about besides the intent's own."""
+    asked = intent.kind if intent.kind != "kanji_info" else (intent.aspect or "all")
+    extras: list[Intent] = []
+    for aspect, pattern in _ASPECTS:
+        if aspect == asked or aspect == "example" or not pattern.search(text):
+            continue
+        if any(i.terms == intent.terms and _aspect_of(i) == aspect for i in out + extras):
+            continue
+        if aspect == "strokes" and not is_single_kanji_text(intent.term):
+            continue
+        if aspect == "meaning" and asked == "all":
+            continue
+        kind = {"strokes": "kanji_info"}.get(aspect, aspect)
+        extras.append(Intent(kind, list(intent.terms), aspect="strokes" if aspect == "strokes" else "",
+                             level=intent.level, alternates=list(intent.alternates)))
+    return extras
 
 
 _LOOKUP = ("meaning", "reading", "level", "example", "translate", "kanji_for", "compare")
@@ -359,7 +376,158 @@ def _aspect_of(intent: Intent) -> str:
 
 
 def is_single_kanji_text(term: str) -> bool:
+    """True when the term is exactly one CJK ideograph."""
     return len(term) == 1 and bool(re.match("[\u3400-\u4dbf\u4e00-\u9fff]", term))
+
+
+@dataclass
+class _Message:
+    """One learner message as the recognisers see it: normalised text and what it names."""
+
+    text: str
+    last_kind: str
+
+    def __post_init__(self) -> None:
+        self.lowered = self.text.lower()
+        self.level = level_in(self.text)
+        self.entity = entity_type_in(self.text)
+        self.followup = bool(_FOLLOWUP.search(self.text))
+
+    def lexical(self, kind: str, patterns: tuple[re.Pattern[str], ...], **extra: str) -> Intent:
+        """An intent about the term the patterns find (a follow-up when there is none)."""
+        term = _term_from(self.text, patterns)
+        return Intent(kind, [term] if term else [], level=self.level, entity_type=self.entity,
+                      followup=self.followup or not term, alternates=_alternates(self.text, term), **extra)
+
+
+def _about_the_conversation(m: _Message) -> Intent | None:
+    if _RECALL_FIRST.search(m.text):
+        return Intent("recall_first", followup=True)
+    if _SIMPLER.search(m.text):
+        return Intent("simpler", followup=True)
+    return None
+
+
+def _grammar(m: _Message) -> Intent | None:
+    point = grammar_point(m.text)
+    if point and not (_KW_EXAMPLE.search(m.text) and point.startswith("〜")):
+        return Intent("grammar", [point])
+    return None
+
+
+def _comparison(m: _Message) -> Intent | None:
+    # Questions about a term come first: "what does 復習 mean" is not a review request.
+    for pattern in (_COMPARE_EN, _COMPARE_VS, _COMPARE_JA):
+        match = pattern.search(m.text)
+        if match:
+            terms = [_clean_slot(match.group("a")), _clean_slot(match.group("b"))]
+            terms = [t for t in terms if t]
+            if len(terms) == 2:
+                return Intent("compare", terms, level=m.level)
+    return None
+
+
+def _kanji_question(m: _Message) -> Intent | None:
+    if _ASPECT_STROKES.search(m.text):
+        return m.lexical("kanji_info", _STROKES_EN + _KANJI_READ_EN, aspect="strokes")
+    if _KW_KANJI_FOR.search(m.text):
+        return m.lexical("kanji_for", _KANJI_FOR_EN)
+    if _ASPECT_KANJI_READINGS.search(m.text):
+        return m.lexical("kanji_info", _KANJI_READ_EN + _READING_EN, aspect="readings")
+    return None
+
+
+def _aspect_question(m: _Message) -> Intent | None:
+    text = m.text
+    if _KW_EXAMPLE.search(text):
+        return m.lexical("example", _EXAMPLE_EN)
+    if _KW_LEVEL.search(text) and not _PROGRESS.search(text) and not _OWN_LEVEL.search(m.lowered):
+        return m.lexical("level", _LEVEL_EN)
+    if _KW_READING.search(text) and not _DUE.search(text):
+        return m.lexical("reading", _READING_EN)
+    if _KW_TRANSLATE.search(text) and not _KW_MEANING.search(text.replace("日本語で", "")):
+        return m.lexical("translate", _TRANSLATE_EN)
+    return None
+
+
+def _meaning_question(m: _Message) -> Intent | None:
+    if _KW_KANJI.search(m.text) and re.search(r"about|tell|info|について|教えて", m.lowered):
+        term = _term_from(m.text, _KANJI_READ_EN)
+        if term:
+            return Intent("kanji_info", [term], aspect="all", level=m.level)
+    if _KW_MEANING.search(m.text):
+        intent = m.lexical("meaning", _MEANING_EN)
+        if _KW_KANJI.search(m.text) and intent.term and len(intent.term) == 1:
+            return Intent("kanji_info", intent.terms, aspect="meaning", level=m.level)
+        return intent
+    return None
+
+
+def _study_data(m: _Message) -> Intent | None:
+    """The learner's own data: how many are due, what was learned, progress, the schedule."""
+    text, lowered = m.text, m.lowered
+    if re.search(r"復習|review|\bdue\b", text, re.I) and re.search(r"何個|いくつ|how many", text, re.I) \
+            and not re.search(r"learn|覚え|習得", text, re.I):
+        return Intent("review", period=_period(text)[0])
+    if _LEARNED.search(text) and not re.search(r"how many|何個|いくつ|何語|どのくらい|どれくらい", lowered):
+        return Intent("learned", level=m.level, entity_type=m.entity)
+    if _PROGRESS.search(text) or re.search(r"\bmy\b.*\blevel\b|level am i|私のレベル", lowered):
+        return Intent("progress", level=m.level, entity_type=m.entity)
+    return _schedule(m)
+
+
+def _schedule(m: _Message) -> Intent | None:
+    text, lowered = m.text, m.lowered
+    if _DUE.search(text) or (_PLAN.search(text) and re.search(r"schedule|plan|予定|スケジュール", lowered)):
+        period, hours = _period(text)
+        if _PLAN.search(text) and period != "today" or re.search(r"schedule|plan|予定|スケジュール", lowered):
+            return Intent("plan", period=period or "today", hours=hours)
+        return Intent("review", period=period)
+    return None
+
+
+def _social(m: _Message) -> Intent | None:
+    if _THANKS.search(m.text) and len(m.text) < 40:
+        return Intent("thanks")
+    if _GREETING.search(m.lowered) or (m.text.startswith(_GREETING_JA) and len(m.text) < 20):
+        return Intent("greeting")
+    if _HELP.search(m.text):
+        return Intent("help")
+    return None
+
+
+def _what_about(m: _Message) -> Intent | None:
+    """"what about 犬?" repeats the last question about another term."""
+    what_about = _WHAT_ABOUT.search(m.text)
+    if what_about and m.last_kind in ("meaning", "reading", "level", "kanji_info", "example", "translate"):
+        term = _clean_slot(what_about.group("term") or what_about.group("jp") or "")
+        if term:
+            return Intent(m.last_kind, [term], level=m.level, entity_type=m.entity, followup=True,
+                          guessed=m.last_kind == "meaning", alternates=_alternates(m.text, term))
+    return None
+
+
+def _bare_term(m: _Message) -> Intent | None:
+    """A bare term ("猫", "oyogu?") is a request for its meaning."""
+    text = m.text
+    bare = text.strip(" ?？!！.。")
+    if has_japanese(bare) and len(bare) <= 12 and JP_RUN.fullmatch(bare):
+        return Intent("meaning", [bare], level=m.level, guessed=True, alternates=_alternates(bare, _jp_term(bare)))
+    if has_japanese(text):
+        term = _jp_term(text)
+        return Intent("meaning", [term] if term else [], level=m.level, followup=not term,
+                      alternates=_alternates(text, term), guessed=True)
+    if re.fullmatch(r"[A-Za-z']{2,20}", bare) and romaji_to_hiragana(bare) and bare.lower() not in _EN_STOP:
+        return Intent("meaning", [bare.lower()], level=m.level)
+    return None
+
+
+_OWN_LEVEL = re.compile(r"\bmy\b|\bam i\b|\bi am\b|\bi'm\b|私の|自分")
+
+# Tried in order, the first intent wins: questions about a term before the learner's own data
+# ("what does 復習 mean" is not a review request), the bare-term guess last.
+_RECOGNISERS = (_about_the_conversation, _grammar, _comparison, _kanji_question, _aspect_question,
+                _meaning_question, _study_data, _social, _what_about, _bare_term)
 
 
 def recognise(raw_text: str, last_kind: str = "") -> Intent:
@@ -368,92 +536,9 @@ def recognise(raw_text: str, last_kind: str = "") -> Intent:
     text = fix_typos(normalise(raw_text))
     if not text:
         return Intent("unknown")
-    if _RECALL_FIRST.search(text):
-        return Intent("recall_first", followup=True)
-    if _SIMPLER.search(text):
-        return Intent("simpler", followup=True)
-    point = grammar_point(text)
-    if point and not (_KW_EXAMPLE.search(text) and point.startswith("〜")):
-        return Intent("grammar", [point])
-    lowered = text.lower()
-    level = level_in(text)
-    entity = entity_type_in(text)
-    followup = bool(_FOLLOWUP.search(text))
-
-    def lexical(kind: str, patterns: tuple[re.Pattern[str], ...], **extra: str) -> Intent:
-        term = _term_from(text, patterns)
-        return Intent(kind, [term] if term else [], level=level, entity_type=entity,
-                      followup=followup or not term, alternates=_alternates(text, term), **extra)
-
-    # Questions about a term come first: "what does 復習 mean" is not a review request.
-    for pattern in (_COMPARE_EN, _COMPARE_VS, _COMPARE_JA):
-        match = pattern.search(text)
-        if match:
-            terms = [_clean_slot(match.group("a")), _clean_slot(match.group("b"))]
-            terms = [t for t in terms if t]
-            if len(terms) == 2:
-                return Intent("compare", terms, level=level)
-    if _ASPECT_STROKES.search(text):
-        return lexical("kanji_info", _STROKES_EN + _KANJI_READ_EN, aspect="strokes")
-    if _KW_KANJI_FOR.search(text):
-        return lexical("kanji_for", _KANJI_FOR_EN)
-    if _ASPECT_KANJI_READINGS.search(text):
-        return lexical("kanji_info", _KANJI_READ_EN + _READING_EN, aspect="readings")
-    if _KW_EXAMPLE.search(text):
-        return lexical("example", _EXAMPLE_EN)
-    if _KW_LEVEL.search(text) and not _PROGRESS.search(text) and not re.search(r"\bmy\b|\bam i\b|\bi am\b|\bi'm\b|私の|自分", lowered):
-        return lexical("level", _LEVEL_EN)
-    if _KW_READING.search(text) and not _DUE.search(text):
-        return lexical("reading", _READING_EN)
-    if _KW_TRANSLATE.search(text) and not _KW_MEANING.search(text.replace("日本語で", "")):
-        return lexical("translate", _TRANSLATE_EN)
-    if _KW_KANJI.search(text) and re.search(r"about|tell|info|について|教えて", lowered):
-        term = _term_from(text, _KANJI_READ_EN)
-        if term:
-            return Intent("kanji_info", [term], aspect="all", level=level)
-    if _KW_MEANING.search(text):
-        intent = lexical("meaning", _MEANING_EN)
-        if _KW_KANJI.search(text) and intent.term and len(intent.term) == 1:
-            return Intent("kanji_info", intent.terms, aspect="meaning", level=level)
-        return intent
-
-    # The learner's own data.
-    if re.search(r"復習|review|\bdue\b", text, re.I) and re.search(r"何個|いくつ|how many", text, re.I) \
-            and not re.search(r"learn|覚え|習得", text, re.I):
-        return Intent("review", period=_period(text)[0])
-    if _LEARNED.search(text) and not re.search(r"how many|何個|いくつ|何語|どのくらい|どれくらい", lowered):
-        return Intent("learned", level=level, entity_type=entity)
-    if _PROGRESS.search(text) or re.search(r"\bmy\b.*\blevel\b|level am i|私のレベル", lowered):
-        return Intent("progress", level=level, entity_type=entity)
-    if _DUE.search(text) or (_PLAN.search(text) and re.search(r"schedule|plan|予定|スケジュール", lowered)):
-        period, hours = _period(text)
-        if _PLAN.search(text) and period != "today" or re.search(r"schedule|plan|予定|スケジュール", lowered):
-            return Intent("plan", period=period or "today", hours=hours)
-        return Intent("review", period=period)
-
-    if _THANKS.search(text) and len(text) < 40:
-        return Intent("thanks")
-    if _GREETING.search(lowered) or (text.startswith(_GREETING_JA) and len(text) < 20):
-        return Intent("greeting")
-    if _HELP.search(text):
-        return Intent("help")
-
-    # "what about 犬?" repeats the last question about another term.
-    what_about = _WHAT_ABOUT.search(text)
-    if what_about and last_kind in ("meaning", "reading", "level", "kanji_info", "example", "translate"):
-        term = _clean_slot(what_about.group("term") or what_about.group("jp") or "")
-        if term:
-            return Intent(last_kind, [term], level=level, entity_type=entity, followup=True,
-                          guessed=last_kind == "meaning", alternates=_alternates(text, term))
-
-    # A bare term ("猫", "oyogu?") is a request for its meaning.
-    bare = text.strip(" ?？!！.。")
-    if has_japanese(bare) and len(bare) <= 12 and JP_RUN.fullmatch(bare):
-        return Intent("meaning", [bare], level=level, guessed=True, alternates=_alternates(bare, _jp_term(bare)))
-    if has_japanese(text):
-        term = _jp_term(text)
-        return Intent("meaning", [term] if term else [], level=level, followup=not term,
-                      alternates=_alternates(text, term), guessed=True)
-    if re.fullmatch(r"[A-Za-z']{2,20}", bare) and romaji_to_hiragana(bare) and bare.lower() not in _EN_STOP:
-        return Intent("meaning", [bare.lower()], level=level)
+    message = _Message(text, last_kind)
+    for recogniser in _RECOGNISERS:
+        intent = recogniser(message)
+        if intent is not None:
+            return intent
     return Intent("offtopic")

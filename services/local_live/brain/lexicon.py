@@ -22,10 +22,12 @@ def normalise(text: str) -> str:
 
 
 def has_japanese(text: str) -> bool:
+    """True when the text contains kana or kanji."""
     return bool(JP_RUN.search(text))
 
 
 def is_single_kanji(term: str) -> bool:
+    """True when the term is exactly one kanji."""
     return len(term) == 1 and bool(KANJI.match(term))
 
 
@@ -49,10 +51,12 @@ def romaji_to_hiragana(text: str) -> str | None:
 
 
 def to_hiragana(text: str) -> str:
+    """Katakana in the text written as hiragana."""
     return jaconv.kata2hira(text)
 
 
 def level_in(text: str) -> str:
+    """The JLPT level (N5..N1) the text names; empty when none."""
     match = _LEVEL.search(normalise(text))
     return f"N{match.group(1)}" if match else ""
 
@@ -66,6 +70,7 @@ _ENTITY_WORDS = (
 
 
 def entity_type_in(text: str) -> str:
+    """The item type the text asks about (words, kanji, sentences, kana); empty when none."""
     lowered = text.lower()
     for entity, words in _ENTITY_WORDS:
         if any(word in lowered for word in words):

@@ -19,6 +19,7 @@ class Memory:
 
     def remember(self, question: str, answer: str, kind: str, topic: str,
                  topic_items: list[dict[str, Any]] | None = None) -> None:
+        """Keep a turn and what it was about, for follow-ups ("and its reading?")."""
         self.history.append({"role": "user", "text": question})
         self.history.append({"role": "model", "text": answer})
         del self.history[:-MAX_TURNS * 2]
@@ -34,11 +35,13 @@ class Memory:
         del self.history[:-MAX_TURNS * 2]
 
     def to_dict(self) -> dict[str, Any]:
+        """The memory as JSON, for a session resumption handle."""
         return {"history": [dict(h) for h in self.history], "topic": self.topic, "last_kind": self.last_kind,
                 "topic_items": [dict(i) for i in self.topic_items]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Memory:
+        """The memory a resumption handle stored."""
         return cls(history=[dict(h) for h in data.get("history", [])], topic=data.get("topic", ""),
                    last_kind=data.get("last_kind", ""),
                    topic_items=[dict(i) for i in data.get("topic_items", [])])
