@@ -2,14 +2,18 @@
 
 Stats are pre-aggregated at write time (UpdateItem ADD on a per-day row per
 shard) so GetStats reads days x shards small rows instead of every turn: the
-cost of a stats call does not grow with traffic. Percentiles come from fixed
-histogram buckets (upper edge of the bucket holding the rank), so they are
-approximate to one bucket (about 25-50 %), which is plenty for a dashboard.
+cost of a stats call does not grow with traffic. Percentiles are exact (nearest
+rank over the range's samples, kept beside the buckets as number sets of up to
+SAMPLE_CAP per shard and day); when a shard-day holds more turns than samples,
+they come from the fixed histogram buckets (upper edge of the bucket holding
+the rank), approximate to one bucket.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
+import zlib
 from typing import Any
 
 from kotoba.v1 import conversations_pb2 as pb
@@ -19,6 +23,25 @@ from kotoba.v1 import conversations_pb2 as pb
 # rounds 11 ms up to 25 ms hides exactly the regressions it is for.
 EDGES_MS = (2, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000,
             7500, 10_000, 15_000, 20_000, 30_000, 60_000)
+
+
+FIRST_TEXT_SAMPLES = "fts"
+TOTAL_SAMPLES = "tts"
+SAMPLE_CAP = 5000  # per shard and day: ~100 KB of a 400 KB item
+
+
+def sample(ms: float, turn_id: str) -> str:
+    """A latency as a number-set element: 0.1 ms, then six turn-derived digits that make it unique (a set
+    would merge two turns of equal latency) and that `exact_percentile` cuts off again."""
+    tail = zlib.crc32(turn_id.encode()) % 1_000_000
+    return f"{round(ms, 1):.1f}{tail:06d}"[:38] if ms >= 0 else "0"
+
+
+def exact_percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of latency samples, their uniqueness digits cut off."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return math.floor(ordered[rank - 1] * 10 + 1e-6) / 10
 
 
 def bucket(ms: float) -> int:
@@ -50,12 +73,16 @@ def build_response(rows_by_day: dict[str, list[dict[str, Any]]], days: list[str]
                    learners: int) -> pb.GetStatsResponse:
     """Fold the per-day, per-shard counter rows of the asked days into one GetStatsResponse."""
     reply = pb.GetStatsResponse(sessions=sessions, learners=learners)
-    # Latency histograms by counter prefix: ft_ = first text, tt_ = whole turn.
+    # Latency histograms by counter prefix: ft_ = first text, tt_ = whole turn; and the turns' exact samples.
     hists: dict[str, dict[int, int]] = {"ft_": {}, "tt_": {}}
+    samples: dict[str, list[float]] = {FIRST_TEXT_SAMPLES: [], TOTAL_SAMPLES: []}
     for day in days:
         day_turns, day_cost = 0, 0.0
         for row in rows_by_day.get(day, []):
             for name, value in row.items():
+                if name in samples and isinstance(value, list):
+                    samples[name].extend(float(v) for v in value)
+                    continue
                 turns, cost = _add_counter(reply, hists, name, value)
                 day_turns += turns
                 day_cost += cost
@@ -63,8 +90,8 @@ def build_response(rows_by_day: dict[str, list[dict[str, Any]]], days: list[str]
         reply.cost_usd += day_cost
         reply.daily.append(pb.DailyStats(day=day, turns=day_turns, cost_usd=round(day_cost, 6)))
     reply.cost_usd = round(reply.cost_usd, 6)
-    _set_percentiles(reply.first_text_ms, hists["ft_"])
-    _set_percentiles(reply.total_ms, hists["tt_"])
+    _set_percentiles(reply.first_text_ms, hists["ft_"], samples[FIRST_TEXT_SAMPLES])
+    _set_percentiles(reply.total_ms, hists["tt_"], samples[TOTAL_SAMPLES])
     return reply
 
 
@@ -91,5 +118,9 @@ def _add_counter(reply: pb.GetStatsResponse, hists: dict[str, dict[int, int]], n
     return 0, 0.0
 
 
-def _set_percentiles(target: pb.Percentiles, hist: dict[int, int]) -> None:
-    target.p50, target.p95, target.p99 = (percentile(hist, q) for q in (0.5, 0.95, 0.99))
+def _set_percentiles(target: pb.Percentiles, hist: dict[int, int], values: list[float]) -> None:
+    """p50/p95/p99 of the range: exact from the turns' samples when every counted turn left one (none lost to
+    the cap or predating samples), else the histogram's bucket bounds."""
+    exact = bool(values) and len(values) == sum(hist.values())
+    target.p50, target.p95, target.p99 = (exact_percentile(values, q) if exact else percentile(hist, q)
+                                          for q in (0.5, 0.95, 0.99))

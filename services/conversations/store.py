@@ -90,6 +90,29 @@ class ConversationStore:
         if latencies.get("total_ms"):
             adds[f"tt_{stats.bucket(float(latencies['total_ms'])):02d}"] = 1
         self._add(records.stats_key(row["day"], row["turnId"]), adds, ttl=_stats_ttl())
+        self._add_latency_samples(row)
+
+    def _add_latency_samples(self, row: dict[str, Any]) -> None:
+        """The turn's latencies as exact samples beside the buckets (number sets, made unique per turn), so
+        GetStats can give true percentiles; a shard-day past `stats.SAMPLE_CAP` samples keeps only buckets."""
+        latencies = row["latencies"]
+        sets = {attr: stats.sample(float(latencies[field]), row["turnId"])
+                for attr, field in ((stats.FIRST_TEXT_SAMPLES, "first_text_ms"), (stats.TOTAL_SAMPLES, "total_ms"))
+                if latencies.get(field)}
+        if not sets:
+            return
+        names = {f"#s{i}": attr for i, attr in enumerate(sets)}
+        values: dict[str, Any] = {f":s{i}": {"NS": [v]} for i, v in enumerate(sets.values())}
+        values[":cap"] = {"N": str(stats.SAMPLE_CAP)}
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=records.stats_key(row["day"], row["turnId"]),
+                UpdateExpression="ADD " + ", ".join(f"#s{i} :s{i}" for i in range(len(sets))),
+                ConditionExpression="attribute_not_exists(#s0) OR size(#s0) < :cap",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
 
     def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None,
              ttl: int | None = None) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -165,7 +166,12 @@ class ChatSession:
             await self.start(None, None, None)
         limits = self.deps.limits
         if not limits.allow_message(self.identity.user_id):
-            await self._refuse(protocol.RATE_LIMITED, "too many messages; wait a moment and try again")
+            wait = max(1, math.ceil(limits.message_wait_s(self.identity.user_id)))
+            # retry_after: the client shows when the message can go (docs/protocol.md).
+            metrics.errors.add(1, {"component": "gateway", "code": protocol.RATE_LIMITED})
+            await self.learner.frame("error", code=protocol.RATE_LIMITED, retry_after=wait,
+                                     message=f"too many messages; try again in {wait} s")
+            await self._count_error()
             return
         if limits.over_budget(self.identity.user_id):
             await self.send_error(protocol.BUDGET_EXCEEDED, "today's tutoring budget is used up; it resets at "
@@ -274,8 +280,9 @@ class ChatSession:
         metrics.active_sessions.add(1, {"mode": self._active_mode})
         self.turns.start_worker()
         self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
+        extra = {"history": await self.persistence.shown_history()} if row is not None else {}
         await self.learner.frame("session", session_id=self.session_id, mode=self.info.mode,
-                                 language=self.info.language, resumed=row is not None)
+                                 language=self.info.language, resumed=row is not None, **extra)
         stages.mark("session_frame")
         stages.at("session_frame_at")
         self._session_sent.set()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from services.common import metrics
+from services.gateway import furigana
 from services.gateway.connections import ConnectionStore, SessionRow, stored_recent
 from services.gateway.resumption import ResumptionState
 from services.gateway.session_parts import SessionInfo
@@ -76,6 +77,21 @@ class SessionPersistence:
         if self.store is not None:
             await self.bounded(self.store.unclaim(self.info.session_id, self.info.identity.user_id, fresh=fresh),
                                "session cap", None)
+
+    async def shown_history(self) -> list[dict[str, str]]:
+        """The resumed session's last turns for the client to redraw after a reload: exactly what the row
+        keeps (redacted; nothing for a learner who opted out), whether the state came from the row or from a
+        connection still held here."""
+        try:
+            keep = await asyncio.wait_for(self.logging_enabled(self.info.identity.user_id), self.deadline_s)
+        except Exception:  # noqa: BLE001 - unknown choice: show nothing rather than what may not be kept
+            keep = False
+        shown = [{"role": "tutor" if h.get("role") == "model" else "user", "text": h.get("text", "")}
+                 for h in stored_recent(self.state.history, keep)]
+        for h in shown:
+            if h["role"] == "tutor" and (display := await asyncio.to_thread(furigana.display_if_ready, h["text"])):
+                h["display"] = display
+        return shown
 
     def hand_over(self) -> None:
         """Another connection resumed the session: it owns the row from now on."""

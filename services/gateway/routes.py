@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from services.gateway import admin
+from services.gateway import admin, dev_signin
 from services.gateway.chat_endpoint import CHAT_PATH, ChatEndpoint
 from services.gateway.httputil import make_middleware, respond
 from services.gateway.privacy_http import PrivacyHandlers
@@ -52,6 +52,7 @@ def build(app: App) -> tuple[web.Application, ChatEndpoint]:
     r.add_put("/api/v1/me/privacy", privacy.put_privacy)
     r.add_get("/api/v1/me/data", privacy.export_data, allow_head=False)
     r.add_delete("/api/v1/me/data", privacy.delete_data)
+    dev_signin.add_routes(r, config)  # local only: absent (404) in prod
     r.add_get(admin.PAGE_PATH, admin_mount)
     r.add_get(admin.PAGE_PATH + "/", admin_mount)
     r.add_route("*", ADMIN_API_PREFIX + "{tail:(/.*)?}", admin_mount)

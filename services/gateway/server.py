@@ -13,7 +13,7 @@ from aiohttp import web
 
 from services.common.auth import TokenVerifier
 from services.common.aws import dynamodb_client, dynamodb_resource
-from services.gateway import routes
+from services.gateway import furigana, routes
 from services.gateway.admission import Admission
 from services.gateway.backends import Backends
 from services.gateway.config import GatewayConfig
@@ -72,6 +72,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event, started: asyncio.Futur
               use_tables: bool = True) -> None:
     app = App(config, use_tables=use_tables)
     app.turnlog.start()
+    # The reading analyser loads in a few seconds: in the background, so the first answer need not wait.
+    warming = asyncio.create_task(asyncio.to_thread(furigana.warm))
     host, port = config.addr.rsplit(":", 1)
     web_app, _ = routes.build(app)
     # No access log: request lines can carry `?token=`.
@@ -91,6 +93,7 @@ async def run(config: GatewayConfig, stop: asyncio.Event, started: asyncio.Futur
         await site.stop()  # no new connections; the open ones get `going_away` below
         await app.close(config.common.drain_seconds)
     finally:
+        warming.cancel()  # a thread cannot be stopped; this only drops the wait for it
         await runner.cleanup()
 
 

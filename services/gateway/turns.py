@@ -25,7 +25,7 @@ from opentelemetry import trace
 from kotoba.v1 import conversations_pb2
 from services.common import live_models, metrics
 from services.common.telemetry import tracer
-from services.gateway import protocol, rag
+from services.gateway import furigana, protocol, rag
 from services.gateway.citations import CitationStream, tool_status
 from services.gateway.link import UpstreamLink
 from services.gateway.live import function_mode
@@ -218,8 +218,11 @@ class TurnRunner:
         tail = turn.citations.close()
         if tail:
             await self.learner.frame("text", text=tail)
+        # Readings from the dictionary pipeline, never the model's (furigana.py); off the loop (a few ms).
+        shown = await asyncio.to_thread(furigana.display_if_ready, answer) if answer else None
         await self.learner.frame("turn_complete", turn_id=turn.turn_id, usage=turn.usage.as_dict(),
-                                 sources=[source.as_dict() for source in turn.citations.sources])
+                                 sources=[source.as_dict() for source in turn.citations.sources],
+                                 **({"display": shown} if shown else {}))
         outcome = "interrupted" if turn.interrupted else "ok"
         turn.span.set_attribute("outcome", outcome)
         identity = self.info.identity

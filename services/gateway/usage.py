@@ -150,6 +150,10 @@ class TokenBucket:
             return True
         return False
 
+    def wait_s(self, amount: float = 1.0) -> float:
+        """Seconds until `amount` can be taken (0 when it can now)."""
+        return max(0.0, (amount - self.tokens) / self.rate) if self.rate else 0.0
+
 
 class Limits:
     """Rate limits shared by all of a learner's connections in this process; budget from the usage table."""
@@ -167,6 +171,10 @@ class Limits:
 
     def allow_message(self, user_id: str) -> bool:
         return self._messages.setdefault(user_id, TokenBucket(self.messages_per_minute)).take()
+
+    def message_wait_s(self, user_id: str) -> float:
+        bucket = self._messages.get(user_id)
+        return bucket.wait_s() if bucket else 0.0
 
     def allow_audio(self, user_id: str, seconds: float) -> bool:
         return self._audio.setdefault(user_id, TokenBucket(self.audio_seconds_per_minute)).take(seconds)

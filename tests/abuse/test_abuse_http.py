@@ -92,6 +92,13 @@ def test_other_methods_get_405_with_allow(stack, path, allow, method):
     assert b"Traceback" not in body
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "OPTIONS"])
+def test_demo_sign_in_other_methods_get_405_with_allow(stack, method):
+    status, headers, _ = _http(stack.gateway_addr, method, "/api/v1/dev/token", {"Content-Type": "application/json"},
+                               b"{}")
+    assert status == 405 and sorted(a.strip() for a in headers["allow"].split(",")) == ["GET", "POST"]
+
+
 def test_unknown_paths_are_404_for_any_method(stack):
     for method in ("GET", "POST", "DELETE"):
         assert _http(stack.gateway_addr, method, "/nope")[0] == 404

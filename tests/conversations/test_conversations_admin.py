@@ -47,8 +47,21 @@ async def test_turn_appears_with_summary(conv, new_turn):
     assert stats.by_category["vocabulary"] == 1 and stats.by_mode["text"] == 1
     assert stats.tool_calls["get_word_details"] == 1
     assert stats.summary_pending == 0 and stats.summary_failures == 0
-    assert stats.total_ms.p50 == 1000 and stats.cost_usd == pytest.approx(0.001)
+    assert stats.total_ms.p50 == 900 and stats.cost_usd == pytest.approx(0.001)  # the turn's own, not a bucket
     assert stats.daily[-1].turns == 1 and len(stats.daily) >= 7
+
+
+async def test_stats_give_true_percentiles_not_bucket_bounds(conv, new_turn):
+    """Issue 17: turns of 27–3805 ms showed as "75 / 750" (bucket bounds) on the admin page."""
+    for ms in (27.0, 41.5, 100.0, 130.0, 3805.0, 27.0):  # equal latencies count twice
+        turn = new_turn(total_ms=ms)
+        assert (await conv.append("learner-p", turn)).stored
+        assert (await conv.append("learner-p", turn)).reason == "already stored"  # no second sample
+    await conv.settle()
+    stats = await conv.stub.GetStats(pb.GetStatsRequest(), metadata=conv.admin_md)
+    assert stats.turns == 6
+    assert (stats.total_ms.p50, stats.total_ms.p95, stats.total_ms.p99) == (41.5, 3805.0, 3805.0)
+    assert stats.first_text_ms.p50 == pytest.approx(41.5 / 3, abs=0.1)
 
 
 async def test_append_is_idempotent(conv, new_turn):

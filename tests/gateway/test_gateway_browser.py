@@ -50,6 +50,7 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
             console: list[str] = []
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.goto(url)
+            page.click("#token-box summary")
             page.fill("#token", stack.token("demo-n5"))
             page.click("#connect")
             page.wait_for_selector("#message:not([disabled])", timeout=15000)
@@ -62,7 +63,7 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
             assert "swim" in answer.lower()
             page.check("input[value=furigana]")
             assert page.locator(".msg.tutor ruby rt").count() >= 1
-            assert "およぐ" in page.text_content(".msg.tutor ruby rt")
+            assert "およ" in page.text_content(".msg.tutor ruby rt")  # 泳/およ + ぐ, from the gateway
             page.check("input[value=romaji]")
             assert "oyogu" in page.inner_text(".msg.tutor")
 
@@ -79,8 +80,10 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
             assert not stats["errors"], (stats, console)
             assert stats["interrupted"] == 0
 
-            # Privacy settings, as another learner (the panel uses the token box, over fetch with the header).
-            page.fill("#token", stack.token(privacy_user))
+            # Privacy settings, as another learner (handed over in the fragment; the panel uses the page's
+            # token, over fetch with the header).
+            page.goto(url + "#token=" + stack.token(privacy_user))
+            page.wait_for_selector("#message:not([disabled])", timeout=15000)
             page.click("#privacy summary")
             expect(page.locator("#privacy-status")).to_have_text("loaded")  # before a click, or it resets
             page.check("#pseudonymize")
