@@ -33,3 +33,29 @@ def has_japanese(text: str) -> bool:
 def fold_macrons(text: str) -> str:
     """tōkyō → toukyou: long vowels spelled out, so romaji compares letter by letter."""
     return text.translate(MACRONS)
+
+
+# Katakana-only sounds that jaconv's Hepburn spells by their parts (ティ → "tei"): rewritten first.
+_LOAN_SOUNDS = {"てぃ": "ti", "でぃ": "di", "とぅ": "tu", "どぅ": "du", "ふぁ": "fa", "ふぃ": "fi", "ふぇ": "fe",
+                "ふぉ": "fo", "うぃ": "wi", "うぇ": "we", "うぉ": "wo", "ちぇ": "che", "しぇ": "she", "じぇ": "je",
+                "ゔぁ": "va", "ゔぃ": "vi", "ゔぇ": "ve", "ゔぉ": "vo", "ゔ": "vu"}
+_LOAN_RE = re.compile("|".join(sorted(_LOAN_SOUNDS, key=len, reverse=True)))
+
+
+def kana_to_romaji(kana: str) -> str:
+    """Hepburn for a kana string, long vowels spelt out (とうきょう → toukyou, ラーメン → raamen), ん before a
+    vowel or y as n' (きんえん → kin'en): the readings a learner sees beside Japanese text at run time."""
+    import jaconv  # MIT, a runtime dependency (pykakasi is GPL and used only to build the seed)
+
+    # An apostrophe after ん where the next kana starts with a vowel or y (jaconv passes it through).
+    hira = re.sub("ん(?=[あいうえおやゆよ])", "ん'", jaconv.kata2hira(kana))
+    parts: list[str] = []
+    last = 0
+    for m in _LOAN_RE.finditer(hira):
+        parts.append(jaconv.kana2alphabet(hira[last:m.start()]))
+        parts.append(_LOAN_SOUNDS[m.group(0)])
+        last = m.end()
+    parts.append(jaconv.kana2alphabet(hira[last:]))
+    text = "".join(parts)
+    # ー lengthens the vowel before it.
+    return re.sub(r"([aiueo])-", r"\1\1", text).replace("-", "")

@@ -3,8 +3,9 @@
 `display(text)` gives, for an answer's text, furigana for every kanji span and romaji for every Japanese
 span. Readings come from the dictionary's words first (the committed seed, `data/seed/words.jsonl.gz`: a
 run of up to four analyser tokens spelling a headword takes its reading, so 日本語 reads にほんご), then from
-the same fugashi/unidic-lite tokens and pykakasi Hepburn (particles は/へ/を as wa/e/o, endings glued to
-their stem) that built the dictionary's readings and romaji (services/seed/build.py). Both lists
+the same fugashi/unidic-lite tokens and word grouping that built the dictionary's readings and romaji
+(services/seed/build.py; particles は/へ/を as wa/e/o, endings glued to their stem), with Hepburn from
+services.common.japanese.kana_to_romaji (pykakasi, which built the seed, is GPL and not installed at run time). Both lists
 cover the whole text in order, so the client can draw either view from them and copy the plain text.
 
     {"furigana": [["泳", "およ"], ["ぐ", ""], [" means swim", ""]],
@@ -59,9 +60,9 @@ def _japanese():
     global _analyser
     with _lock:
         if _analyser is None:
-            from services.seed.build import _Japanese
+            from services.seed.build import Japanese
 
-            _analyser = _Japanese()
+            _analyser = Japanese(kakasi=False)  # no GPL code at run time
             _dictionary()
         return _analyser
 

@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from services.common.japanese import KANJI as _KANJI
+from services.common.japanese import kana_to_romaji
 from services.seed.reader import FILES
 
 LEVELS = ("N5", "N4", "N3", "N2", "N1")
@@ -334,17 +335,27 @@ class BuildReport:
 # --------------------------------------------------------------------------------------
 
 
-class _Japanese:
-    """fugashi/unidic-lite tokens and pykakasi romaji, with caches."""
+class Japanese:
+    """fugashi/unidic-lite tokens and Hepburn romaji, with caches.
 
-    def __init__(self) -> None:
+    The seed build (`kakasi=True`) uses pykakasi, which made the shipped readings and romaji; pykakasi is GPL
+    and only installed to build the seed, so at run time (the gateway's readings, `kakasi=False`) romaji come
+    from services.common.japanese.kana_to_romaji and a kanji token unidic has no kana for gets no reading."""
+
+    def __init__(self, *, kakasi: bool = True) -> None:
         import fugashi
-        import pykakasi
 
         self.tagger = fugashi.Tagger()
-        self.kakasi = pykakasi.kakasi()
-        self.hiragana = cache(self._hiragana)
-        self.romaji = cache(self._romaji)
+        if kakasi:
+            import pykakasi
+
+            self.kakasi = pykakasi.kakasi()
+            self.hiragana = cache(self._hiragana)
+            self.romaji = cache(self._romaji)
+        else:
+            self.kakasi = None
+            self.hiragana = cache(lambda _text: "")
+            self.romaji = cache(lambda kana: to_ascii(kana_to_romaji(kana)) if kana else "")
 
     def tokens(self, text: str) -> list[dict]:
         out = []
@@ -472,7 +483,7 @@ def _raw_words(vocab: list[dict]) -> dict[str, dict]:
             for n, e in enumerate(vocab)}
 
 
-def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[str, dict]:
+def _build_words(vocab: list[dict], jp: Japanese, report: BuildReport) -> dict[str, dict]:
     words: dict[str, dict] = {}
     mismatches: list[str] = []
     for entry in vocab:
@@ -525,7 +536,7 @@ def _build_words(vocab: list[dict], jp: _Japanese, report: BuildReport) -> dict[
     return words
 
 
-def _word_reading(written: str, raw: str, jp: _Japanese) -> tuple[str | None, str, list[str]]:
+def _word_reading(written: str, raw: str, jp: Japanese) -> tuple[str | None, str, list[str]]:
     """(reading, where it came from, fixes): the source's when usable, else the kana headword's, else unidic's."""
     reading, fixes = clean_reading(written, raw)
     if reading is not None:
@@ -669,7 +680,7 @@ def _word_index(words: dict[str, dict]) -> tuple[dict[str, list[str]], dict[str,
     return dict(index), {wid: w["reading"] for wid, w in words.items()}
 
 
-def _build_kanji(source: list[dict], words: dict[str, dict], jp: _Japanese, report: BuildReport) -> dict:
+def _build_kanji(source: list[dict], words: dict[str, dict], jp: Japanese, report: BuildReport) -> dict:
     by_char: dict[str, list[str]] = defaultdict(list)
     for wid in sorted(words, key=lambda w: (_level_key(words[w]["level"]), w)):
         for char in words[wid]["kanji"]:
@@ -738,7 +749,7 @@ def kana_table() -> list[tuple[str, str]]:
     return [(k, "hiragana") for k in hira] + [(hira2kata(k), "katakana") for k in hira]
 
 
-def _build_kana(jp: _Japanese) -> dict[str, dict]:
+def _build_kana(jp: Japanese) -> dict[str, dict]:
     items = {}
     for kana, script in kana_table():
         reading = kata2hira(kana)
@@ -848,7 +859,7 @@ def build(out_dir: Path, fixture_dir: Path) -> BuildReport:
     started = time.monotonic()
     out_dir, fixture_dir = Path(out_dir), Path(fixture_dir)
     report = BuildReport(sources=_versions())
-    jp = _Japanese()
+    jp = Japanese()
     vocab, kanji_source = _load_source()
 
     report.checks_before = data_checks(_raw_words(vocab))
@@ -882,7 +893,7 @@ def build(out_dir: Path, fixture_dir: Path) -> BuildReport:
     return report
 
 
-def _sentence_items(sentence_src: dict[str, tuple[str, str]], jp: _Japanese, index: dict[str, list[str]],
+def _sentence_items(sentence_src: dict[str, tuple[str, str]], jp: Japanese, index: dict[str, list[str]],
                     word_readings: dict[str, str]) -> dict[str, dict]:
     """Sentences deduplicated by Japanese text, with a machine reading and the words their tokens match."""
     sentences: dict[str, dict] = {}
