@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 from devtools.procs import free_port, http_ready, stop
-from devtools.stack import Stack
+from devtools.stack import LocalStack
 from services.common import live_models
 from services.common.config import REPO_ROOT, CommonConfig, addr_var
 
@@ -31,7 +31,7 @@ def gateway_for_model(model: str, common: CommonConfig | None = None) -> Iterato
     """Yield the WebSocket URL of a gateway talking to `model`; ValueError (naming the supported
     models) when the registry does not know it for the configured backend."""
     common = common or CommonConfig.from_env()
-    stack = Stack(common)
+    stack = LocalStack(common)
     env = stack.env()
     live_models.validate(model, env.get("KOTOBA_LIVE_BACKEND", "local"))
     addr = f"127.0.0.1:{free_port()}"
