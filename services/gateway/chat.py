@@ -81,9 +81,11 @@ class ChatSession:
 
     @property
     def session_id(self) -> str:
+        """The id the learner resumes this session by."""
         return self.info.session_id
 
     async def send_error(self, code: str, message: str) -> None:
+        """Tell the learner something went wrong, with a machine-readable code."""
         await self.learner.send_error(code, message)
 
     async def _count_error(self) -> None:
@@ -111,6 +113,7 @@ class ChatSession:
             await self.ws.close(protocol.CLOSE_TOKEN_EXPIRED, "token expired")
 
     async def run(self) -> None:
+        """Serve the learner's socket until it closes, then detach the session."""
         self.background.spawn(self._expire())
         try:
             while True:
@@ -129,6 +132,7 @@ class ChatSession:
             await self.detach()
 
     async def handle_frame(self, raw: str | bytes) -> None:
+        """Route one frame from the learner: audio bytes, or a parsed JSON message."""
         if isinstance(raw, bytes):
             await self._on_audio(raw)
             return
@@ -217,6 +221,7 @@ class ChatSession:
     # ------------------------------------------------------------------ session start / end
 
     async def start(self, mode: str | None, language: str | None, resume: str | None) -> None:
+        """Open (or resume) the session: claim a slot, load the learner's context, connect upstream."""
         stages = self.stages = metrics.Stages()
         sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
         # Looked up before the row is read: a session closing meanwhile leaves the registry once its last row
@@ -382,6 +387,7 @@ class ChatSession:
         await self.link.close()
 
     async def detach(self) -> None:
+        """Stop serving the socket, keeping the session resumable until it expires."""
         if self.learner.closed and self.superseded:
             return
         self.learner.closed = True

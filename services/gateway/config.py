@@ -97,6 +97,7 @@ class GatewayConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
+        """Read the gateway's settings from KOTOBA_* variables, with local-friendly defaults."""
         env = os.environ if env is None else env
         common = CommonConfig.from_env(env)
         kind = env_choice(env, "KOTOBA_LIVE_BACKEND", "local", ("local", "gemini", "vertex"))

@@ -89,6 +89,7 @@ def _parse_int(text: str) -> int:
 
 
 def parse(raw: str, max_text_chars: int) -> ClientMessage | ProtocolError:
+    """Validate a learner's JSON message, returning it typed or a ProtocolError."""
     try:
         data = json.loads(raw, parse_int=_parse_int)
     except _NumberTooLong:
@@ -140,8 +141,10 @@ def _video(encoded: Any) -> Video | ProtocolError:
 
 
 def frame(kind: str, **fields: Any) -> str:
+    """Encode a message to the learner."""
     return json.dumps({"type": kind, **fields}, ensure_ascii=False)
 
 
 def error(code: str, message: str) -> str:
+    """Encode an error message to the learner."""
     return frame("error", code=code, message=message)

@@ -74,6 +74,7 @@ class TurnState:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def elapsed_ms(self, since: float | None = None) -> float:
+        """Milliseconds since the turn (or the given moment) began."""
         return (time.perf_counter() - (since or self.started)) * 1000
 
 
@@ -119,6 +120,7 @@ class TurnRunner:
     # ------------------------------------------------------------------ turn lifecycle
 
     def begin(self, mode: str, question: str) -> TurnState:
+        """Start tracking a new turn, with its own trace span."""
         turn = TurnState(mode=mode, question=question)
         self._turn_index += 1
         turn.span = _tracer.start_span(metrics.SPAN_TURN, context=otel_context.Context(),
@@ -132,6 +134,7 @@ class TurnRunner:
         return self.turn or self.begin("voice" if self.info.mode == "audio" else "text", "")
 
     def enqueue(self, text: str) -> bool:
+        """Queue a typed question; False when too many are waiting."""
         try:
             self.pending.put_nowait(text)
         except asyncio.QueueFull:
@@ -139,12 +142,15 @@ class TurnRunner:
         return True
 
     def between_turns(self) -> bool:
+        """Whether no turn is running or queued."""
         return self.turn is None and self.pending.empty()
 
     def start_worker(self) -> None:
+        """Start answering queued questions in order."""
         self._worker = asyncio.create_task(self._work(), name="turn-worker")
 
     def stop(self) -> None:
+        """Stop the watchdog, the question worker and any running tools."""
         self.watchdog.stop()
         if self._worker is not None:
             self._worker.cancel()
@@ -202,6 +208,7 @@ class TurnRunner:
             "component": "gateway", "outcome": "ok" if turn.retrieved.available else "error"})
 
     async def finish(self) -> None:
+        """Close the current turn: tell the learner, record metrics, log it."""
         turn = self.turn
         if turn is None:
             return
@@ -275,6 +282,7 @@ class TurnRunner:
         self.watchdog.touch()
 
     def mark_audio_end(self) -> None:
+        """Note the learner finished speaking and wait for the model's reply."""
         if self.turn is not None:
             self.turn.audio_end = time.perf_counter()
         # The model hears the utterance before it can answer: its length is added to the wait.
@@ -283,6 +291,7 @@ class TurnRunner:
     # ------------------------------------------------------------------ server content (from the link)
 
     async def on_server_content(self, sc: types.LiveServerContent) -> None:
+        """Forward model output to the learner and track the turn's progress."""
         if sc.interrupted:
             # At once: the client drops queued audio; nothing more of the old answer is sent.
             await self.learner.frame("interrupted")
@@ -350,6 +359,7 @@ class TurnRunner:
         await self.learner.send(pcm)
 
     async def on_usage_metadata(self, meta: types.UsageMetadata) -> None:
+        """Add reported token use to the turn, or to the learner's spend between turns."""
         usage = from_metadata(meta, self.deps.settings.prices)
         if self.turn is not None:
             self.turn.usage.add(usage)
@@ -359,6 +369,7 @@ class TurnRunner:
     # ------------------------------------------------------------------ tools
 
     async def on_tool_call(self, tc: types.LiveServerToolCall) -> None:
+        """Run the model's tool calls concurrently and send their results back."""
         calls = list(tc.function_calls or [])
         if not calls:
             return
@@ -390,6 +401,7 @@ class TurnRunner:
                      extra={"session_id": self.info.session_id})
 
     async def on_tool_call_cancellation(self, cancel: types.LiveServerToolCallCancellation) -> None:
+        """Cancel tool calls the model withdrew."""
         for call_id in cancel.ids or []:
             task = self._tool_tasks.get(call_id)
             if task is not None:
@@ -398,6 +410,7 @@ class TurnRunner:
 
 
 def mode_attr(mode: str) -> str:
+    """Collapse session modes to the two metric labels, audio and text."""
     return "audio" if mode in ("voice", "audio") else "text"
 
 
@@ -424,6 +437,7 @@ def turn_record(turn: TurnState, info: SessionInfo, question: str, answer: str,
 
 
 def record_turn_metrics(turn: TurnState, total_ms: float, outcome: str, backend: str) -> None:
+    """Record the turn's latency, first-output times and outcome."""
     mode = {"mode": mode_attr(turn.mode)}
     metrics.turn_latency.record(total_ms, {**mode, "outcome": outcome})
     if turn.first_text_ms:
