@@ -122,11 +122,13 @@ class Stages:
         self._ms: dict[str, float] = {}
 
     def mark(self, name: str) -> None:
+        """Record the time since the previous mark as the named stage."""
         now = time.perf_counter()
         self._ms[name] = round((now - self._last) * 1000.0, 2)
         self._last = now
 
     async def timed(self, name: str, awaitable):
+        """Await one step and record how long it took as the named stage."""
         t = time.perf_counter()
         try:
             return await awaitable
@@ -138,7 +140,9 @@ class Stages:
         self._ms[name] = round(elapsed_ms(self.started), 2)
 
     def elapsed_s(self) -> float:
+        """Seconds since these stages began."""
         return time.perf_counter() - self.started
 
     def ms(self) -> dict[str, float]:
+        """Per-stage milliseconds plus the running total, for logs and replies."""
         return {**self._ms, "total": round(elapsed_ms(self.started), 2)}

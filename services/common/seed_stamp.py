@@ -38,6 +38,7 @@ def read_stamp(client, progress_table: str) -> str:
 
 
 def write_stamp(client, progress_table: str, digest: str, items: int) -> None:
+    """Record which seed digest was loaded and how many items it held, so a rerun can skip."""
     client.put_item(TableName=progress_table, Item={
         "userId": {"S": META_USER}, "itemId": {"S": SEED_KEY}, "digest": {"S": digest}, "items": {"N": str(items)}})
 

@@ -17,6 +17,7 @@ import zlib
 from typing import Any
 
 from kotoba.v1 import conversations_pb2 as pb
+from services.conversations.records import safe_name
 
 # Bucket upper edges in ms; the last bucket is everything above.
 # Fine at the low end: local answers take tens of milliseconds, and a dashboard that
@@ -124,3 +125,36 @@ def _set_percentiles(target: pb.Percentiles, hist: dict[int, int], values: list[
     exact = bool(values) and len(values) == sum(hist.values())
     target.p50, target.p95, target.p99 = (exact_percentile(values, q) if exact else percentile(hist, q)
                                           for q in (0.5, 0.95, 0.99))
+
+
+def turn_counter_adds(row: dict[str, Any]) -> dict[str, Any]:
+    """What one stored turn adds to its day's stats shard: turns, mode, tool calls, cost, latency buckets."""
+    latencies, usage = row["latencies"], row["usage"]
+    adds: dict[str, Any] = {"turns": 1, "stored": 1, "sumPending": 1, f"m_{safe_name(row['mode'])}": 1}
+    if usage.get("cost_usd"):
+        adds["costUsd"] = float(usage["cost_usd"])
+    for call in row["toolCalls"]:
+        name = f"t_{safe_name(call['name'])}"
+        adds[name] = adds.get(name, 0) + 1
+    if latencies.get("first_text_ms"):
+        adds[f"ft_{bucket(float(latencies['first_text_ms'])):02d}"] = 1
+    if latencies.get("total_ms"):
+        adds[f"tt_{bucket(float(latencies['total_ms'])):02d}"] = 1
+    return adds
+
+
+def sample_update(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The UpdateItem arguments that add the turn's latencies as exact samples (number sets, made unique per
+    turn) unless the shard-day already holds SAMPLE_CAP; None when the turn has no latency."""
+    latencies = row["latencies"]
+    sets = {attr: sample(float(latencies[field]), row["turnId"])
+            for attr, field in ((FIRST_TEXT_SAMPLES, "first_text_ms"), (TOTAL_SAMPLES, "total_ms"))
+            if latencies.get(field)}
+    if not sets:
+        return None
+    values: dict[str, Any] = {f":s{i}": {"NS": [v]} for i, v in enumerate(sets.values())}
+    values[":cap"] = {"N": str(SAMPLE_CAP)}
+    return {"UpdateExpression": "ADD " + ", ".join(f"#s{i} :s{i}" for i in range(len(sets))),
+            "ConditionExpression": "attribute_not_exists(#s0) OR size(#s0) < :cap",
+            "ExpressionAttributeNames": {f"#s{i}": attr for i, attr in enumerate(sets)},
+            "ExpressionAttributeValues": values}

@@ -77,39 +77,15 @@ class ConversationStore:
             raise
 
     def add_turn_counters(self, row: dict[str, Any]) -> None:
-        """Count the turn in its day's stats shard: mode, tools, cost and latency buckets."""
-        latencies, usage = row["latencies"], row["usage"]
-        adds: dict[str, Any] = {"turns": 1, "stored": 1, "sumPending": 1, f"m_{records.safe_name(row['mode'])}": 1}
-        if usage.get("cost_usd"):
-            adds["costUsd"] = float(usage["cost_usd"])
-        for call in row["toolCalls"]:
-            name = f"t_{records.safe_name(call['name'])}"
-            adds[name] = adds.get(name, 0) + 1
-        if latencies.get("first_text_ms"):
-            adds[f"ft_{stats.bucket(float(latencies['first_text_ms'])):02d}"] = 1
-        if latencies.get("total_ms"):
-            adds[f"tt_{stats.bucket(float(latencies['total_ms'])):02d}"] = 1
-        self._add(records.stats_key(row["day"], row["turnId"]), adds, ttl=_stats_ttl())
-        self._add_latency_samples(row)
-
-    def _add_latency_samples(self, row: dict[str, Any]) -> None:
-        """The turn's latencies as exact samples beside the buckets (number sets, made unique per turn), so
-        GetStats can give true percentiles; a shard-day past `stats.SAMPLE_CAP` samples keeps only buckets."""
-        latencies = row["latencies"]
-        sets = {attr: stats.sample(float(latencies[field]), row["turnId"])
-                for attr, field in ((stats.FIRST_TEXT_SAMPLES, "first_text_ms"), (stats.TOTAL_SAMPLES, "total_ms"))
-                if latencies.get(field)}
-        if not sets:
+        """Count the turn in its day's stats shard (mode, tools, cost, latency buckets), and keep its latencies
+        as exact samples beside the buckets while the shard-day holds fewer than `stats.SAMPLE_CAP`."""
+        key = records.stats_key(row["day"], row["turnId"])
+        self._add(key, stats.turn_counter_adds(row), ttl=_stats_ttl())
+        update = stats.sample_update(row)
+        if update is None:
             return
-        names = {f"#s{i}": attr for i, attr in enumerate(sets)}
-        values: dict[str, Any] = {f":s{i}": {"NS": [v]} for i, v in enumerate(sets.values())}
-        values[":cap"] = {"N": str(stats.SAMPLE_CAP)}
         try:
-            self.client.update_item(
-                TableName=self.table, Key=records.stats_key(row["day"], row["turnId"]),
-                UpdateExpression="ADD " + ", ".join(f"#s{i} :s{i}" for i in range(len(sets))),
-                ConditionExpression="attribute_not_exists(#s0) OR size(#s0) < :cap",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            self.client.update_item(TableName=self.table, Key=key, **update)
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise

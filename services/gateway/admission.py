@@ -36,6 +36,7 @@ class Admission:
 
     @property
     def queued(self) -> int:
+        """Number of openings still waiting for a slot."""
         return sum(1 for f in self._queue if not f.done())
 
     def _room(self) -> bool:
@@ -49,6 +50,7 @@ class Admission:
         return ((ahead - self.max_opens) // self.max_opens + 1) * self.open_s
 
     def retry_after_s(self) -> int:
+        """Whole seconds a refused client should wait before trying again."""
         return max(1, math.ceil(self.expected_wait_s()))
 
     async def enter(self) -> int | None:
@@ -75,6 +77,7 @@ class Admission:
         return None
 
     def leave(self, took_s: float | None) -> None:
+        """Free an opening slot, fold its duration into the average, and wake the next waiter."""
         self.opening -= 1
         if took_s is not None:
             self.open_s += EWMA * (took_s - self.open_s)

@@ -20,10 +20,12 @@ class Backends:
 
     @classmethod
     def connect(cls, common: CommonConfig) -> Backends:
+        """Open one channel each to the tools, retrieval and conversations services."""
         tools_ch, retrieval_ch, conv_ch = (channel(common.addr(n)) for n in ("tools", "retrieval", "conversations"))
         return cls(tools_pb2_grpc.ToolsStub(tools_ch), retrieval_pb2_grpc.RetrievalStub(retrieval_ch),
                    conversations_pb2_grpc.ConversationsStub(conv_ch), [tools_ch, retrieval_ch, conv_ch])
 
     async def close(self) -> None:
+        """Close the backend channels at shutdown."""
         for ch in self.channels:
             await ch.close()

@@ -2,14 +2,13 @@
 
 The work is done by the session's parts, each with its own dependencies
 (session_parts.py): the upstream link (link.py), the turn runner (turns.py) and
-the connections row (persistence.py). Learner messages are dispatched through
+the connections row (persistence.py), refusals and media input (learner_input.py). Learner messages are dispatched through
 an explicit table from message type to handler.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -27,6 +26,7 @@ from services.common.auth import Identity, auth_metadata
 from services.common.telemetry import tracer
 from services.gateway import protocol
 from services.gateway.connections import SessionRow
+from services.gateway.learner_input import Closing, MediaInput, Refusals
 from services.gateway.link import UpstreamLink
 from services.gateway.persistence import SessionPersistence
 from services.gateway.resumption import ResumptionState
@@ -35,13 +35,6 @@ from services.gateway.turns import TurnDeps, TurnRunner, mode_attr
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
-
-MAX_ERRORS_PER_MINUTE = 30
-VIDEO_MIN_INTERVAL_S = 0.9  # 1 FPS, with room for a client's timer jitter
-
-
-class Closing(Exception):
-    """The connection is being closed by the gateway."""
 
 
 class ChatSession:
@@ -62,13 +55,14 @@ class ChatSession:
                                 self.info, self.state, self.link, self.learner, self.background,
                                 self.settings.max_pending_turns, self.persistence.write_soon)
         self.link.bind(self.turns)
+        self.refusals = Refusals(ws, self.learner, lambda: deps.sessions.release(self.info.connection_id))
+        self.media = MediaInput(self.info, identity, deps.limits, self.turns, self.link, self.learner, self.refusals,
+                                self._ensure_started)
         self.started = False
         self.stages = metrics.Stages()
         self._session_sent = asyncio.Event()
         self._admitted = False  # holds an admission slot (admission.py) until its upstream is open
         self.superseded = False
-        self._errors: collections.deque[float] = collections.deque()
-        self._budget_error_sent = False
         self._active_mode = ""
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             protocol.ProtocolError: self._on_protocol_error,
@@ -76,30 +70,17 @@ class ChatSession:
             protocol.Text: self._on_text,
             protocol.AudioEnd: self._on_audio_end,
             protocol.Ping: self._on_ping,
-            protocol.Video: self._on_video,
+            protocol.Video: self.media.video,
         }
-        self._last_frame = 0.0
 
     @property
     def session_id(self) -> str:
+        """The id the learner resumes this session by."""
         return self.info.session_id
 
     async def send_error(self, code: str, message: str) -> None:
+        """Tell the learner something went wrong, with a machine-readable code."""
         await self.learner.send_error(code, message)
-
-    async def _count_error(self) -> None:
-        """A flood of bad frames ends the connection cleanly; the gateway keeps serving others."""
-        now = time.monotonic()
-        self._errors.append(now)
-        while self._errors and now - self._errors[0] > 60:
-            self._errors.popleft()
-        if len(self._errors) > MAX_ERRORS_PER_MINUTE:
-            await self.ws.close(1008, "too many bad messages")
-            raise Closing()
-
-    async def _refuse(self, code: str, message: str) -> None:
-        await self.send_error(code, message)
-        await self._count_error()
 
     # ------------------------------------------------------------------ learner side
 
@@ -112,6 +93,7 @@ class ChatSession:
             await self.ws.close(protocol.CLOSE_TOKEN_EXPIRED, "token expired")
 
     async def run(self) -> None:
+        """Serve the learner's socket until it closes, then detach the session."""
         self.background.spawn(self._expire())
         try:
             while True:
@@ -130,8 +112,9 @@ class ChatSession:
             await self.detach()
 
     async def handle_frame(self, raw: str | bytes) -> None:
+        """Route one frame from the learner: audio bytes, or a parsed JSON message."""
         if isinstance(raw, bytes):
-            await self._on_audio(raw)
+            await self.media.audio(raw)
             return
         msg = protocol.parse(raw, self.settings.max_text_chars)
         handler = self._handlers.get(type(msg))
@@ -139,7 +122,7 @@ class ChatSession:
             await handler(msg)
 
     async def _on_protocol_error(self, msg: protocol.ProtocolError) -> None:
-        await self._refuse(msg.code, msg.message)
+        await self.refusals.refuse(msg.code, msg.message)
 
     async def _on_ping(self, _msg: protocol.Ping) -> None:
         await self.learner.frame("pong")
@@ -162,67 +145,30 @@ class ChatSession:
                                  language=self.info.language, resumed=False)
 
     async def _on_text(self, msg: protocol.Text) -> None:
-        if not self.started:
-            await self.start(None, None, None)
+        await self._ensure_started()
         limits = self.deps.limits
         if not limits.allow_message(self.identity.user_id):
             wait = max(1, math.ceil(limits.message_wait_s(self.identity.user_id)))
-            # retry_after: the client shows when the message can go (docs/protocol.md).
-            metrics.errors.add(1, {"component": "gateway", "code": protocol.RATE_LIMITED})
-            await self.learner.frame("error", code=protocol.RATE_LIMITED, retry_after=wait,
-                                     message=f"too many messages; try again in {wait} s")
-            await self._count_error()
+            await self.refusals.rate_limited(wait, "too many messages")
             return
         if limits.over_budget(self.identity.user_id):
             await self.send_error(protocol.BUDGET_EXCEEDED, "today's tutoring budget is used up; it resets at "
                                                             "midnight UTC")
             return
         if not self.turns.enqueue(msg.text):
-            await self._refuse(protocol.BUSY, "still answering earlier messages; wait for turn_complete")
-
-    async def _on_audio(self, chunk: bytes) -> None:
-        if not self.started:
-            await self.start(None, None, None)
-        if self.info.mode != "audio":
-            await self._refuse(protocol.BINARY_IN_TEXT_MODE, "binary frames need {\"type\":\"start\","
-                                                             "\"mode\":\"audio\"} first")
-            return
-        if len(chunk) % 2:
-            await self._refuse(protocol.BAD_MESSAGE, "audio must be 16-bit PCM (an even number of bytes)")
-            return
-        if not self.deps.limits.allow_audio(self.identity.user_id, len(chunk) / 32000):
-            await self._refuse(protocol.RATE_LIMITED, "too much audio; pause for a moment")
-            return
-        if self.turns.turn is None and self.deps.limits.over_budget(self.identity.user_id):
-            if not self._budget_error_sent:
-                self._budget_error_sent = True
-                await self.send_error(protocol.BUDGET_EXCEEDED, "today's tutoring budget is used up")
-            return
-        self.turns.begin_voice_if_idle()
-        await self.link.send_audio(chunk)
-
-    async def _on_video(self, msg: protocol.Video) -> None:
-        """A camera frame, passed on as realtime video input (Live takes about one a second)."""
-        if not self.started:
-            await self.start(None, None, None)
-        now = time.monotonic()
-        if now - self._last_frame < VIDEO_MIN_INTERVAL_S:
-            await self._refuse(protocol.RATE_LIMITED, "at most one video frame a second")
-            return
-        self._last_frame = now
-        await self.link.send_video(msg.jpeg)
+            await self.refusals.refuse(protocol.BUSY, "still answering earlier messages; wait for turn_complete")
 
     async def _on_audio_end(self, _msg: protocol.AudioEnd) -> None:
-        if self.info.mode != "audio" or not self.started:
-            await self.send_error(protocol.BAD_MESSAGE, "audio_end without an audio session")
-            return
-        self._budget_error_sent = False
-        self.turns.mark_audio_end()
-        await self.link.send_audio_end()
+        await self.media.audio_end(self.started)
+
+    async def _ensure_started(self) -> None:
+        if not self.started:
+            await self.start(None, None, None)
 
     # ------------------------------------------------------------------ session start / end
 
     async def start(self, mode: str | None, language: str | None, resume: str | None) -> None:
+        """Open (or resume) the session: claim a slot, load the learner's context, connect upstream."""
         stages = self.stages = metrics.Stages()
         sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
         # Looked up before the row is read: a session closing meanwhile leaves the registry once its last row
@@ -231,11 +177,11 @@ class ChatSession:
         # The learner's slot is taken before any await: simultaneous starts cannot all pass the cap.
         handed_over = resume if held is not None and held.identity.user_id == self.identity.user_id else ""
         if not sessions.reserve(self.info.connection_id, self.identity.user_id, cap, handed_over):
-            await self._refuse_too_many()
+            await self.refusals.too_many(cap)
         retry_after = await self.deps.admission.enter()
         stages.mark("admission")
         if retry_after is not None:
-            await self._refuse_busy(retry_after)
+            await self.refusals.busy(retry_after)
         self._admitted = True
         try:
             await self._start_admitted(mode, language, resume, held, stages)
@@ -274,7 +220,7 @@ class ChatSession:
             self.started = False
             sessions.remove(self.session_id, self)
             await self.persistence.unclaim(fresh=row is None)
-            await self._refuse_too_many()
+            await self.refusals.too_many(cap)
         stages.mark("cap_wait")
         self._active_mode = mode_attr(self.info.mode)
         metrics.active_sessions.add(1, {"mode": self._active_mode})
@@ -286,15 +232,6 @@ class ChatSession:
         stages.mark("session_frame")
         stages.at("session_frame_at")
         self._session_sent.set()
-
-    async def _refuse_busy(self, retry_after: int) -> None:
-        """Too many sessions opening at once for this gateway to open this one within the promise."""
-        self.deps.sessions.release(self.info.connection_id)
-        metrics.errors.add(1, {"component": "gateway", "code": protocol.SERVER_BUSY})
-        await self.learner.frame("error", code=protocol.SERVER_BUSY, retry_after=retry_after,
-                                 message=f"the tutor is busy right now; try again in {retry_after} seconds")
-        await self.ws.close(protocol.CLOSE_TRY_AGAIN_LATER, "busy")
-        raise Closing()
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
         """The learner's own session `resume`, its state taken over (from the connection still holding it
@@ -351,13 +288,6 @@ class ChatSession:
         await self._session_sent.wait()  # the record has every stage (the cap check can finish last)
         log.info("session opened", extra={"session_id": self.session_id, "stages_ms": self.stages.ms()})
 
-    async def _refuse_too_many(self) -> None:
-        self.deps.sessions.release(self.info.connection_id)
-        await self.send_error(protocol.TOO_MANY_SESSIONS,
-                              f"at most {self.settings.max_sessions_per_learner} sessions at once")
-        await self.ws.close(1008, "too many sessions")
-        raise Closing()
-
     async def _learner_context(self) -> tools_pb2.GetUserContextResponse | None:
         try:
             return await self.deps.backends.tools.GetUserContext(
@@ -389,6 +319,7 @@ class ChatSession:
         await self.link.close()
 
     async def detach(self) -> None:
+        """Stop serving the socket, keeping the session resumable until it expires."""
         if self.learner.closed and self.superseded:
             return
         self.learner.closed = True

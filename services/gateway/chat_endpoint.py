@@ -44,6 +44,7 @@ class HandshakeGate:
         self.by_address: Counter[str] = Counter()
 
     def in_use(self) -> int:
+        """Sockets open plus handshakes still in progress."""
         return self.open + self.pending
 
     def reserve(self, learner: str, address: str) -> str:
@@ -58,6 +59,7 @@ class HandshakeGate:
         return ""
 
     def settle(self, learner: str, address: str, completed: bool) -> None:
+        """End a handshake: drop its per-learner and per-address counts, keep the socket if it completed."""
         self.pending -= 1
         for counter, key in ((self.by_learner, learner), (self.by_address, address)):
             counter[key] -= 1
@@ -67,6 +69,7 @@ class HandshakeGate:
             self.open += 1
 
     def release(self) -> None:
+        """Forget a socket that has closed."""
         self.open -= 1
 
 
@@ -102,6 +105,7 @@ class ChatEndpoint:
         return ws
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Authenticate and admit a WebSocket upgrade, then run a chat session on it."""
         app = self.app
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return respond(426, b"use a WebSocket\n", extra={"Upgrade": "websocket"})

@@ -34,6 +34,7 @@ class Source:
     kind: str
 
     def as_dict(self) -> dict[str, str]:
+        """The source as it appears in the learner-facing message."""
         return {"id": self.id, "kind": self.kind}
 
 
@@ -71,6 +72,7 @@ class CitationStream:
 
     @property
     def sources(self) -> list[Source]:
+        """Sources cited so far, in first-seen order."""
         return list(self._seen.values())
 
     def _cite(self, ids: list[str]) -> None:
@@ -79,6 +81,7 @@ class CitationStream:
                 self._seen[item_id] = Source(item_id, item_id.split(":", 1)[0])
 
     def feed(self, delta: str) -> str:
+        """Return the displayable part of a chunk of model text, holding back a possible citation."""
         out: list[str] = []
         for ch in delta:
             out.append(self._step(ch))

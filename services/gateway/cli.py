@@ -99,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(cli) -> None:
+    """Add the `chat` command that talks to the tutor through the gateway."""
     p = cli.command("chat", "Talk to the tutor through the gateway (text, or a voice turn from a WAV).", _run)
     p.add_argument("message", nargs="*", help="messages to send in order (none: interactive)")
     p.add_argument("--user", default="demo-n5", help="learner id for a locally minted token")
@@ -211,6 +212,7 @@ def _me_args(p: argparse.ArgumentParser) -> None:
 
 
 def register_me(cli) -> None:
+    """Add the `me` commands for a learner's privacy settings and data."""
     p = cli.subcommand("me", "privacy", "Show (or --set) your privacy settings.", _me(_privacy))
     _me_args(p)
     p.add_argument("--set", action="append", metavar="NAME=BOOL",

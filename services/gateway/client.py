@@ -33,10 +33,12 @@ class TurnResult:
     frames: list[dict[str, Any]] = field(default_factory=list)
 
     def transcript(self, role: str) -> str:
+        """Everything transcribed for one speaker, joined."""
         return "".join(t for r, t in self.transcripts if r == role)
 
     @property
     def answer(self) -> str:
+        """The tutor's reply: its text, or the transcript of its speech."""
         return self.text or self.transcript("tutor")
 
     def add(self, frame: dict[str, Any], now: float, on_text=None) -> bool:
@@ -66,6 +68,7 @@ class TurnResult:
         return False
 
     def as_dict(self) -> dict[str, Any]:
+        """The turn as JSON-ready data for the CLI and benchmarks."""
         return {"answer": self.answer, "text": self.text, "audio_bytes": len(self.audio),
                 "transcripts": [{"role": r, "text": t} for r, t in self.transcripts], "tools": self.tools,
                 "errors": self.errors, "usage": self.usage, "sources": self.sources, "first_text_s": self.first_text_s,
@@ -80,11 +83,13 @@ class ChatClient:
     @classmethod
     async def open(cls, url: str, token: str, *, headers: dict[str, str] | None = None,
                    open_wait_s: float = 10) -> ChatClient:
+        """Connect to the gateway's chat socket with a learner token."""
         ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}", **(headers or {})},
                            open_timeout=open_wait_s, max_size=16 * 1024 * 1024, ping_interval=30, ping_timeout=90)
         return cls(ws)
 
     async def close(self) -> None:
+        """Close the chat socket."""
         await self.ws.close()
 
     async def __aenter__(self) -> ChatClient:
@@ -94,9 +99,11 @@ class ChatClient:
         await self.close()
 
     async def send(self, **message: Any) -> None:
+        """Send one JSON message to the gateway."""
         await self.ws.send(json.dumps(message, ensure_ascii=False))
 
     async def recv_json(self, wait_s: float = 30) -> dict[str, Any]:
+        """Wait for the next JSON message, skipping audio frames."""
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), wait_s)
             if isinstance(raw, str):
@@ -104,6 +111,7 @@ class ChatClient:
 
     async def start(self, mode: str = "text", language: str | None = None, resume: str | None = None,
                     wait_s: float = 30) -> dict[str, Any]:
+        """Begin (or resume) a session and wait until the gateway reports it open."""
         msg: dict[str, Any] = {"type": "start", "mode": mode}
         if language:
             msg["language"] = language
@@ -138,6 +146,7 @@ class ChatClient:
                 return result
 
     async def ask(self, text: str, wait_s: float = 60) -> TurnResult:
+        """Send a typed question and collect the tutor's whole answer."""
         started = time.perf_counter()
         await self.send(type="text", text=text)
         return await self.collect(started, wait_s)
@@ -173,6 +182,7 @@ def read_wav_16k(path: Path) -> bytes:
 
 
 def write_wav_24k(path: Path, pcm: bytes) -> None:
+    """Save the tutor's 24 kHz PCM speech as a playable WAV file."""
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)

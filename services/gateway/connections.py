@@ -64,6 +64,7 @@ class ConnectionStore:
         return int(time.time() + window)
 
     async def put(self, row: SessionRow) -> None:
+        """Save the session's row, refreshing its activity time and expiry."""
         row.last_activity = time.time()
         row.ttl = self._ttl(row.state)
         item: dict[str, Any] = {
@@ -110,6 +111,7 @@ class ConnectionStore:
             ExpressionAttributeValues={**values, ":detached": "detached", ":ttl": self._ttl("detached")})
 
     async def get(self, session_id: str) -> SessionRow | None:
+        """Read a live session row, or None if it is missing or expired."""
         item = (await asyncio.to_thread(self.table.get_item, Key={"sessionId": session_id},
                                         ConsistentRead=True)).get("Item")
         if not item or is_expired(item):

@@ -30,9 +30,11 @@ class ContextCache:
         self._reading: dict[str, asyncio.Future] = {}
 
     def invalidate(self, user_id: str) -> None:
+        """Drop a learner's cached context, e.g. after their data changed."""
         self._entries.pop(user_id, None)
 
     async def get(self, user_id: str, fetch: Fetch) -> tools_pb2.GetUserContextResponse | None:
+        """Return the learner's context, fetching it when absent or stale."""
         hit = self._entries.get(user_id)
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             self._entries.move_to_end(user_id)

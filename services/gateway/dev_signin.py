@@ -30,11 +30,13 @@ DEMO_TOKEN_TTL_S = 3600
 
 
 def enabled(config: GatewayConfig) -> bool:
+    """Demo sign-in exists only in local mode with the dev HS256 secret, never in prod."""
     auth = config.common.auth
     return config.common.environment == "local" and auth.algorithm == "HS256"
 
 
 def add_routes(router: web.UrlDispatcher, config: GatewayConfig) -> None:
+    """Register /api/v1/dev/token (GET and POST) when demo sign-in is enabled."""
     if not enabled(config):
         return
     allowed = {d["user"] for d in DEMO_LEARNERS}

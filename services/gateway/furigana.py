@@ -68,6 +68,7 @@ def _japanese():
 
 
 def warm() -> None:
+    """Load the analyser and dictionary ahead of the first answer (run off the event loop at start)."""
     try:
         _japanese().tokens("日本語")
     except Exception:  # noqa: BLE001 - without the analyser answers go out without readings

@@ -28,17 +28,20 @@ HTML_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", 
 
 def respond(status: int, body: bytes | str, ctype: str = "text/plain; charset=utf-8",
             extra: dict[str, str] | None = None) -> web.Response:
+    """A response that is never cached."""
     body = body.encode() if isinstance(body, str) else body
     return web.Response(status=status, body=body, headers={"Content-Type": ctype, "Cache-Control": "no-store",
                                                            **(extra or {})})
 
 
 def json_response(status: int, data: Any, extra: dict[str, str] | None = None) -> web.Response:
+    """A JSON response that browsers must not sniff as another type."""
     return respond(status, json.dumps(data, ensure_ascii=False).encode(), "application/json; charset=utf-8",
                    {"X-Content-Type-Options": "nosniff", **(extra or {})})
 
 
 def json_error(status: int, code: str, message: str, extra: dict[str, str] | None = None) -> web.Response:
+    """A JSON error body with a machine-readable code."""
     return json_response(status, {"error": {"code": code, "message": message}}, extra)
 
 
@@ -90,6 +93,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_middleware(allowed_origins: tuple[str, ...], local: bool):
+    """Middleware that refuses foreign origins and adds security headers."""
     @web.middleware
     async def hardening(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not origin_allowed(request.headers.get("Origin"), request.host, allowed_origins, local):

@@ -34,12 +34,18 @@ MAX_BUFFERED_AUDIO = 16000 * 2 * 10  # bytes: 10 s of 16 kHz PCM16 kept while th
 class LinkEvents(Protocol):
     """What the link hands on (the turn runner)."""
 
-    async def on_server_content(self, sc: types.LiveServerContent) -> None: ...
-    async def on_tool_call(self, tc: types.LiveServerToolCall) -> None: ...
-    async def on_tool_call_cancellation(self, cancel: types.LiveServerToolCallCancellation) -> None: ...
-    async def on_usage_metadata(self, meta: types.UsageMetadata) -> None: ...
-    async def after_reconnect(self, reason: str) -> None: ...
-    def between_turns(self) -> bool: ...
+    async def on_server_content(self, sc: types.LiveServerContent) -> None:
+        """Handle model output: text, audio, transcripts, turn ends."""
+    async def on_tool_call(self, tc: types.LiveServerToolCall) -> None:
+        """Handle the model asking for tools to run."""
+    async def on_tool_call_cancellation(self, cancel: types.LiveServerToolCallCancellation) -> None:
+        """Handle the model withdrawing tool calls it no longer needs."""
+    async def on_usage_metadata(self, meta: types.UsageMetadata) -> None:
+        """Handle token counts reported upstream."""
+    async def after_reconnect(self, reason: str) -> None:
+        """React to a fresh upstream connection replacing a lost one."""
+    def between_turns(self) -> bool:
+        """Whether no turn is running or queued, so a reconnect loses nothing."""
 
 
 class UpstreamLink:
@@ -65,6 +71,7 @@ class UpstreamLink:
         self._handlers: dict[str, Callable[[Any], Awaitable[None]]] = {}
 
     def bind(self, events: LinkEvents) -> None:
+        """Attach the session's event handlers and map upstream message kinds to them."""
         # Order matters when one frame carries several: usage and the new handle belong to the turn that the
         # same frame's turnComplete closes, and a goAway is acted on only after that.
         self.events = events
@@ -117,12 +124,14 @@ class UpstreamLink:
         self.ready.set()
 
     async def close(self) -> None:
+        """Close the upstream connection, if any."""
         if self.upstream is not None:
             await self.upstream.close()
 
     # ------------------------------------------------------------------ reconnecting
 
     def reconnect_soon(self, reason: str, gen: int | None = None) -> asyncio.Task:
+        """Reconnect in the background, so the caller is not held up."""
         return self.background.spawn(self.reconnect(reason, gen))
 
     async def reconnect(self, reason: str, gen: int | None = None) -> None:
@@ -167,11 +176,13 @@ class UpstreamLink:
     # ------------------------------------------------------------------ LiveHandler (live.Upstream calls these)
 
     async def on_upstream_lost(self, exc: BaseException | None) -> None:
+        """Reconnect after the upstream connection dropped."""
         gen = self.generation
         log.info("upstream dropped", extra={"error": repr(exc), "session_id": self.info.session_id})
         self.reconnect_soon("drop", gen)
 
     async def on_upstream_message(self, msg: types.LiveServerMessage) -> None:
+        """Dispatch each part of an upstream message to its handler."""
         for kind, handler in self._handlers.items():
             value = getattr(msg, kind, None)
             if value is not None:
@@ -189,6 +200,7 @@ class UpstreamLink:
     # ------------------------------------------------------------------ sending
 
     async def send_turn(self, content: types.Content) -> None:
+        """Send a complete learner turn upstream."""
         await self.upstream.send_turn(content)
 
     async def send_audio(self, chunk: bytes) -> None:
@@ -223,6 +235,7 @@ class UpstreamLink:
         await self.upstream.send_audio_end()
 
     async def send_audio_end(self) -> None:
+        """Tell the model the learner stopped speaking, once connected."""
         self._utterance_ended = True
         await self.ready.wait()
         with contextlib.suppress(Exception):
@@ -247,6 +260,7 @@ class UpstreamLink:
         return True
 
     async def nudge(self) -> None:
+        """Prod a silent model to answer; best effort."""
         if self.upstream is not None and self.ready.is_set():
             with contextlib.suppress(Exception):
                 await self.upstream.send_nudge()

@@ -23,8 +23,10 @@ from services.gateway.config import GatewayConfig
 log = logging.getLogger(__name__)
 
 class LiveHandler(Protocol):
-    async def on_upstream_message(self, msg: types.LiveServerMessage) -> None: ...
-    async def on_upstream_lost(self, exc: BaseException | None) -> None: ...
+    async def on_upstream_message(self, msg: types.LiveServerMessage) -> None:
+        """Handle one message from the live model."""
+    async def on_upstream_lost(self, exc: BaseException | None) -> None:
+        """Handle the live connection ending on its own."""
 
 
 class CompressionSettings(Protocol):
@@ -35,6 +37,7 @@ class CompressionSettings(Protocol):
 
 
 def make_client(config: GatewayConfig) -> genai.Client:
+    """Build the google-genai client for the configured live backend."""
     live = config.live
     # Slow pongs are normal upstream (8-30 s seen): a 20 s timeout would drop healthy sessions.
     ws_args: dict = {"ping_interval": config.upstream_ping_interval_s,
@@ -93,6 +96,7 @@ class Upstream:
         self._closing = False
 
     async def open(self, cfg: types.LiveConnectConfig, timeout_s: float = 10.0) -> None:
+        """Connect to the live model and start reading its messages."""
         stack = contextlib.AsyncExitStack()
         try:
             self.session = await asyncio.wait_for(
@@ -118,6 +122,7 @@ class Upstream:
             await self.handler.on_upstream_lost(lost)
 
     async def close(self) -> None:
+        """Stop reading and close the live connection."""
         self._closing = True
         recv, self._recv = self._recv, None
         if recv is not None and recv is not asyncio.current_task():
@@ -131,15 +136,19 @@ class Upstream:
         self.session = None
 
     async def send_turn(self, content: types.Content | list[types.Content], turn_complete: bool = True) -> None:
+        """Send conversation content to the model."""
         await self.session.send_client_content(turns=content, turn_complete=turn_complete)
 
     async def send_audio(self, pcm16: bytes) -> None:
+        """Stream a chunk of the learner's 16 kHz speech."""
         await self.session.send_realtime_input(audio=types.Blob(data=pcm16, mime_type="audio/pcm;rate=16000"))
 
     async def send_video(self, jpeg: bytes) -> None:
+        """Stream one camera frame."""
         await self.session.send_realtime_input(video=types.Blob(data=jpeg, mime_type="image/jpeg"))
 
     async def send_audio_end(self) -> None:
+        """Tell the model the learner's audio stream has ended."""
         await self.session.send_realtime_input(audio_stream_end=True)
 
     async def send_nudge(self) -> None:
@@ -147,5 +156,6 @@ class Upstream:
         await self.session.send_client_content(turn_complete=True)
 
     async def send_tool_response(self, responses: list[types.FunctionResponse]) -> None:
+        """Return tool results to the model."""
         await self.session.send_tool_response(function_responses=responses)
 

@@ -74,6 +74,7 @@ class SessionPersistence:
         return await self.store.attached_sessions(uid, exclude=self.info.session_id)
 
     async def unclaim(self, *, fresh: bool) -> None:
+        """Give back the learner's session slot in the store."""
         if self.store is not None:
             await self.bounded(self.store.unclaim(self.info.session_id, self.info.identity.user_id, fresh=fresh),
                                "session cap", None)
@@ -98,6 +99,7 @@ class SessionPersistence:
         self._handed_over = True
 
     def write_soon(self, state: str = "attached") -> asyncio.Task:
+        """Save the session row in the background, tracked so shutdown can await it."""
         task = asyncio.create_task(self._write(state))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)

@@ -74,12 +74,14 @@ class PrivacyHandlers:
             return exc.response
 
     async def get_privacy(self, request: web.Request) -> web.Response:
+        """Return the learner's privacy settings."""
         async def work(identity: Identity) -> web.Response:
             reply = await self._rpc("GetPrivacySettings", pb.GetPrivacySettingsRequest(), identity)
             return json_response(200, _settings(reply.settings))
         return await self._wrap(request, work)
 
     async def put_privacy(self, request: web.Request) -> web.Response:
+        """Change some of the learner's privacy settings, keeping the rest."""
         async def work(identity: Identity) -> web.Response:
             body = await self._json_body(request)
             current = (await self._rpc("GetPrivacySettings", pb.GetPrivacySettingsRequest(), identity)).settings
@@ -112,6 +114,7 @@ class PrivacyHandlers:
         return data
 
     async def delete_data(self, request: web.Request) -> web.Response:
+        """Erase everything stored about the learner."""
         async def work(identity: Identity) -> web.Response:
             # Queued turn records first, so none is written after the erase.
             dropped = self.app.turnlog.forget(identity.user_id)
@@ -123,6 +126,7 @@ class PrivacyHandlers:
         return await self._wrap(request, work)
 
     async def export_data(self, request: web.Request) -> web.Response:
+        """Return everything stored about the learner as one JSON document."""
         async def work(identity: Identity) -> web.Response:
             settings = await self._rpc("GetPrivacySettings", pb.GetPrivacySettingsRequest(), identity)
             usage = await self._usage_rows(identity.user_id)

@@ -57,6 +57,7 @@ def learner_context(ctx: tools_pb2.GetUserContextResponse | None, language: str)
 
 
 def system_instruction(ctx: tools_pb2.GetUserContextResponse | None, language: str, mode: str) -> str:
+    """Compose the tutor's instructions for this learner's level, language and mode."""
     learner = learner_context(ctx, language)
     parts = [PERSONA, LEVEL_RULES.get(learner["base_level"], LEVEL_RULES["N5"]), LANGUAGE_RULES[language]]
     if mode == "audio":

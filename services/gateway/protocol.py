@@ -89,6 +89,7 @@ def _parse_int(text: str) -> int:
 
 
 def parse(raw: str, max_text_chars: int) -> ClientMessage | ProtocolError:
+    """Validate a learner's JSON message, returning it typed or a ProtocolError."""
     try:
         data = json.loads(raw, parse_int=_parse_int)
     except _NumberTooLong:
@@ -99,21 +100,9 @@ def parse(raw: str, max_text_chars: int) -> ClientMessage | ProtocolError:
         return ProtocolError(BAD_MESSAGE, "message must be a JSON object with a \"type\"")
     kind = data.get("type")
     if kind == "text":
-        text = data.get("text")
-        if not isinstance(text, str) or not text.strip():
-            return ProtocolError(BAD_MESSAGE, "text message needs a non-empty \"text\" string")
-        if len(text) > max_text_chars:
-            return ProtocolError(TOO_LARGE, f"text is longer than {max_text_chars} characters")
-        return Text(text.strip())
+        return _text(data.get("text"), max_text_chars)
     if kind == "start":
-        mode, language, resume = data.get("mode"), data.get("language"), data.get("resume")
-        if mode is not None and mode not in MODES:
-            return ProtocolError(BAD_MESSAGE, "mode must be \"text\" or \"audio\"")
-        if language is not None and language not in LANGUAGES:
-            return ProtocolError(BAD_MESSAGE, "language must be \"en\" or \"ja\"")
-        if resume is not None and (not isinstance(resume, str) or not 0 < len(resume) <= 64):
-            return ProtocolError(BAD_MESSAGE, "resume must be a session id string")
-        return Start(mode, language, resume)
+        return _start(data)
     if kind == "audio_end":
         return AudioEnd()
     if kind == "ping":
@@ -123,6 +112,25 @@ def parse(raw: str, max_text_chars: int) -> ClientMessage | ProtocolError:
     if not isinstance(kind, str):
         return ProtocolError(BAD_MESSAGE, "message needs a \"type\" string")
     return ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}")
+
+
+def _text(text: Any, max_text_chars: int) -> Text | ProtocolError:
+    if not isinstance(text, str) or not text.strip():
+        return ProtocolError(BAD_MESSAGE, "text message needs a non-empty \"text\" string")
+    if len(text) > max_text_chars:
+        return ProtocolError(TOO_LARGE, f"text is longer than {max_text_chars} characters")
+    return Text(text.strip())
+
+
+def _start(data: dict[str, Any]) -> Start | ProtocolError:
+    mode, language, resume = data.get("mode"), data.get("language"), data.get("resume")
+    if mode is not None and mode not in MODES:
+        return ProtocolError(BAD_MESSAGE, "mode must be \"text\" or \"audio\"")
+    if language is not None and language not in LANGUAGES:
+        return ProtocolError(BAD_MESSAGE, "language must be \"en\" or \"ja\"")
+    if resume is not None and (not isinstance(resume, str) or not 0 < len(resume) <= 64):
+        return ProtocolError(BAD_MESSAGE, "resume must be a session id string")
+    return Start(mode, language, resume)
 
 
 def _video(encoded: Any) -> Video | ProtocolError:
@@ -140,8 +148,10 @@ def _video(encoded: Any) -> Video | ProtocolError:
 
 
 def frame(kind: str, **fields: Any) -> str:
+    """Encode a message to the learner."""
     return json.dumps({"type": kind, **fields}, ensure_ascii=False)
 
 
 def error(code: str, message: str) -> str:
+    """Encode an error message to the learner."""
     return frame("error", code=code, message=message)

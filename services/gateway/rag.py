@@ -29,10 +29,12 @@ class Retrieved:
 
     @property
     def item_ids(self) -> list[str]:
+        """Ids of the retrieved study items, for the turn record."""
         return [i["id"] for i in self.items if "id" in i]
 
 
 def hit_dicts(response: retrieval_pb2.SearchResponse) -> list[dict[str, Any]]:
+    """Search hits as plain dicts with rounded scores."""
     out = []
     for hit in response.hits:
         item = MessageToDict(hit.item, preserving_proto_field_name=True)
@@ -58,6 +60,7 @@ async def search(stub: retrieval_pb2_grpc.RetrievalStub, token: str, query: str,
 
 
 def context_block(retrieved: Retrieved) -> str:
+    """The retrieved items as prompt context, or a note that retrieval was unavailable."""
     if not retrieved.available:
         return UNAVAILABLE_BLOCK
     return format_block(KOTOBA_CONTEXT, {"items": retrieved.items})

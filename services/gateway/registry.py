@@ -24,12 +24,15 @@ class SessionRegistry:
     # ---- sessions by id (resume finds the in-memory state here)
 
     def get(self, session_id: str) -> Any | None:
+        """The live session with this id, if it is on this gateway."""
         return self._sessions.get(session_id)
 
     def values(self) -> list[Any]:
+        """A snapshot of the live sessions."""
         return list(self._sessions.values())
 
     def add(self, session_id: str, session: Any) -> None:
+        """Register a live session."""
         self._sessions[session_id] = session
 
     def remove(self, session_id: str, session: Any) -> None:
@@ -73,5 +76,6 @@ class SessionRegistry:
         return sum(1 for sid in session_ids if sid not in here and sid not in self._ended)
 
     def held(self, user_id: str, *, exclude_connection: str = "", exclude_session: str = "") -> int:
+        """Slots the learner holds on this gateway, minus the given connection or session."""
         return sum(1 for conn, (uid, sid) in self._slots.items()
                    if uid == user_id and conn != exclude_connection and not (exclude_session and sid == exclude_session))

@@ -39,9 +39,11 @@ class ResumptionState:
         return False
 
     def resume_handle(self) -> str | None:
+        """The handle to resume the model session with, if it is still usable."""
         return self.handle if self.handle and self.resumable else None
 
     def remember(self, question: str, answer: str, keep: int = 6) -> None:
+        """Keep a short recent history to replay when the model session cannot resume."""
         if question:
             self.history.append({"role": "user", "text": question[:1000]})
         if answer:

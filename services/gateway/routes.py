@@ -21,6 +21,7 @@ ADMIN_API_METHODS = "GET"
 
 
 def build(app: App) -> tuple[web.Application, ChatEndpoint]:
+    """Build the gateway's web application and its routes."""
     config = app.config
     web_app = web.Application(middlewares=[make_middleware(config.allowed_origins,
                                                            config.common.environment == "local")],

@@ -60,6 +60,7 @@ class App:
         self.ready = False
 
     async def close(self, drain_s: float) -> None:
+        """Warn learners, close their sockets, and drain pending writes before exit."""
         self.ready = False
         for session in list(self.sessions.values()):
             await session.send_error("going_away", "the server is restarting; reconnect with resume")
@@ -70,6 +71,7 @@ class App:
 
 async def run(config: GatewayConfig, stop: asyncio.Event, started: asyncio.Future | None = None,
               use_tables: bool = True) -> None:
+    """Serve the gateway until stop is set."""
     app = App(config, use_tables=use_tables)
     app.turnlog.start()
     # The reading analyser loads in a few seconds: in the background, so the first answer need not wait.
@@ -98,6 +100,7 @@ async def run(config: GatewayConfig, stop: asyncio.Event, started: asyncio.Futur
 
 
 def main() -> None:
+    """Run the gateway process."""
     from services.common.grpc_server import bootstrap
 
     bootstrap("gateway")

@@ -44,6 +44,7 @@ class SessionSettings:
 
     @classmethod
     def from_config(cls, c: GatewayConfig) -> SessionSettings:
+        """The session-level settings from the gateway config."""
         return cls(c.max_text_chars, c.idle_timeout_s, c.max_pending_turns, c.max_sessions_per_learner,
                    c.store_deadline_s, c.context_deadline_s)
 
@@ -60,6 +61,7 @@ class TurnSettings:
 
     @classmethod
     def from_config(cls, c: GatewayConfig) -> TurnSettings:
+        """The turn-level settings from the gateway config."""
         return cls(c.rag_deadline_s, c.rag_top_k, c.prices, c.live.kind, c.live.family, c.stall_s)
 
 
@@ -76,6 +78,7 @@ class LinkSettings:
 
     @classmethod
     def from_config(cls, c: GatewayConfig) -> LinkSettings:
+        """The upstream-link settings from the gateway config."""
         return cls(c.live.model, c.reconnect_attempts, c.reconnect_base_delay_s, c.compression_trigger_tokens,
                    c.compression_target_tokens, c.google_search, c.affective_dialog, c.proactive_audio)
 
@@ -99,6 +102,7 @@ class SessionDeps:
 
     @classmethod
     def build(cls, config: GatewayConfig, **parts: Any) -> SessionDeps:
+        """Bundle the per-area settings with the shared parts a session needs."""
         return cls(session=SessionSettings.from_config(config), turn=TurnSettings.from_config(config),
                    link=LinkSettings.from_config(config), **parts)
 
@@ -117,6 +121,7 @@ class SessionInfo:
 
     @property
     def level(self) -> str:
+        """The learner's JLPT level, or "" before their context has loaded."""
         return self.context.settings.base_level if self.context else ""
 
 
@@ -128,6 +133,7 @@ class LearnerChannel:
         self.closed = False
 
     async def send(self, data: str | bytes) -> None:
+        """Send to the learner, dropping frames once the socket has closed."""
         if self.closed:
             return
         try:
@@ -136,10 +142,12 @@ class LearnerChannel:
             self.closed = True
 
     async def send_error(self, code: str, message: str) -> None:
+        """Count and send an error to the learner."""
         metrics.errors.add(1, {"component": "gateway", "code": code})
         await self.send(protocol.error(code, message))
 
     async def frame(self, kind: str, **fields: Any) -> None:
+        """Send one typed message to the learner."""
         await self.send(protocol.frame(kind, **fields))
 
 
@@ -150,11 +158,13 @@ class Background:
         self._tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        """Run a task kept alive until done, so it is not garbage-collected."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
     def cancel_all(self) -> None:
+        """Cancel every background task at session end."""
         for task in list(self._tasks):
             task.cancel()

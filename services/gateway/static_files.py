@@ -23,6 +23,7 @@ class StaticFiles:
                     self.files[path.name] = (path.read_bytes(), ctype)
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Serve one of the bundled web-client files."""
         path = request.path
         name = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/").lstrip("/")
         if name not in self.files or "/" in name:

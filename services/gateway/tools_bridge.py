@@ -40,6 +40,7 @@ def _declarations_module():
 
 
 def function_declarations(voice: bool) -> list[dict[str, Any]]:
+    """The tools the model may call; voice sessions also get the dictionary search."""
     decls = list(_declarations_module().FUNCTION_DECLARATIONS)
     if voice:
         decls.append(SEARCH_DICTIONARY)
@@ -47,6 +48,7 @@ def function_declarations(voice: bool) -> list[dict[str, Any]]:
 
 
 def genai_tools(decls: Iterable[dict[str, Any]]) -> list[types.Tool]:
+    """Convert tool declarations into google-genai tools."""
     out = []
     for d in decls:
         try:
@@ -72,6 +74,7 @@ class CallRecord:
 
     @property
     def error(self) -> str:
+        """The error code the tool returned, or ""."""
         err = self.response.get("error")
         return err.get("code", "") if isinstance(err, dict) else ""
 

@@ -116,9 +116,11 @@ class TurnLog:
         self._workers: list[asyncio.Task] = []
 
     def start(self) -> None:
+        """Start the workers that send turn records to the conversations service."""
         self._workers = [asyncio.create_task(self._run(), name=f"turnlog-{i}") for i in range(self.senders)]
 
     def submit(self, turn: conversations_pb2.Turn, token: str, *, user_id: str = "", expires_at: float = 0.0) -> None:
+        """Queue a turn record for saving."""
         span = trace.get_current_span().get_span_context()
         item = Pending(turn, token, user_id, expires_at, span if span.is_valid else None)
         while True:

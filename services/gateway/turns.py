@@ -26,11 +26,12 @@ from kotoba.v1 import conversations_pb2
 from services.common import live_models, metrics
 from services.common.telemetry import tracer
 from services.gateway import furigana, protocol, rag
-from services.gateway.citations import CitationStream, tool_status
+from services.gateway.citations import CitationStream
 from services.gateway.link import UpstreamLink
 from services.gateway.live import function_mode
 from services.gateway.resumption import ResumptionState
 from services.gateway.session_parts import Background, LearnerChannel, SessionInfo, TurnSettings
+from services.gateway.tool_calls import ToolFanOut
 from services.gateway.tools_bridge import CallRecord, ToolBridge
 from services.gateway.turnlog import TurnLog
 from services.gateway.usage import Limits, TurnUsage, from_metadata
@@ -74,6 +75,7 @@ class TurnState:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def elapsed_ms(self, since: float | None = None) -> float:
+        """Milliseconds since the turn (or the given moment) began."""
         return (time.perf_counter() - (since or self.started)) * 1000
 
 
@@ -101,13 +103,14 @@ class TurnRunner:
         self.turn: TurnState | None = None
         self.idle = asyncio.Event()  # no turn in progress
         self.idle.set()
-        self._tool_tasks: dict[str, asyncio.Task] = {}
         self._turn_index = 0
         self._worker: asyncio.Task | None = None
         family = deps.settings.family
         self.non_blocking = function_mode(family) == live_models.NON_BLOCKING
         self.watchdog = StallWatchdog(deps.settings.stall_s, link.nudge, self._stalled,
                                       lambda: self.info.session_id)
+        self.tools = ToolFanOut(deps.bridge, info, link, learner, background, self.watchdog, self.non_blocking,
+                                self._current, lambda: self.turn)
 
     def text_from_transcription(self) -> bool:
         """Text mode on an audio-only model: the learner reads the model's output transcription."""
@@ -119,6 +122,7 @@ class TurnRunner:
     # ------------------------------------------------------------------ turn lifecycle
 
     def begin(self, mode: str, question: str) -> TurnState:
+        """Start tracking a new turn, with its own trace span."""
         turn = TurnState(mode=mode, question=question)
         self._turn_index += 1
         turn.span = _tracer.start_span(metrics.SPAN_TURN, context=otel_context.Context(),
@@ -132,6 +136,7 @@ class TurnRunner:
         return self.turn or self.begin("voice" if self.info.mode == "audio" else "text", "")
 
     def enqueue(self, text: str) -> bool:
+        """Queue a typed question; False when too many are waiting."""
         try:
             self.pending.put_nowait(text)
         except asyncio.QueueFull:
@@ -139,17 +144,19 @@ class TurnRunner:
         return True
 
     def between_turns(self) -> bool:
+        """Whether no turn is running or queued."""
         return self.turn is None and self.pending.empty()
 
     def start_worker(self) -> None:
+        """Start answering queued questions in order."""
         self._worker = asyncio.create_task(self._work(), name="turn-worker")
 
     def stop(self) -> None:
+        """Stop the watchdog, the question worker and any running tools."""
         self.watchdog.stop()
         if self._worker is not None:
             self._worker.cancel()
-        for task in list(self._tool_tasks.values()):
-            task.cancel()
+        self.tools.cancel_all()
 
     def release_waiting(self) -> None:
         """The upstream is gone for good: nothing will complete the turn in progress."""
@@ -202,6 +209,7 @@ class TurnRunner:
             "component": "gateway", "outcome": "ok" if turn.retrieved.available else "error"})
 
     async def finish(self) -> None:
+        """Close the current turn: tell the learner, record metrics, log it."""
         turn = self.turn
         if turn is None:
             return
@@ -278,6 +286,7 @@ class TurnRunner:
         self.watchdog.touch()
 
     def mark_audio_end(self) -> None:
+        """Note the learner finished speaking and wait for the model's reply."""
         if self.turn is not None:
             self.turn.audio_end = time.perf_counter()
         # The model hears the utterance before it can answer: its length is added to the wait.
@@ -286,6 +295,7 @@ class TurnRunner:
     # ------------------------------------------------------------------ server content (from the link)
 
     async def on_server_content(self, sc: types.LiveServerContent) -> None:
+        """Forward model output to the learner and track the turn's progress."""
         if sc.interrupted:
             # At once: the client drops queued audio; nothing more of the old answer is sent.
             await self.learner.frame("interrupted")
@@ -353,54 +363,26 @@ class TurnRunner:
         await self.learner.send(pcm)
 
     async def on_usage_metadata(self, meta: types.UsageMetadata) -> None:
+        """Add reported token use to the turn, or to the learner's spend between turns."""
         usage = from_metadata(meta, self.deps.settings.prices)
         if self.turn is not None:
             self.turn.usage.add(usage)
         else:
             self.background.spawn(self.deps.limits.record(self.info.identity.user_id, usage))
 
-    # ------------------------------------------------------------------ tools
+    # ------------------------------------------------------------------ tools (tool_calls.py)
 
     async def on_tool_call(self, tc: types.LiveServerToolCall) -> None:
-        calls = list(tc.function_calls or [])
-        if not calls:
-            return
-        turn = self._current()
-        self.watchdog.output()
-        if self.non_blocking and not turn.held:
-            turn.holding = True
-        turn.tools_pending += 1
-        for fc in calls:
-            await self.learner.frame("tool", name=fc.name,
-                                     text=tool_status(fc.name or "", dict(fc.args or {}), self.info.language))
-        self.background.spawn(self._run_tools(turn, calls, self.link.generation))
-
-    async def _run_tools(self, turn: TurnState, calls: list[types.FunctionCall], gen: int) -> None:
-        started = time.perf_counter()
-        with trace.use_span(turn.span, end_on_exit=False):  # each kotoba.tool span sits under the turn
-            records = await self.deps.bridge.run(calls, self.info.identity.token, self._tool_tasks)
-        turn.tool_calls.extend(records)
-        turn.tools_ms += (time.perf_counter() - started) * 1000
-        # NON_BLOCKING: the learner is waiting for this answer, so the model is to use it at once.
-        sent = await self.link.send_tool_responses(records, gen, "INTERRUPT" if self.non_blocking else "")
-        if self.turn is not turn or gen != self.link.generation:
-            return  # the turn ended, or was asked again on a new upstream
-        turn.tools_pending = max(0, turn.tools_pending - 1)
-        if sent:
-            self.watchdog.arm("tool_response")
-        else:
-            log.info("tool results owed to a lost upstream; the turn is asked again",
-                     extra={"session_id": self.info.session_id})
+        """Hand the model's tool calls to the fan-out, which runs them and answers upstream."""
+        await self.tools.on_tool_call(tc)
 
     async def on_tool_call_cancellation(self, cancel: types.LiveServerToolCallCancellation) -> None:
-        for call_id in cancel.ids or []:
-            task = self._tool_tasks.get(call_id)
-            if task is not None:
-                task.cancel()
-                log.info("tool call cancelled", extra={"call_id": call_id, "session_id": self.info.session_id})
+        """Cancel tool calls the model withdrew."""
+        await self.tools.on_tool_call_cancellation(cancel)
 
 
 def mode_attr(mode: str) -> str:
+    """Collapse session modes to the two metric labels, audio and text."""
     return "audio" if mode in ("voice", "audio") else "text"
 
 
@@ -427,6 +409,7 @@ def turn_record(turn: TurnState, info: SessionInfo, question: str, answer: str,
 
 
 def record_turn_metrics(turn: TurnState, total_ms: float, outcome: str, backend: str) -> None:
+    """Record the turn's latency, first-output times and outcome."""
     mode = {"mode": mode_attr(turn.mode)}
     metrics.turn_latency.record(total_ms, {**mode, "outcome": outcome})
     if turn.first_text_ms:

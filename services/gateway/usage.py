@@ -30,6 +30,7 @@ class TurnUsage:
     cost_usd: float = 0.0
 
     def add(self, other: TurnUsage) -> None:
+        """Add another report's token counts to this turn."""
         self.text_in_tokens += other.text_in_tokens
         self.text_out_tokens += other.text_out_tokens
         self.audio_in_tokens += other.audio_in_tokens
@@ -37,6 +38,7 @@ class TurnUsage:
         self.cost_usd += other.cost_usd
 
     def as_dict(self) -> dict[str, Any]:
+        """The usage as JSON-ready data with a rounded cost."""
         out = asdict(self)
         out["cost_usd"] = round(self.cost_usd, 8)
         return out
@@ -72,11 +74,13 @@ def from_metadata(meta: types.UsageMetadata, prices: Prices) -> TurnUsage:
 
 
 def cost(u: TurnUsage, prices: Prices) -> float:
+    """The turn's price in USD from per-million-token prices."""
     return (u.audio_in_tokens * prices.audio_in + u.audio_out_tokens * prices.audio_out
             + u.text_in_tokens * prices.text_in + u.text_out_tokens * prices.text_out) / 1_000_000
 
 
 def today() -> str:
+    """Today's UTC date, the key of the daily spend."""
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
@@ -89,6 +93,7 @@ class UsageStore:
         self.settings_table = settings_table
 
     async def spent_today(self, user_id: str) -> float:
+        """The learner's spend so far today, in USD."""
         def get() -> float:
             row = self.client.get_item(TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
                                        ProjectionExpression="costUsd", ConsistentRead=True).get("Item") or {}
@@ -97,6 +102,7 @@ class UsageStore:
         return await asyncio.to_thread(get)
 
     async def budget_override(self, user_id: str) -> float | None:
+        """The learner's own daily budget, if one is set."""
         def get() -> float | None:
             row = self.client.get_item(TableName=self.settings_table, Key={"userId": {"S": user_id}},
                                        ProjectionExpression="dailyBudgetUsd").get("Item") or {}
@@ -116,6 +122,7 @@ class UsageStore:
         return await asyncio.to_thread(get)
 
     async def add(self, user_id: str, u: TurnUsage) -> None:
+        """Add a turn's tokens and cost to the learner's daily row."""
         def update() -> None:
             self.client.update_item(
                 TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
@@ -142,6 +149,7 @@ class TokenBucket:
         self.stamp = time.monotonic()
 
     def take(self, amount: float = 1.0) -> bool:
+        """Spend tokens if enough have refilled; False when over the rate."""
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
@@ -170,13 +178,16 @@ class Limits:
         self._budget: dict[str, float] = {}
 
     def allow_message(self, user_id: str) -> bool:
+        """Whether the learner may send another message this minute."""
         return self._messages.setdefault(user_id, TokenBucket(self.messages_per_minute)).take()
 
     def message_wait_s(self, user_id: str) -> float:
+        """Seconds until the learner may send another message (the client shows it as retry_after)."""
         bucket = self._messages.get(user_id)
         return bucket.wait_s() if bucket else 0.0
 
     def allow_audio(self, user_id: str, seconds: float) -> bool:
+        """Whether the learner may send this many more seconds of audio this minute."""
         return self._audio.setdefault(user_id, TokenBucket(self.audio_seconds_per_minute)).take(seconds)
 
     async def load(self, user_id: str) -> None:
@@ -206,10 +217,12 @@ class Limits:
             return False
 
     def over_budget(self, user_id: str) -> bool:
+        """Whether the learner has spent their daily budget."""
         budget = self._budget.get(user_id, self.daily_budget_usd)
         return self._spent.get((user_id, today()), 0.0) >= budget
 
     async def record(self, user_id: str, u: TurnUsage) -> None:
+        """Add a turn's cost to the learner's spend, and to the store if there is one."""
         key = (user_id, today())
         self._spent[key] = self._spent.get(key, 0.0) + u.cost_usd
         if self.store is not None:

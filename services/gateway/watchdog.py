@@ -42,6 +42,7 @@ class StallWatchdog:
         self.reconnects = 0
 
     def arm(self, why: str, extra_s: float = 0.0) -> None:
+        """Start waiting for model output, naming what it is waited for."""
         self.armed_for = why
         self._stage = 0
         self._deadline = time.monotonic() + self._wait() + extra_s
@@ -54,6 +55,7 @@ class StallWatchdog:
             self._deadline = max(self._deadline, time.monotonic() + self._wait())
 
     def output(self) -> None:
+        """Note that the model produced output: stop waiting and forget earlier stalls."""
         self.armed_for = ""
         self._strikes = 0
 
@@ -61,6 +63,7 @@ class StallWatchdog:
         return self.stall_s * 2 ** min(self._strikes, 5)
 
     def stop(self) -> None:
+        """Stop watching for stalls."""
         self.armed_for = ""
         if self._task is not None:
             self._task.cancel()

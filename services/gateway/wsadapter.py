@@ -30,6 +30,7 @@ class SocketAdapter:
         return ConnectionClosed(rcvd, None)
 
     async def send(self, data: str | bytes) -> None:
+        """Send text or bytes, raising the closed error if the socket is gone."""
         if self._ws.closed:
             raise self._closed()
         try:
@@ -41,6 +42,7 @@ class SocketAdapter:
             raise self._closed() from exc
 
     async def recv(self) -> str | bytes:
+        """Wait for the next text or binary message, raising once the socket closes."""
         while True:
             msg = await self._ws.receive()
             if msg.type is WSMsgType.TEXT:
@@ -52,6 +54,7 @@ class SocketAdapter:
             # PING/PONG are answered and consumed by aiohttp (autoping); nothing else reaches here.
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket with a code and reason."""
         await self._ws.close(code=code, message=reason.encode())
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:

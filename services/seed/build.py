@@ -358,6 +358,7 @@ class Japanese:
             self.romaji = cache(lambda kana: to_ascii(kana_to_romaji(kana)) if kana else "")
 
     def tokens(self, text: str) -> list[dict]:
+        """Analyser tokens of `text` with hiragana readings, base forms and parts of speech."""
         out = []
         for tok in self.tagger(text):
             f = tok.feature
