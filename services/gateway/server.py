@@ -65,6 +65,7 @@ class App:
         for session in list(self.sessions.values()):
             await session.send_error("going_away", "the server is restarting; reconnect with resume")
             await session.ws.close(1001, "server restarting")
+        await self.limits.drain(drain_s)
         await self.turnlog.close(drain_s)
         await self.backends.close()
 

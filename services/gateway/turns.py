@@ -237,7 +237,7 @@ class TurnRunner:
         with trace.use_span(turn.span, end_on_exit=True):
             self.deps.turnlog.submit(turn_record(turn, self.info, question, answer, total_ms), identity.token,
                                      user_id=identity.user_id, expires_at=identity.expires_at)
-        self.background.spawn(self.deps.limits.record(identity.user_id, turn.usage))
+        self.deps.limits.record_soon(identity.user_id, turn.usage)
         record_turn_metrics(turn, total_ms, outcome, self.deps.settings.backend)
         turn.done.set()
         self.idle.set()
@@ -368,7 +368,7 @@ class TurnRunner:
         if self.turn is not None:
             self.turn.usage.add(usage)
         else:
-            self.background.spawn(self.deps.limits.record(self.info.identity.user_id, usage))
+            self.deps.limits.record_soon(self.info.identity.user_id, usage)
 
     # ------------------------------------------------------------------ tools (tool_calls.py)
 

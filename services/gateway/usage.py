@@ -176,6 +176,9 @@ class Limits:
         self._audio: dict[str, TokenBucket] = {}
         self._spent: dict[tuple[str, str], float] = {}
         self._budget: dict[str, float] = {}
+        # Usage writes belong to the gateway, not to a session: a learner who closes right after an answer is
+        # still billed (a session's own background tasks are cancelled when it ends).
+        self._writes: set[asyncio.Task] = set()
 
     def allow_message(self, user_id: str) -> bool:
         """Whether the learner may send another message this minute."""
@@ -220,6 +223,17 @@ class Limits:
         """Whether the learner has spent their daily budget."""
         budget = self._budget.get(user_id, self.daily_budget_usd)
         return self._spent.get((user_id, today()), 0.0) >= budget
+
+    def record_soon(self, user_id: str, u: TurnUsage) -> None:
+        """Record a turn's usage in the background, outliving the session that spent it."""
+        task = asyncio.create_task(self.record(user_id, u))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait (bounded) for usage writes still in flight, at shutdown."""
+        if self._writes:
+            await asyncio.wait(list(self._writes), timeout=timeout_s)
 
     async def record(self, user_id: str, u: TurnUsage) -> None:
         """Add a turn's cost to the learner's spend, and to the store if there is one."""
