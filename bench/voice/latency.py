@@ -1,6 +1,6 @@
 """First audio after the learner stops speaking, per stage, old path vs new path side by side.
 
-    .venv/bin/python bench/voice/latency.py [--runs 6] [--sessions 5] [--within 2] [--turns 2] [--think 0.5,3]
+    .venv/bin/python -m bench.voice.latency [--runs 6] [--sessions 5] [--within 2] [--turns 2] [--think 0.5,3]
                                             [--json out.json]
 
 Runs the local Live engine in this process (real TLS WebSocket server, real google-genai client, the
@@ -25,19 +25,16 @@ import json
 import logging
 import os
 import random
-import sys
 import tempfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from google import genai
+from google.genai import types
 
-from google import genai  # noqa: E402
-from google.genai import types  # noqa: E402
-from services.common.procs import free_port  # noqa: E402
-
-from bench.load.sessions import schedule, summary  # noqa: E402
+from bench.load.sessions import schedule, summary
+from devtools.procs import free_port
 from services.common.tls import client_context, ensure_dev_ca  # noqa: E402
 from services.local_live import voice_bridge  # noqa: E402
 from services.local_live.config import LiveConfig  # noqa: E402

@@ -40,7 +40,7 @@ _oplog_lock = threading.Lock()
 def _workload() -> str:
     """The workload making the call: the service process (python -m services.<workload>), else (a test
     calling service code in-process) the innermost services/<workload>/ frame. The process comes first
-    because workloads share code: retrieval reads snapshots through services/indexer/store.py."""
+    because workloads share code: retrieval reads snapshots through services/snapshots/store.py."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     name = (spec.name if spec else "").split(".")
     if len(name) > 1 and name[0] == "services" and name[1] in WORKLOADS:
