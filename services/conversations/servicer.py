@@ -28,6 +28,7 @@ from services.conversations.privacy import (
     redacted_turn,
 )
 from services.conversations.records import InvalidTurn, TurnKey
+from services.conversations.search import ConversationPage
 from services.conversations.stats import build_response
 from services.conversations.store import ConversationStore
 from services.conversations.worker import SummaryWorker
@@ -37,8 +38,6 @@ turn_log = logging.getLogger("kotoba.turns")
 T = TypeVar("T")
 GSI = "userId-timestamp-index"
 MAX_STATS_DAYS = 400
-# Bounds the work one free-text page may do (each candidate session is read).
-MAX_TEXT_CANDIDATES = 200
 
 
 _store_errors = store_errors("the conversation store is unavailable; try again shortly")
@@ -265,7 +264,7 @@ class Conversations(pb_grpc.ConversationsServicer):
                    "q": request.query}
         size, cursor = await self._page(context, request.page_size, request.page_token, filters)
         lo, hi = records.fmt_time(start), records.fmt_time(end)
-        page = _ConversationPage(request.category, request.query.strip().lower(), size, self._session_turns)
+        page = ConversationPage(request.category, request.query.strip().lower(), size, self._session_turns)
         after = tuple(cursor["k"]) if cursor.get("k") else None
         if request.user_id:
             sessions = await self._user_sessions(request.user_id, lo, hi)
@@ -329,41 +328,6 @@ class Conversations(pb_grpc.ConversationsServicer):
                     sessions.add(r["timestamp"])
                     learners.add(r.get("learnerId", ""))
         return build_response(rows, days, len(sessions), len(learners - {""}))
-
-
-class _ConversationPage:
-    """One page of ListConversations: the sessions kept so far and where the next page starts."""
-
-    def __init__(self, category: str, query: str, size: int,
-                 session_turns: Callable[[str], Any]) -> None:
-        self.category, self.query, self.size = category, query, size
-        self.session_turns = session_turns
-        self.reply = pb.ListConversationsResponse()
-        self.seen: set[str] = set()
-        self.examined = 0  # sessions whose text was searched: bounded per page
-        self.after_key: tuple[str, str] = ("", "")
-
-    async def fill(self, sessions: list[pb.ConversationSummary], after: tuple[str, ...] | None) -> bool:
-        """Keep the sessions (newest first) that match, after the cursor; True when the page is full."""
-        for s in sessions:
-            if after and (s.started_at, s.session_id) >= after:
-                continue
-            if len(self.reply.conversations) == self.size or self.examined >= MAX_TEXT_CANDIDATES:
-                return True
-            await self._consider(s)
-            self.after_key = (s.started_at, s.session_id)
-        return False
-
-    async def _consider(self, summary: pb.ConversationSummary) -> None:
-        if summary.session_id in self.seen or (self.category and self.category not in summary.categories):
-            return
-        if self.query:
-            self.examined += 1
-            turns = await self.session_turns(summary.session_id)
-            if not any(self.query in (t.get("question", "") + "\n" + t.get("answer", "")).lower() for t in turns):
-                return
-        self.seen.add(summary.session_id)
-        self.reply.conversations.append(summary)
 
 
 def _session_summary(row: dict[str, Any]) -> pb.ConversationSummary:
