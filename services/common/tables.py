@@ -91,11 +91,15 @@ def create_tables(client, prefix: str, names: Iterable[str] | None = None, wait:
     for page in client.get_paginator("list_tables").paginate():
         existing.update(page.get("TableNames", []))
     result: dict[str, str] = {}
+    # Listed tables are left alone; only the ones created here (or by someone else meanwhile) may still be
+    # CREATING. Describing every table on every `make run` cost a round trip each.
+    pending: list[str] = []
     for table in wanted:
         full = prefix + table.name
         if full in existing:
             result[table.name] = "exists"
             continue
+        pending.append(full)
         try:
             client.create_table(**_create_args(table, full))
             result[table.name] = "created"
@@ -105,8 +109,8 @@ def create_tables(client, prefix: str, names: Iterable[str] | None = None, wait:
             result[table.name] = "exists"
     if wait:
         waiter = client.get_waiter("table_exists")
-        for table in wanted:
-            waiter.wait(TableName=prefix + table.name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+        for full in pending:
+            waiter.wait(TableName=full, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
     for table in wanted:
         if table.ttl_attribute and result[table.name] == "created":
             _enable_ttl(client, prefix + table.name, table.ttl_attribute)

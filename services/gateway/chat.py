@@ -61,7 +61,7 @@ class ChatSession:
         self.started = False
         self.stages = metrics.Stages()
         self._session_sent = asyncio.Event()
-        self._admitted = False  # holds an admission slot (admission.py) until its upstream is open
+        self._admitted_at: float | None = None  # holds an admission slot (admission.py) until its upstream is open
         self.superseded = False
         self._active_mode = ""
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -182,16 +182,20 @@ class ChatSession:
         stages.mark("admission")
         if retry_after is not None:
             await self.refusals.busy(retry_after)
-        self._admitted = True
+        self._admitted_at = time.perf_counter()
         try:
             await self._start_admitted(mode, language, resume, held, stages)
         except BaseException:
-            self._leave_admission(None)
+            self._leave_admission(done=False)
             raise
 
-    def _leave_admission(self, took_s: float | None) -> None:
-        if self._admitted:
-            self._admitted = False
+    def _leave_admission(self, *, done: bool) -> None:
+        # The open's cost runs from the slot being granted: counting the wait in the queue as well made
+        # every queued open look slower, the expected wait grow with the queue, and a burst be told to
+        # come back in 6-8 s instead of being served in order.
+        if self._admitted_at is not None:
+            took_s = time.perf_counter() - self._admitted_at if done else None
+            self._admitted_at = None
             self.deps.admission.leave(took_s)
 
     async def _start_admitted(self, mode: str | None, language: str | None, resume: str | None,
@@ -272,7 +276,7 @@ class ChatSession:
             # first message waits for it in the turn queue (audio is buffered), never the other way round.
             # The admission slot is held until it is open: it is the costly part of an open.
             opening = self.background.spawn(self._open_upstream(resumed))
-            opening.add_done_callback(lambda _t: self._leave_admission(self.stages.elapsed_s()))
+            opening.add_done_callback(lambda _t: self._leave_admission(done=True))
 
     async def _open_upstream(self, resumed: bool) -> None:
         try:

@@ -35,9 +35,17 @@ def _build(args: argparse.Namespace) -> int:
     return build.main(argv)
 
 
+def seed_is_current(client, prefix: str, digest: str, *, learners: bool = True) -> bool:
+    """Whether the tables hold the seed with this digest (and fresh demo learners): a load would change nothing."""
+    from services.common.seed_stamp import read_stamp
+    from services.seed.learners import learners_fresh
+
+    return read_stamp(client, prefix + "progress") == digest and (not learners or learners_fresh(client, prefix))
+
+
 def _load(args: argparse.Namespace) -> int:
-    from services.common.seed_stamp import clear_stamp, read_stamp, seed_digest, write_stamp
-    from services.seed.learners import ensure_learners, learners_fresh
+    from services.common.seed_stamp import clear_stamp, seed_digest, write_stamp
+    from services.seed.learners import ensure_learners
     from services.seed.load import DEFAULT_SEED_DIR, FIXTURE_DIR, load_items
     from services.seed.reader import iter_items
 
@@ -54,8 +62,7 @@ def _load(args: argparse.Namespace) -> int:
     prefix = config.aws.table_prefix
     progress_table = prefix + "progress"
     digest = seed_digest(seed_dir)
-    if args.if_changed and read_stamp(client, progress_table) == digest and (
-            args.no_learners or learners_fresh(client, prefix)):
+    if args.if_changed and seed_is_current(client, prefix, digest, learners=not args.no_learners):
         print(f"seed: unchanged since the last load ({seed_dir}, digest {digest[:12]}); skipped")
         return 0
     clear_stamp(client, progress_table)
