@@ -123,7 +123,8 @@ class SessionPersistence:
             if self._handed_over:
                 return
             info = self.info
-            keep_turns = await self.logging_enabled(info.identity.user_id)
+            # Nothing said yet (every fresh open): no turns to keep or drop, so no settings read.
+            keep_turns = bool(self.state.history) and await self.logging_enabled(info.identity.user_id)
             # Built under the lock, so each write carries the newest handle and turns.
             row = SessionRow(info.session_id, info.identity.user_id, handle=self.state.handle, state=state,
                              language=info.language, mode=info.mode,
