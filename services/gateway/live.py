@@ -40,8 +40,12 @@ def make_client(config: GatewayConfig) -> genai.Client:
     """Build the google-genai client for the configured live backend."""
     live = config.live
     # Slow pongs are normal upstream (8-30 s seen): a 20 s timeout would drop healthy sessions.
+    # No permessage-deflate upstream (as on the learner side): compressing every audio chunk and text frame
+    # was the gateway event loop's largest cost per turn after the socket writes, and each session kept two
+    # zlib windows; base64 audio barely shrinks, and the link is datacentre to Google.
     ws_args: dict = {"ping_interval": config.upstream_ping_interval_s,
-                     "ping_timeout": config.upstream_ping_timeout_s, "max_size": 16 * 1024 * 1024}
+                     "ping_timeout": config.upstream_ping_timeout_s, "max_size": 16 * 1024 * 1024,
+                     "compression": None}
     if live.ca_file is not None:
         ws_args["ssl"] = ssl.create_default_context(cafile=str(live.ca_file))
     if live.kind == "vertex":

@@ -92,22 +92,30 @@ class UsageStore:
         self.table = table
         self.settings_table = settings_table
 
-    async def spent_today(self, user_id: str) -> float:
-        """The learner's spend so far today, in USD."""
-        def get() -> float:
-            row = self.client.get_item(TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
-                                       ProjectionExpression="costUsd", ConsistentRead=True).get("Item") or {}
-            return float(row.get("costUsd", {}).get("N", "0"))
+    async def day_figures(self, user_id: str) -> tuple[float, float | None]:
+        """(today's spend in USD, the learner's own daily budget or None) in one BatchGetItem over the usage
+        and settings rows: a session open reads both, and on a single-threaded store every request queues."""
+        usage_key = {"userId": {"S": user_id}, "day": {"S": today()}}
+        settings_key = {"userId": {"S": user_id}}
 
-        return await asyncio.to_thread(get)
-
-    async def budget_override(self, user_id: str) -> float | None:
-        """The learner's own daily budget, if one is set."""
-        def get() -> float | None:
-            row = self.client.get_item(TableName=self.settings_table, Key={"userId": {"S": user_id}},
-                                       ProjectionExpression="dailyBudgetUsd").get("Item") or {}
-            value = row.get("dailyBudgetUsd", {}).get("N")
-            return float(value) if value is not None else None
+        def get() -> tuple[float, float | None]:
+            request: dict[str, Any] = {
+                self.table: {"Keys": [usage_key], "ProjectionExpression": "costUsd", "ConsistentRead": True},
+                self.settings_table: {"Keys": [settings_key], "ProjectionExpression": "dailyBudgetUsd"},
+            }
+            found: dict[str, list[dict[str, Any]]] = {}
+            for _ in range(5):  # unprocessed keys (throttling) are asked again
+                reply = self.client.batch_get_item(RequestItems=request)
+                for table, rows in reply.get("Responses", {}).items():
+                    found.setdefault(table, []).extend(rows)
+                request = reply.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise RuntimeError("usage and settings rows not read: keys left unprocessed")
+            spent = next(iter(found.get(self.table, [])), {}).get("costUsd", {}).get("N", "0")
+            budget = next(iter(found.get(self.settings_table, [])), {}).get("dailyBudgetUsd", {}).get("N")
+            return float(spent), float(budget) if budget is not None else None
 
         return await asyncio.to_thread(get)
 
@@ -198,8 +206,7 @@ class Limits:
         if self.store is None:
             return
         try:
-            spent, override = await asyncio.gather(self.store.spent_today(user_id),
-                                                   self.store.budget_override(user_id))
+            spent, override = await self.store.day_figures(user_id)
         except Exception:  # noqa: BLE001 - an unreadable usage table must not block learning
             log.warning("usage unreadable; budget check uses in-process figures", exc_info=True)
             return

@@ -8,6 +8,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
 
 import pytest
 from websockets.asyncio.client import connect
@@ -149,6 +150,24 @@ async def test_budget_exceeded_is_a_clear_error_and_the_session_lives_on(stack):
         pong = await client.recv_json()
     assert [e["code"] for e in result.errors] == ["budget_exceeded"] and not result.text
     assert pong == {"type": "pong"}
+
+
+async def test_a_learners_own_daily_budget_is_read_with_todays_spend(stack):
+    """The open reads today's spend and the learner's `dailyBudgetUsd` together (one BatchGetItem): the same
+    spend is over one learner's own budget and well under the gateway's default for another."""
+    from services.gateway.usage import today
+
+    usage = dynamodb_resource(stack.config.aws).Table(stack.config.table("usage"))
+    settings = dynamodb_resource(stack.config.aws).Table(stack.config.table("settings"))
+    for user in ("own-budget", "default-budget"):
+        usage.put_item(Item={"userId": user, "day": today(), "costUsd": Decimal("1.5"), "turns": 3})
+    settings.put_item(Item={"userId": "own-budget", "dailyBudgetUsd": Decimal("1")})
+    for user, refused in (("own-budget", True), ("default-budget", False)):
+        client = await ChatClient.open(stack.url, stack.token(user))
+        async with client:
+            result = await client.ask("What does 本 mean?")
+        assert [e["code"] for e in result.errors] == (["budget_exceeded"] if refused else []), user
+        assert bool(result.text) is not refused
 
 
 async def test_usage_row_is_updated_per_turn(stack):
