@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,10 @@ MAX_TEXT_CANDIDATES = 200
 # Candidate sessions read at once: one query each, run side by side on the DynamoDB threads. One after
 # another, 168 sessions on a loaded store passed the gateway's 10 s deadline.
 READ_WINDOW = 16
+# A text search stops reading after this long and returns the page so far with a cursor after the last
+# session read (the admin page offers "more"): on a slow store, reading every candidate passed the
+# gateway's 10 s deadline and the admin got an error instead of results.
+TEXT_SEARCH_BUDGET_S = 4.0
 
 SessionTurns = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -22,9 +27,12 @@ class ConversationPage:
 
     window = READ_WINDOW
 
-    def __init__(self, category: str, query: str, size: int, session_turns: SessionTurns) -> None:
+    def __init__(self, category: str, query: str, size: int, session_turns: SessionTurns, *,
+                 clock: Callable[[], float] = time.monotonic, budget_s: float = TEXT_SEARCH_BUDGET_S) -> None:
         self.category, self.query, self.size = category, query, size
         self.session_turns = session_turns
+        self.clock = clock
+        self.deadline = clock() + budget_s
         self.reply = pb.ListConversationsResponse()
         self.seen: set[str] = set()
         self.examined = 0  # sessions whose text was searched: bounded per page
@@ -41,6 +49,8 @@ class ConversationPage:
                     return True
                 self._consider(s, texts)
                 self.after_key = (s.started_at, s.session_id)
+            if texts and self.clock() >= self.deadline and start + self.window < len(todo):
+                return True  # out of time: the cursor continues after this batch
         return False
 
     def _wanted(self, summary: pb.ConversationSummary) -> bool:

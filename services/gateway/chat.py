@@ -190,12 +190,9 @@ class ChatSession:
             raise
 
     def _leave_admission(self, *, done: bool) -> None:
-        # The open's cost runs from the slot being granted: counting the wait in the queue as well made
-        # every queued open look slower, the expected wait grow with the queue, and a burst be told to
-        # come back in 6-8 s instead of being served in order.
+        # Cost from the slot's grant, not the arrival: queue waits counted as cost inflated the expected wait.
         if self._admitted_at is not None:
-            took_s = time.perf_counter() - self._admitted_at if done else None
-            self._admitted_at = None
+            took_s, self._admitted_at = (time.perf_counter() - self._admitted_at if done else None), None
             self.deps.admission.leave(took_s)
 
     async def _start_admitted(self, mode: str | None, language: str | None, resume: str | None,

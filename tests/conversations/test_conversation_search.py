@@ -63,3 +63,39 @@ async def test_no_query_reads_nothing():
     assert await page.fill(_sessions(9), None)
     assert [c.session_id for c in page.reply.conversations] == ["s008", "s007", "s006", "s005", "s004"]
     assert not turns.reads
+
+
+class _Clock:
+    """Advances a fixed step at every session read: a store that is slow to answer, without real waiting."""
+
+    def __init__(self, turns: _Turns, step_s: float) -> None:
+        self.now, self.step_s, self.turns = 0.0, step_s, turns
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def read(self, session_id: str) -> list[dict]:
+        self.now += self.step_s
+        return await self.turns(session_id)
+
+
+async def test_a_slow_text_search_returns_what_it_has_and_goes_on_from_there():
+    """Found by CI: with every session's turns to read on a loaded store, the search passed the gateway's
+    10 s deadline (504) and the admin saw an error instead of a page. A page now stops reading at its time
+    budget; the cursor continues after the last session read, so nothing is skipped or shown twice."""
+    sessions = _sessions(100)
+    matching = {"s090", "s040", "s003"}
+    found: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        clock = _Clock(_Turns(matching), step_s=0.5)
+        page = ConversationPage("", "particles", 25, clock.read, clock=clock, budget_s=4.0)
+        full = await page.fill(sessions, after)
+        found += [c.session_id for c in page.reply.conversations]
+        pages += 1
+        assert clock.now <= 4.0 + page.window * clock.step_s  # one window past the budget at most
+        if not full:
+            break
+        after = page.after_key
+    assert found == ["s090", "s040", "s003"] and pages > 1

@@ -333,8 +333,8 @@ def test_admin_page_keyboard_layout_and_refused_token(stack, browser, viewport):
         page.fill("#q", "zzz-nothing")
         page.click("#filters button[type=submit]")
         expect(page.locator("#detail")).to_be_hidden()
-        # A text search reads every session's turns in the range: seconds on the test's moto server.
-        expect(page.locator("#conv-count")).to_have_text("No conversations match these filters.", timeout=60000)
+        # A text search reads the sessions' turns, a time-bounded page at a time: "so far" when more remain.
+        expect(page.locator("#conv-count")).to_contain_text("No conversations match these filters", timeout=30000)
         shot(page, f"{viewport}-14-admin-filtered")
         # A learner's token (403): the admin's data goes away.
         page.fill("#token", stack.token("demo-n5"))
