@@ -207,6 +207,8 @@ class Reply:
     async def _transcribe(self, pcm: bytes) -> TurnInput:
         assert self.conn.voice is not None
         early = self.transcript
+        if early is not None:
+            await early.settled()
         if early is not None and early.detected == early.language:
             # decoded while the learner spoke, in the language they spoke: only the tail is left
             language = early.language

@@ -186,3 +186,30 @@ async def test_voice_worker_runs_waiting_work_before_later_pieces_and_early_deco
         assert ran == ["urgent", "later", "later2", "spec"]
     finally:
         pipeline.close()
+
+
+async def test_the_end_waits_for_a_decode_in_flight_before_judging_its_language():
+    """Found with bench/voice/latency.py: an early decode still running at the end of speech had not yet
+    judged the language, so the reply gave it up and queued a language check and a whole decode behind
+    it on the one voice worker (first audio 1.5-1.7x the old path's)."""
+    gate = asyncio.Event()
+    d = Decoders()
+    t = make(d)
+
+    async def slow_spec(pcm: bytes) -> str:
+        d.calls.append(("spec", len(pcm)))
+        await gate.wait()
+        t.detected = "en"  # as the pipeline's decode_and_judge does before its transcription
+        return "s1"
+
+    t.speculate = slow_spec
+    audio = silent(0.3) + voiced(1.5) + silent(0.4)
+    await stream(t, audio)
+    assert t.detected == ""  # still decoding
+    waiter = asyncio.create_task(t.settled())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    gate.set()
+    await waiter
+    assert t.detected == "en"
+    assert await t.finish(audio) == "s1" and [kind for kind, _ in d.calls] == ["spec"]

@@ -155,6 +155,14 @@ class StreamingTranscript:
         self._held = None
 
     # -- the end --------------------------------------------------------------------------------
+    async def settled(self) -> None:
+        """Wait for the early decode in flight, if any (its outcome, `detected` included, is then known).
+        At the end of speech it holds the one voice worker either way: judging the utterance before it
+        finished meant giving it up and queueing a language check and a whole decode behind it."""
+        if self._running is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._running.task)
+
     async def finish(self, final_audio: bytes | None = None) -> str:
         """The whole utterance's text. final_audio: the utterance as the end-pointer cut it (it may be
         shorter than what update() saw, never longer than the stream plus the last chunk)."""
@@ -162,9 +170,7 @@ class StreamingTranscript:
             self.update(final_audio)
         self._finished = True
         end = len(final_audio) if final_audio is not None else len(self._audio)
-        if self._running is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._running.task)
+        await self.settled()
         # Frames after `end` are not part of the utterance; nothing voiced lies past it anyway.
         self._settle()
         held = self._held
