@@ -7,6 +7,7 @@ GSI added later with UpdateTable.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -158,6 +159,24 @@ def query_all(query: Callable[..., Mapping[str, Any]], **kwargs: Any) -> list[An
         if "LastEvaluatedKey" not in page:
             return rows
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def batch_get(client, request_items: Mapping[str, Any], attempts: int) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """One BatchGetItem request (at most 100 keys), asking again with a short growing pause for the keys
+    DynamoDB leaves unprocessed (throttling): the rows found per table, and what was still unprocessed
+    after `attempts` calls (empty when everything was read). Missing keys are simply absent."""
+    found: dict[str, list[Any]] = {}
+    request: Mapping[str, Any] = request_items
+    for attempt in range(attempts):
+        reply = client.batch_get_item(RequestItems=request)
+        for table, rows in reply.get("Responses", {}).items():
+            found.setdefault(table, []).extend(rows)
+        request = reply.get("UnprocessedKeys") or {}
+        if not request:
+            return found, {}
+        if attempt + 1 < attempts:
+            time.sleep(min(0.5, 0.02 * 2 ** attempt) * random.uniform(0.5, 1.5))
+    return found, dict(request)
 
 
 def chunks(seq: list, size: int = 25) -> Iterable[list]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from services.common.tables import chunks, is_expired, query_all
+from services.common.tables import batch_get, chunks, is_expired, query_all
 from services.conversations import records, stats
 from services.conversations.erase import Erasure, batch_write
 from services.conversations.records import TurnKey, from_item, to_attr, to_item
@@ -258,16 +258,10 @@ class ConversationStore:
         keys = [k for day in days for k in records.stats_keys(day)]
         out: dict[str, list[dict[str, Any]]] = {}
         for batch in chunks(keys, 100):
-            request = {self.table: {"Keys": batch}}
-            for _attempt in range(8):
-                reply = self.client.batch_get_item(RequestItems=request)
-                for item in reply.get("Responses", {}).get(self.table, []):
-                    day = item["sessionId"]["S"].split("#")[2]
-                    out.setdefault(day, []).append(from_item(item))
-                request = reply.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * (_attempt + 1))
+            rows, _left = batch_get(self.client, {self.table: {"Keys": batch}}, attempts=8)
+            for item in rows.get(self.table, []):
+                day = item["sessionId"]["S"].split("#")[2]
+                out.setdefault(day, []).append(from_item(item))
         return out
 
     def query_desc(self, pk_value: str, *, index: str | None = None, below: str | None = None,

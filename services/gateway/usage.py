@@ -12,6 +12,7 @@ from typing import Any
 
 from google.genai import types
 
+from services.common.tables import batch_get
 from services.gateway.config import Prices
 
 log = logging.getLogger(__name__)
@@ -103,15 +104,8 @@ class UsageStore:
                 self.table: {"Keys": [usage_key], "ProjectionExpression": "costUsd", "ConsistentRead": True},
                 self.settings_table: {"Keys": [settings_key], "ProjectionExpression": "dailyBudgetUsd"},
             }
-            found: dict[str, list[dict[str, Any]]] = {}
-            for _ in range(5):  # unprocessed keys (throttling) are asked again
-                reply = self.client.batch_get_item(RequestItems=request)
-                for table, rows in reply.get("Responses", {}).items():
-                    found.setdefault(table, []).extend(rows)
-                request = reply.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            else:
+            found, left = batch_get(self.client, request, attempts=5)
+            if left:
                 raise RuntimeError("usage and settings rows not read: keys left unprocessed")
             spent = next(iter(found.get(self.table, [])), {}).get("costUsd", {}).get("N", "0")
             budget = next(iter(found.get(self.settings_table, [])), {}).get("dailyBudgetUsd", {}).get("N")

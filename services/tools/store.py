@@ -6,8 +6,6 @@ boto3 is blocking, so every call runs in a bounded thread pool off the event loo
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -17,7 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from services.common.aws import dynamodb_client
 from services.common.config import CommonConfig
-from services.common.tables import query_all
+from services.common.tables import batch_get, query_all
 from services.tools.records import projection
 
 T = TypeVar("T")
@@ -68,17 +66,12 @@ class Store:
         unique = list(dict.fromkeys(i for i in ids if i))
         for start in range(0, len(unique), BATCH_GET_MAX):
             keys = [{"id": {"S": i}} for i in unique[start:start + BATCH_GET_MAX]]
-            for attempt in range(6):
-                reply = self.client.batch_get_item(RequestItems={self.items: {
-                    "Keys": keys, "ProjectionExpression": self._projection,
-                    "ExpressionAttributeNames": self._names}})
-                for row in reply.get("Responses", {}).get(self.items, []):
-                    item = plain(row)
-                    found[item["id"]] = item
-                keys = reply.get("UnprocessedKeys", {}).get(self.items, {}).get("Keys", [])
-                if not keys:
-                    break
-                time.sleep(min(0.5, 0.02 * 2 ** attempt) * random.uniform(0.5, 1.5))
+            rows, _left = batch_get(self.client, {self.items: {
+                "Keys": keys, "ProjectionExpression": self._projection, "ExpressionAttributeNames": self._names}},
+                attempts=6)
+            for row in rows.get(self.items, []):
+                item = plain(row)
+                found[item["id"]] = item
         return found
 
     def by_index(self, index: str, attribute: str, value: str, limit: int = 25) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ import sys
 import time
 
 from services.common.aws import dynamodb_client
-from services.common.tables import TABLES, create_tables, live_rows
+from services.common.tables import TABLES, batch_get, create_tables, live_rows
 
 
 def test_create_tables_is_idempotent(config):
@@ -53,3 +53,26 @@ def test_query_all_follows_every_page(tables):
     table = dynamodb_resource(tables.aws).Table(name)
     rows = query_all(table.query, KeyConditionExpression=Key("userId").eq("u"), Limit=3)
     assert len(rows) == 7
+
+
+class _Throttling:
+    """A BatchGetItem that answers one key per call and leaves the rest unprocessed, as DynamoDB may."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def batch_get_item(self, RequestItems):  # noqa: N803 - boto3's name
+        self.calls += 1
+        (table, spec), = RequestItems.items()
+        first, *rest = spec["Keys"]
+        return {"Responses": {table: [first]}, "UnprocessedKeys": {table: {**spec, "Keys": rest}} if rest else {}}
+
+
+def test_batch_get_asks_again_for_unprocessed_keys_and_reports_what_is_left():
+    keys = [{"id": {"S": str(i)}} for i in range(3)]
+    client = _Throttling()
+    found, left = batch_get(client, {"t": {"Keys": keys, "ConsistentRead": True}}, attempts=5)
+    assert found == {"t": keys} and left == {} and client.calls == 3
+    client = _Throttling()
+    found, left = batch_get(client, {"t": {"Keys": keys, "ConsistentRead": True}}, attempts=2)
+    assert found == {"t": keys[:2]} and left == {"t": {"Keys": keys[2:], "ConsistentRead": True}} and client.calls == 2
