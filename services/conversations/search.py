@@ -56,21 +56,22 @@ class ConversationPage:
     def _wanted(self, summary: pb.ConversationSummary) -> bool:
         return summary.session_id not in self.seen and (not self.category or self.category in summary.categories)
 
-    async def _read_texts(self, batch: list[pb.ConversationSummary]) -> dict[str, str]:
-        """The questions and answers of the batch's candidates, lower-cased, read concurrently."""
+    async def _read_texts(self, batch: list[pb.ConversationSummary]) -> dict[str, list[str]]:
+        """Each of the batch's candidates' turns as question + answer, lower-cased, read concurrently."""
         if not self.query:
             return {}
         ids = [s.session_id for s in batch if self._wanted(s)]
         turns = await asyncio.gather(*(self.session_turns(i) for i in ids))
-        return {i: "\n".join(t.get("question", "") + "\n" + t.get("answer", "") for t in ts).lower()
+        return {i: [(t.get("question", "") + "\n" + t.get("answer", "")).lower() for t in ts]
                 for i, ts in zip(ids, turns, strict=True)}
 
-    def _consider(self, summary: pb.ConversationSummary, texts: dict[str, str]) -> None:
+    def _consider(self, summary: pb.ConversationSummary, texts: dict[str, list[str]]) -> None:
         if not self._wanted(summary):
             return
         if self.query:
             self.examined += 1
-            if self.query not in texts[summary.session_id]:
+            # Within one turn, as before: a match never spans two turns.
+            if not any(self.query in text for text in texts[summary.session_id]):
                 return
         self.seen.add(summary.session_id)
         self.reply.conversations.append(summary)
