@@ -4,25 +4,11 @@ fed from a WAV: text chat, furigana toggle, hold-to-talk with transcripts and 24
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-import pytest
+from tests.support.browser import CHROMIUM, MARKS, launch_args
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium package")]
-
-
-@pytest.fixture(scope="module")
-def mic_wav(tmp_path_factory) -> Path:
-    from services.local_live.voice.testaudio import silence_pcm16, speech_pcm16_16k, wav_bytes
-
-    # Lead with silence: audio before the page's graph is connected is lost.
-    pcm = silence_pcm16(0.5) + speech_pcm16_16k("What does sushi mean?", "en") + silence_pcm16(1.0)
-    path = tmp_path_factory.mktemp("mic") / "mic.wav"
-    path.write_bytes(wav_bytes(pcm))
-    return path
+pytestmark = MARKS
 
 
 def wait_turns(page, n: int, timeout_s: float) -> None:
@@ -42,9 +28,7 @@ def test_web_client_text_furigana_and_voice(stack, mic_wav, tmp_path):
     url = f"http://{stack.gateway_addr}/"
     privacy_user = f"browser-privacy-{uuid.uuid4().hex[:8]}"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={mic_wav}", "--autoplay-policy=no-user-gesture-required"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=launch_args(mic_wav))
         try:
             page = browser.new_page(viewport={"width": 900, "height": 800})
             console: list[str] = []

@@ -8,35 +8,22 @@ Screenshots go to tests/gateway/screenshots/ (git-ignored); timings to screensho
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from services.common.auth import mint_token
+from tests.support.browser import CHROMIUM, MARKS, launch_args
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = Path(__file__).parent / "screenshots"
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium package")]
+pytestmark = MARKS
 DESKTOP = {"width": 1100, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TIMINGS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module")
-def mic_wav(tmp_path_factory) -> Path:
-    from services.local_live.voice.testaudio import silence_pcm16, speech_pcm16_16k, wav_bytes
-
-    pcm = silence_pcm16(0.5) + speech_pcm16_16k("What does sushi mean?", "en") + silence_pcm16(1.0)
-    path = tmp_path_factory.mktemp("mic") / "mic.wav"
-    path.write_bytes(wav_bytes(pcm))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +32,7 @@ def browser(mic_wav):
 
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={mic_wav}", "--autoplay-policy=no-user-gesture-required"])
+        b = p.chromium.launch(executable_path=CHROMIUM, args=launch_args(mic_wav))
         yield b
         b.close()
     if TIMINGS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
 import pytest
 from google.genai import types
@@ -18,6 +19,47 @@ NEKO = {"id": "word:猫:ねこ", "type": "word", "written": "猫", "reading": "�
         "meanings": ["cat"], "level": "N5"}
 
 
+@dataclass
+class Spoken:
+    """What came back for one spoken question: transcripts both ways and the answer's audio."""
+
+    heard: str = ""
+    said: str = ""
+    audio: bytearray = field(default_factory=bytearray)
+    mimes: set[str] = field(default_factory=set)
+    first_audio_s: float | None = None
+    usage: types.UsageMetadata | None = None
+
+
+async def speak(session, pcm: bytes) -> Spoken:
+    """Stream `pcm` in 100 ms chunks like a microphone, end the audio stream, and read the turn, answering
+    every tool call with the 猫 entry."""
+    out = Spoken()
+    for start in range(0, len(pcm), 3200):
+        await session.send_realtime_input(audio=types.Blob(data=pcm[start:start + 3200],
+                                                           mime_type="audio/pcm;rate=16000"))
+    sent = time.perf_counter()
+    await session.send_realtime_input(audio_stream_end=True)
+    async for message in session.receive():
+        content = message.server_content
+        if message.tool_call:
+            await session.send_tool_response(function_responses=[
+                types.FunctionResponse(id=c.id, name=c.name, response={"result": {"word": NEKO, "items": [NEKO]}})
+                for c in message.tool_call.function_calls])
+        if content and content.input_transcription:
+            out.heard += content.input_transcription.text
+        if content and content.output_transcription:
+            out.said += content.output_transcription.text
+        if content and content.model_turn:
+            for part in content.model_turn.parts:
+                if part.inline_data:
+                    out.first_audio_s = out.first_audio_s or time.perf_counter() - sent
+                    out.mimes.add(part.inline_data.mime_type)
+                    out.audio += part.inline_data.data
+        out.usage = message.usage_metadata or out.usage
+    return out
+
+
 async def test_audio_in_transcription_and_audio_out(live):
     from services.local_live.voice.testaudio import speech_pcm16_16k
 
@@ -25,39 +67,15 @@ async def test_audio_in_transcription_and_audio_out(live):
     config = live.config(response_modalities=["AUDIO"], input_audio_transcription={},
                          output_audio_transcription={},
                          system_instruction='Tutor.\n<learner-context>\n{"language": "ja"}\n</learner-context>')
-    heard, said, audio, mimes = "", "", bytearray(), set()
     async with live.connect(config) as session:
-        for start in range(0, len(pcm), 3200):  # 100 ms chunks, like a microphone
-            await session.send_realtime_input(audio=types.Blob(data=pcm[start:start + 3200],
-                                                               mime_type="audio/pcm;rate=16000"))
-        sent = time.perf_counter()
-        await session.send_realtime_input(audio_stream_end=True)
-        first_audio = None
-        usage = None
-        async for message in session.receive():
-            content = message.server_content
-            if message.tool_call:
-                await session.send_tool_response(function_responses=[
-                    types.FunctionResponse(id=c.id, name=c.name, response={"result": {"word": NEKO, "items": [NEKO]}})
-                    for c in message.tool_call.function_calls])
-            if content and content.input_transcription:
-                heard += content.input_transcription.text
-            if content and content.output_transcription:
-                said += content.output_transcription.text
-            if content and content.model_turn:
-                for part in content.model_turn.parts:
-                    if part.inline_data:
-                        first_audio = first_audio or time.perf_counter() - sent
-                        mimes.add(part.inline_data.mime_type)
-                        audio += part.inline_data.data
-            usage = message.usage_metadata or usage
-    print(f"\nheard {heard!r}; said {said!r}; first audio chunk {first_audio:.2f}s after end of speech")
-    assert "猫" in heard or "ねこ" in heard
-    assert "cat" in said
-    assert mimes == {"audio/pcm;rate=24000"} and len(audio) > 24_000  # more than half a second
-    modalities = {d.modality: d.token_count for d in usage.response_tokens_details}
-    assert modalities[types.MediaModality.AUDIO] == pytest.approx(len(audio) / 48_000 * 25, abs=2)
-    assert {d.modality for d in usage.prompt_tokens_details} >= {types.MediaModality.AUDIO}
+        got = await speak(session, pcm)
+    print(f"\nheard {got.heard!r}; said {got.said!r}; first audio chunk {got.first_audio_s:.2f}s after end of speech")
+    assert "猫" in got.heard or "ねこ" in got.heard
+    assert "cat" in got.said
+    assert got.mimes == {"audio/pcm;rate=24000"} and len(got.audio) > 24_000  # more than half a second
+    modalities = {d.modality: d.token_count for d in got.usage.response_tokens_details}
+    assert modalities[types.MediaModality.AUDIO] == pytest.approx(len(got.audio) / 48_000 * 25, abs=2)
+    assert {d.modality for d in got.usage.prompt_tokens_details} >= {types.MediaModality.AUDIO}
 
 
 async def test_spoken_japanese_in_an_english_session_is_answered_in_japanese(live):
@@ -68,26 +86,10 @@ async def test_spoken_japanese_in_an_english_session_is_answered_in_japanese(liv
     config = live.config(response_modalities=["AUDIO"], input_audio_transcription={},
                          output_audio_transcription={},
                          system_instruction='Tutor.\n<learner-context>\n{"language": "en"}\n</learner-context>')
-    heard, said = "", ""
     async with live.connect(config) as session:
-        for start in range(0, len(pcm), 3200):
-            await session.send_realtime_input(audio=types.Blob(data=pcm[start:start + 3200],
-                                                               mime_type="audio/pcm;rate=16000"))
-        await session.send_realtime_input(audio_stream_end=True)
-        async for message in session.receive():
-            content = message.server_content
-            if message.tool_call:
-                await session.send_tool_response(function_responses=[
-                    types.FunctionResponse(id=c.id, name=c.name, response={"result": {"word": NEKO, "items": [NEKO]}})
-                    for c in message.tool_call.function_calls])
-            if content and content.input_transcription:
-                heard += content.input_transcription.text
-            if content and content.output_transcription:
-                said += content.output_transcription.text
-            if content and content.turn_complete:
-                break
-    assert "猫" in heard or "ねこ" in heard, heard
-    assert "means" not in said and "意味" in said, said
+        got = await speak(session, pcm)
+    assert "猫" in got.heard or "ねこ" in got.heard, got.heard
+    assert "means" not in got.said and "意味" in got.said, got.said
 
 
 def test_language_pick_keeps_the_session_language_unless_the_other_is_clear():
