@@ -189,7 +189,7 @@ class LocalStack:
         # check finds the seed changed and loads it.
         self._start("conversations", "gateway", "tools")
         if not self._seed_is_current():
-            self._run("seed data", ["seed", "load", "--if-changed"])
+            self._run("seed data", ["seed", "load"])
             self._restart("tools")
         self._run("index snapshot", ["index", "build", "--if-changed"])
         self._start("retrieval")
@@ -225,11 +225,8 @@ class LocalStack:
         return current
 
     def _restart(self, name: str) -> None:
-        pid = self._pid(name)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):  # started by this process: reap it
-                os.waitpid(pid, 0)
+        # Waited for even when an earlier `make run` started it: the new one needs its port.
+        self._stop(name)
         self._spawn(name)
 
     def _start(self, *names: str) -> None:
@@ -244,18 +241,27 @@ class LocalStack:
 
     def down(self) -> None:
         for name in [*reversed(SERVICES), "dynalite"]:
-            pid = self._pid(name)
-            if pid is None:
-                (self.pid_dir / name).unlink(missing_ok=True)
-                continue
+            if self._stop(name):
+                print(f"stopped {name}")
+
+    def _stop(self, name: str) -> bool:
+        """SIGTERM, up to 15 s to drain, then SIGKILL; False when it was not running."""
+        pid = self._pid(name)
+        if pid is not None:
             os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and self._pid(name) is not None:
+            while time.monotonic() < deadline and self._running(name, pid):
                 time.sleep(0.1)
-            if self._pid(name) is not None:
+            if self._running(name, pid):
                 os.kill(pid, signal.SIGKILL)
-            (self.pid_dir / name).unlink(missing_ok=True)
-            print(f"stopped {name}")
+        (self.pid_dir / name).unlink(missing_ok=True)
+        return pid is not None
+
+    def _running(self, name: str, pid: int) -> bool:
+        # A process this one started stays a zombie (and answers signals) until it is reaped here.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return self._pid(name) is not None
 
     def status(self) -> dict[str, int | None]:
         return {name: self._pid(name) for name in ["dynalite", *SERVICES]}
