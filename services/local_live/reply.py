@@ -216,9 +216,9 @@ class Reply:
         else:
             if early is not None:
                 early.close()
-            language = await self.conn.voice.detect_language(pcm, self.session.language)
-            prompt = transcription_prompt(self.session.memory, language)
-            text = (await self.conn.voice.transcribe(pcm, language, prompt)).strip()
+            prompts = {lang: transcription_prompt(self.session.memory, lang) for lang in ("ja", "en")}
+            heard = await self.conn.voice.hear(pcm, self.session.language, prompts)
+            language, text = heard.language, heard.text.strip()
         self._stage("transcript")
         if self.session.input_transcription:
             await self.conn.send(p.input_transcription(text))

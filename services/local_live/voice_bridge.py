@@ -33,9 +33,9 @@ class Voice:
         """The text of 16 kHz PCM speech, in the given language (a prompt word helps it)."""
         return await self.pipeline.transcribe(pcm16_16k, language, prompt)
 
-    async def detect_language(self, pcm16_16k: bytes, default: str) -> str:
-        """The language of 16 kHz PCM speech; `default` when unsure."""
-        return await self.pipeline.detect_language(pcm16_16k, default)
+    async def hear(self, pcm16_16k: bytes, default: str, prompts: dict[str, str]) -> Any:
+        """voice.Heard: the language of 16 kHz PCM speech (`default` when unsure) and its text in it."""
+        return await self.pipeline.hear(pcm16_16k, default, prompts)
 
     def stream_transcriber(self, language: str, prompt: str | None = None) -> Any:
         """A voice.StreamingTranscript for the utterance being spoken, or None (incremental off)."""

@@ -62,6 +62,7 @@ async def speak(session, pcm: bytes) -> Spoken:
 
 async def test_audio_in_transcription_and_audio_out(live):
     from services.local_live.voice.testaudio import speech_pcm16_16k
+    from services.local_live.voice.text import reading
 
     pcm = await asyncio.to_thread(speech_pcm16_16k, "猫はどういう意味ですか。", "ja")
     config = live.config(response_modalities=["AUDIO"], input_audio_transcription={},
@@ -70,7 +71,7 @@ async def test_audio_in_transcription_and_audio_out(live):
     async with live.connect(config) as session:
         got = await speak(session, pcm)
     print(f"\nheard {got.heard!r}; said {got.said!r}; first audio chunk {got.first_audio_s:.2f}s after end of speech")
-    assert "猫" in got.heard or "ねこ" in got.heard
+    assert "ネコ" in reading(got.heard)  # 猫, ねこ or ネコ: the script Whisper picks varies with its window
     assert "cat" in got.said
     assert got.mimes == {"audio/pcm;rate=24000"} and len(got.audio) > 24_000  # more than half a second
     modalities = {d.modality: d.token_count for d in got.usage.response_tokens_details}

@@ -7,6 +7,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.local_live.voice import (
@@ -19,6 +20,7 @@ from services.local_live.voice import (
 )
 from services.local_live.voice.audio import pcm16_to_float, rms
 from services.local_live.voice.pipeline import english_backend
+from services.local_live.voice.stt import FULL_WINDOW, Heard, fitted_window
 from services.local_live.voice.testaudio import noise_pcm16, silence_pcm16, speech_pcm16_16k
 from services.local_live.voice.text import reading
 from services.local_live.voice.tts import plan_speech
@@ -127,6 +129,31 @@ async def test_mixed_answer_uses_both_voices(pipeline: VoicePipeline) -> None:
 
 async def test_silence_transcribes_to_nothing(pipeline: VoicePipeline) -> None:
     assert await pipeline.transcribe(silence_pcm16(2.0), "ja") == ""
+    assert await pipeline.hear(silence_pcm16(2.0), "en") == Heard("en", "")
+
+
+async def test_hearing_judges_the_language_and_transcribes_from_one_encoder_pass(pipeline: VoicePipeline) -> None:
+    """Issue 19: the language check and the transcript used to encode the utterance twice (0.75 s each)."""
+    pcm = speech_pcm16_16k("ねこはかわいいです。", "ja")
+    stt = pipeline._get_stt()  # noqa: SLF001 - the pass counter lives on the worker's model
+    before = stt.encoder_passes
+    heard = await pipeline.hear(pcm, "en", {"ja": "ねこはかわいいです。いぬもすきです。"})
+    assert heard.language == "ja"  # an English session hears Japanese as Japanese
+    assert reading(heard.text) == "ネコワカワイイデス"
+    assert stt.encoder_passes - before == 1
+    english = await pipeline.hear(speech_pcm16_16k("What does sushi mean?", "en"), "en")
+    assert english.language == "en" and "sushi" in english.text.lower()
+
+
+def test_the_encoder_window_fits_twice_the_audio_in_whole_seconds() -> None:
+    padded = np.zeros((80, FULL_WINDOW), np.float32)
+    padded[:, :250] = -0.5  # 2.5 s of log-mel frames, then pad_or_trim's zeros
+    assert fitted_window(padded, 500, 2.0).shape == (80, 500)  # at least the minimum
+    padded[:, :640] = 0.3
+    assert fitted_window(padded, 500, 2.0).shape == (80, 1300)  # 12.8 s, rounded up to whole seconds
+    padded[:, :2000] = 0.3
+    assert fitted_window(padded, 500, 2.0).shape == (80, FULL_WINDOW)  # never past Whisper's 30 s
+    assert fitted_window(padded[:, :400], 500, 2.0).shape == (80, 400)  # already short: untouched
 
 
 def _run_vad(pcm: bytes, chunk: int = 1234) -> list:

@@ -25,7 +25,7 @@ from services.common.config import env_choice, env_float, env_int, env_str
 from .audio import TTS_RATE, frames
 from .incremental import StreamingTranscript
 from .models import cache_root
-from .stt import LANGUAGES, SpeechToText, SttOptions
+from .stt import LANGUAGES, Heard, SpeechToText, SttOptions
 from .tts import SENTENCE_PAUSE_S, Piece, TextToSpeech, first_clause, piper_available
 
 T = TypeVar("T")
@@ -198,11 +198,14 @@ class VoicePipeline:
         await self._on_worker(self._get_stt)
         await self._on_worker(self._get_tts)
 
-    async def detect_language(self, pcm16_16k: bytes, default: str) -> str:
-        """"ja" or "en" for one utterance (the session's language unless the other is clear)."""
+    async def hear(self, pcm16_16k: bytes, default: str, prompts: Mapping[str, str] | None = None) -> Heard:
+        """One utterance's language ("ja" or "en": the session's `default` unless the other is clear)
+        and its text in that language, with that language's prompt; one encoder pass for both."""
+        if default not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {default!r}")
         self._admit()
         try:
-            return await self._on_worker(lambda: self._get_stt().detect_language(pcm16_16k, default))
+            return await self._on_worker(lambda: self._get_stt().hear(pcm16_16k, default, prompts))
         finally:
             self._active -= 1
 
@@ -230,9 +233,9 @@ class VoicePipeline:
 
         def decode_and_judge(pcm: bytes) -> str:
             # The language is judged while the learner still speaks, so checking it costs nothing at the end.
-            stt = self._get_stt()
-            transcript.detected = stt.detect_language(pcm, language)
-            return stt.transcribe(pcm, language, prompt)
+            heard = self._get_stt().hear(pcm, language, {language: prompt} if prompt else None)
+            transcript.detected = heard.language
+            return heard.text
 
         async def speculate(pcm: bytes) -> str:
             self._active += 1
