@@ -8,6 +8,7 @@ per address.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -29,6 +30,35 @@ log = logging.getLogger(__name__)
 CHAT_PATH = "/v1/chat"
 BUSY_RETRY_AFTER_S = 5
 CLOSE_TIMEOUT_S = 5.0
+LINGER_S = 2.0
+LINGER_POLL_S = 0.05
+
+
+class _LingeringSocket(web.WebSocketResponse):
+    """Closes TCP the way RFC 6455 §7.1.1 asks: after our close frame the server half-closes and keeps
+    reading (and dropping) until the client closes, instead of closing at once.
+
+    aiohttp closes the transport right after sending its close frame. When the client is still sending
+    (a 2 MB frame refused with 1009), closing a socket with unread data makes the kernel send a reset,
+    and the client can lose the close frame and its code ("stream ended" in a loaded test run)."""
+
+    def _close_transport(self) -> None:
+        request = self._req
+        transport = request.transport if request is not None else None
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            super()._close_transport()
+            return
+        transport.write_eof()  # after the buffered close frame; reading goes on, and linger() closes
+
+
+async def linger(request: web.Request) -> None:
+    """Wait (at most LINGER_S) for the client to close a half-closed connection; aiohttp then closes it."""
+    transport = request.transport
+    # Polled: aiohttp has no event for its transport closing (the client's FIN closes it).
+    for _ in range(round(LINGER_S / LINGER_POLL_S)):
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(LINGER_POLL_S)
 
 
 class HandshakeGate:
@@ -90,7 +120,7 @@ class ChatEndpoint:
 
     def _socket(self) -> web.WebSocketResponse:
         c = self.app.config
-        ws = web.WebSocketResponse(
+        ws = _LingeringSocket(
             protocols=(SUBPROTOCOL,),
             # Pongs can be slow on busy phones and networks: a generous timeout keeps healthy sessions.
             heartbeat=c.ping_interval_s,
@@ -138,6 +168,7 @@ class ChatEndpoint:
             await ChatSession(app.session_deps, SocketAdapter(ws, request), identity, faults).run()
         finally:
             self.gate.release()
+            await linger(request)
             if not ws.closed:
                 await ws.close()
         return ws

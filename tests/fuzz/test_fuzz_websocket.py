@@ -7,7 +7,11 @@ an internal error (1011) or a hang — and the gateway keeps serving a well-beha
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -126,6 +130,44 @@ def test_invalid_utf8_text_frame_closes_1007(stack, canary):
 def test_oversized_frame_closes_1009(stack, canary):
     received, code = _exchange(stack.url, stack.token("fuzz-big"), [("binary", b"\0" * (2 * 1024 * 1024))])
     assert code == 1009, (code, received)
+
+
+def _raw_upgrade(url: str, token: str) -> socket.socket:
+    """A WebSocket handshake by hand, so a test can send a frame in pieces and read what comes back raw."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Authorization: Bearer {token}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head[:200]
+    return sock
+
+
+def test_a_refused_frame_still_being_sent_gets_the_close_frame_not_a_reset(stack, canary):
+    """The 1009 flake's cause made deterministic: the gateway refuses a 2 MB frame from its header, but the
+    client goes on sending it. Closing the socket with that data unread made the kernel send a reset (the
+    client's next send failed with ECONNRESET), which drops a close frame not yet sent and so can lose the
+    1009 under load; the gateway half-closes and drains instead."""
+    sock = _raw_upgrade(stack.url, stack.token("fuzz-linger"))
+    with sock:
+        header = bytes([0x82, 0xFF]) + struct.pack(">Q", 2 * 1024 * 1024) + os.urandom(4)
+        sock.sendall(header + b"\0" * 65536)
+        time.sleep(0.5)  # the gateway has refused the frame by now
+        for _ in range(16):  # ConnectionResetError here is the bug: the gateway closed with data unread
+            sock.sendall(b"\0" * 65536)
+            time.sleep(0.02)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data[:1] == b"\x88", data[:20]  # a close frame, then a clean end of stream
+    assert struct.unpack(">H", data[2:4])[0] == 1009
 
 
 def test_flood_of_bad_frames_closes_only_that_connection(stack, canary):
