@@ -134,6 +134,8 @@ class LocalStack:
         env.setdefault("AWS_DEFAULT_REGION", self.config.aws.region)
         env.setdefault("KOTOBA_SNAPSHOT_URI", (self.config.data_dir / "snapshots").resolve().as_uri())
         env.setdefault("KOTOBA_LIVE_CA_FILE", str((self.config.data_dir / "tls" / "ca.pem").resolve()))
+        # Restarts start Tools from the words of its last full build (rebuilt at once in the background).
+        env.setdefault("KOTOBA_TOOLS_PREFIX_CACHE", str((self.config.data_dir / "cache" / "tools-prefix.json").resolve()))
         env["PYTHONPATH"] = str(REPO_ROOT)
         return env
 
@@ -190,7 +192,8 @@ class LocalStack:
         self._start("conversations", "gateway", "tools")
         if not self._seed_is_current():
             self._run("seed data", ["seed", "load"])
-            self._restart("tools")
+            cache = self.env()["KOTOBA_TOOLS_PREFIX_CACHE"]
+            self._restart("tools", forget=Path(cache) if cache else None)
         self._run("index snapshot", ["index", "build", "--if-changed"])
         self._start("retrieval")
         waiting = {name: self.config.addr("live" if name == "local_live" else name) for name in SERVICES}
@@ -205,7 +208,7 @@ class LocalStack:
                     up = False
                 if up:
                     del waiting[name]
-                    print(f"==> {name:14} ready on {addr}", flush=True)
+                    print(f"==> {name:14} ready on {addr} ({time.monotonic() - started:.1f}s)", flush=True)
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after 120 s: {', '.join(waiting)}")
             time.sleep(0.1)
@@ -224,9 +227,11 @@ class LocalStack:
             print(f"==> seed data unchanged since the last load ({DEFAULT_SEED_DIR}, digest {digest[:12]})", flush=True)
         return current
 
-    def _restart(self, name: str) -> None:
+    def _restart(self, name: str, forget: Path | None = None) -> None:
         # Waited for even when an earlier `make run` started it: the new one needs its port.
         self._stop(name)
+        if forget is not None:  # a cache made stale by the restart's cause (Tools: new seed words)
+            forget.unlink(missing_ok=True)
         self._spawn(name)
 
     def _start(self, *names: str) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.common.config import CommonConfig, ConfigError, env_addr, env_int, env_str
 
@@ -20,6 +21,7 @@ class ToolsConfig:
     page_token_ttl_seconds: int
     prefix_refresh_seconds: int  # full rebuild of the in-memory prefix index
     prefix_poll_seconds: int  # incremental refresh from the dirty-index
+    prefix_cache: Path | None  # the words of the last full build, to start from (None: always scan at start)
     catalog_cache_seconds: int
     threads: int  # bounded pool for boto3 calls
 
@@ -45,6 +47,7 @@ class ToolsConfig:
             page_token_ttl_seconds=env_int(env, "KOTOBA_TOOLS_PAGE_TOKEN_TTL_SECONDS", 3600, minimum=60),
             prefix_refresh_seconds=env_int(env, "KOTOBA_TOOLS_PREFIX_REFRESH_SECONDS", 600, minimum=5),
             prefix_poll_seconds=env_int(env, "KOTOBA_TOOLS_PREFIX_POLL_SECONDS", 15, minimum=1),
+            prefix_cache=Path(env["KOTOBA_TOOLS_PREFIX_CACHE"]) if env.get("KOTOBA_TOOLS_PREFIX_CACHE") else None,
             catalog_cache_seconds=env_int(env, "KOTOBA_TOOLS_CATALOG_CACHE_SECONDS", 60, minimum=0),
             threads=env_int(env, "KOTOBA_TOOLS_THREADS", 16, minimum=1, maximum=128),
         )

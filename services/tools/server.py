@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -146,19 +149,40 @@ def newest_dirty(store: Store) -> str:
 
 
 class PrefixKeeper:
-    def __init__(self, store: Store, index: PrefixIndex, full_every: float, poll_every: float) -> None:
+    """Builds the prefix index and keeps it current. With a cache file it can start from the words of the
+    last full build and rebuild at once in the background: `make run` restarts skip the ~2 s Scan before
+    SERVING. Until that rebuild lands (seconds) a word changed since the cache may lack its prefix match;
+    exact matches come from DynamoDB and every hit is read again, so nothing stale is ever returned."""
+
+    def __init__(self, store: Store, index: PrefixIndex, full_every: float, poll_every: float,
+                 cache: Path | None = None) -> None:
         self.store, self.index = store, index
         self.full_every, self.poll_every = full_every, poll_every
+        self.cache = cache
         self.watermark = ""
         self._task: asyncio.Task | None = None
 
     async def build(self) -> None:
-        """Build the prefix index from every word row."""
+        """Build the prefix index from every word row (and save those rows to the cache file, if any)."""
         started = time.monotonic()
         self.watermark = await self.store.run(newest_dirty, self.store)
-        self.index.rebuild(await self.store.run(scan_words, self.store))
+        rows = await self.store.run(scan_words, self.store)
+        self.index.rebuild(rows)
         log.info("prefix index built", extra={"words": self.index.size,
                                               "seconds": round(time.monotonic() - started, 2)})
+        if self.cache is not None:
+            await asyncio.to_thread(_save_rows, self.cache, self.store.items, rows)
+
+    async def start_from_cache(self) -> bool:
+        """Fill the index from the cache file (False when there is none or it is unusable)."""
+        if self.cache is None:
+            return False
+        rows = await asyncio.to_thread(_load_rows, self.cache, self.store.items)
+        if rows is None:
+            return False
+        self.index.rebuild(rows)
+        log.info("prefix index loaded from cache, rebuilding", extra={"words": self.index.size})
+        return True
 
     async def poll(self) -> None:
         """Apply the word rows changed since the last poll to the prefix index."""
@@ -168,10 +192,12 @@ class PrefixKeeper:
             for item_id in ids:
                 self.index.update(rows.get(item_id) or {"id": item_id, "deleted": True})
 
-    async def _loop(self) -> None:
-        last_full = time.monotonic()
+    async def _loop(self, rebuild_now: bool) -> None:
+        last_full = -self.full_every if rebuild_now else time.monotonic()
         while True:
-            await asyncio.sleep(self.poll_every)
+            if not rebuild_now:
+                await asyncio.sleep(self.poll_every)
+            rebuild_now = False
             try:
                 if time.monotonic() - last_full >= self.full_every:
                     await self.build()
@@ -181,14 +207,46 @@ class PrefixKeeper:
             except Exception as exc:  # noqa: BLE001 - keep serving from the last good index
                 log.warning("prefix index refresh failed", extra={"error": str(exc)})
 
-    def start(self) -> None:
+    def start(self, rebuild_now: bool = False) -> None:
         """Keep the prefix index current in the background (polls, and full rebuilds now and then)."""
-        self._task = asyncio.create_task(self._loop())
+        self._task = asyncio.create_task(self._loop(rebuild_now))
 
     async def stop(self) -> None:
         """Stop keeping the prefix index current."""
         if self._task:
             self._task.cancel()
+
+
+_CACHE_VERSION = 1
+
+
+def _save_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"version": _CACHE_VERSION, "table": table, "rows": rows},
+                                  ensure_ascii=False, default=_plain_json), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # the cache only saves time: serving goes on without it
+        log.warning("prefix cache not written", extra={"path": str(path), "error": str(exc)})
+
+
+def _plain_json(value: Any) -> Any:
+    return sorted(value) if isinstance(value, (set, frozenset)) else str(value)
+
+
+def _load_rows(path: Path, table: str) -> list[dict[str, Any]] | None:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("prefix cache unreadable, scanning", extra={"path": str(path), "error": str(exc)})
+        return None
+    if not isinstance(saved, dict) or saved.get("version") != _CACHE_VERSION or saved.get("table") != table:
+        return None  # another format or another stack's table
+    rows = saved.get("rows")
+    return rows if isinstance(rows, list) else None
 
 
 async def serve(config: ToolsConfig | None = None) -> None:
@@ -200,11 +258,14 @@ async def serve(config: ToolsConfig | None = None) -> None:
     servicer = ToolsServicer(config, store, prefixes, retrieval_pb2_grpc.RetrievalStub(retrieval_channel))
     service = GrpcService("tools", config.addr, [SERVICE_NAME], drain_seconds=config.common.drain_seconds)
     tools_pb2_grpc.add_ToolsServicer_to_server(servicer, service.server)
-    keeper = PrefixKeeper(store, prefixes, config.prefix_refresh_seconds, config.prefix_poll_seconds)
+    keeper = PrefixKeeper(store, prefixes, config.prefix_refresh_seconds, config.prefix_poll_seconds,
+                          config.prefix_cache)
 
     async def ready() -> None:
-        await keeper.build()
-        keeper.start()
+        cached = await keeper.start_from_cache()
+        if not cached:
+            await keeper.build()
+        keeper.start(rebuild_now=cached)
 
     async def shutdown() -> None:
         await keeper.stop()

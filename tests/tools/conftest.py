@@ -66,11 +66,24 @@ def tools_env(moto_endpoint: str, tmp_path_factory) -> Iterator[ToolsEnv]:
     items = list(iter_items(FIXTURE_DIR))
     load_items(client, prefix, FIXTURE_DIR, items=items, progress=False)
     ensure_learners(client, prefix, items)
-    log = tmp_path_factory.mktemp("tools") / "tools.log"
+    proc, channel = _start_tools(env, tmp_path_factory.mktemp("tools") / "tools.log")
+    yield ToolsEnv(env, config, tools_pb2_grpc.ToolsStub(channel), client, prefix)
+    channel.close()
+    procs.stop(proc)
+
+
+@pytest.fixture
+def start_tools():
+    """Start another Tools process: start_tools(env, log) -> (process, channel)."""
+    return _start_tools
+
+
+def _start_tools(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, grpc.Channel]:
+    """`python -m services.tools` with this environment, once its health says SERVING."""
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services.tools"], env=env, cwd=REPO, stdout=out,
                                 stderr=out, stdin=subprocess.DEVNULL)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.insecure_channel(env["KOTOBA_TOOLS_ADDR"])
 
     def serving() -> bool:
         if proc.poll() is not None:
@@ -79,6 +92,4 @@ def tools_env(moto_endpoint: str, tmp_path_factory) -> Iterator[ToolsEnv]:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     procs.wait_until(serving, 60, "tools server", interval=0.2)
-    yield ToolsEnv(env, config, tools_pb2_grpc.ToolsStub(channel), client, prefix)
-    channel.close()
-    procs.stop(proc)
+    return proc, channel
