@@ -35,13 +35,15 @@ DEFAULT_PROMPTS = {
 
 @dataclass(frozen=True)
 class SttOptions:
-    beam_size: int = 5  # encoder-bound: beam 5 costs about the same as greedy here and hears 猫 not 寝子
+    # Greedy is ~20% faster since the encoder got cheap, but misheard more on the held-out clips
+    # (0.132 vs 0.113 mean error: "What does sushi mean?" → "What does this mean?").
+    beam_size: int = 5
     max_new_tokens: int = 96  # ~20 s of speech; bounds a looping decode
     vad_filter: bool = True
     cpu_threads: int = 2
     # Encoder window: `window_ratio` times the utterance, at least `min_window_s`; None = Whisper's 30 s.
-    # With the speech filling more than about half the window Whisper ended long utterances early (a
-    # 9 s clip of four sentences came out as its first sentence in a 10 or 12 s window, whole in 20 s).
+    # Chosen on the tuning half of bench/voice/questions.py. Known miss: a 9 s clip of four sentences
+    # comes out as its first sentence in any window under 20 s (the 30 s window drops another clip's last).
     min_window_s: float | None = 5.0
     window_ratio: float = 2.0
     # Timestamp tokens let Whisper go on after a segment it ended mid-window (that 9 s clip came out
