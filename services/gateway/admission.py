@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 # How often an open held back by busy turns looks again (turns end on their own schedule, unannounced).
 TURN_POLL_S = 0.02
@@ -22,16 +24,35 @@ INITIAL_OPEN_S = 0.05
 EWMA = 0.2
 
 
+@dataclass
+class Slot:
+    """One admitted open, held until `release`. Its cost counts from the grant, not from the learner's
+    arrival: counting the wait in the queue made every queued open look slower, the expected wait grow
+    with the queue, and a 200-session burst be told to come back in 6-8 s instead of being served."""
+
+    admission: Admission
+    granted_at: float
+    held: bool = True
+
+    def release(self, *, done: bool) -> None:
+        """Give the slot back (once); `done`: the open finished, so its duration feeds the average."""
+        if self.held:
+            self.held = False
+            self.admission.leave(self.admission.clock() - self.granted_at if done else None)
+
+
 class Admission:
     def __init__(self, max_opens: int, max_wait_s: float, turn_saturation: int,
-                 turns_in_flight: Callable[[], int] = lambda: 0) -> None:
+                 turns_in_flight: Callable[[], int] = lambda: 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_opens = max_opens
         self.max_wait_s = max_wait_s
         self.turn_saturation = turn_saturation
         self.turns_in_flight = turns_in_flight
+        self.clock = clock
         self.opening = 0
         self.open_s = INITIAL_OPEN_S
-        self._queue: collections.deque[asyncio.Future] = collections.deque()
+        self._queue: collections.deque[asyncio.Future[float]] = collections.deque()
         self._poller: asyncio.Task | None = None
 
     @property
@@ -53,19 +74,19 @@ class Admission:
         """Whole seconds a refused client should wait before trying again."""
         return max(1, math.ceil(self.expected_wait_s()))
 
-    async def enter(self) -> int | None:
-        """None once admitted (call `leave` when the open is done); else the seconds to tell the learner to
-        wait before retrying."""
+    async def enter(self) -> Slot | int:
+        """A Slot once admitted (release it when the open is done); else the seconds to tell the learner
+        to wait before retrying."""
         if not self.queued and self._room():
             self.opening += 1
-            return None
+            return Slot(self, self.clock())
         if self.expected_wait_s() > self.max_wait_s:
             return self.retry_after_s()
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._queue.append(fut)
         self._wake()
         try:
-            await asyncio.wait_for(fut, self.max_wait_s)
+            granted_at = await asyncio.wait_for(fut, self.max_wait_s)
         except TimeoutError:
             return self.retry_after_s()
         except BaseException:
@@ -74,7 +95,7 @@ class Admission:
             raise
         finally:
             self._drop_done()
-        return None
+        return Slot(self, granted_at)
 
     def leave(self, took_s: float | None) -> None:
         """Free an opening slot, fold its duration into the average, and wake the next waiter."""
@@ -95,7 +116,7 @@ class Admission:
             if fut.done():
                 continue  # gave up waiting
             self.opening += 1
-            fut.set_result(None)
+            fut.set_result(self.clock())
         self._drop_done()
         if self._queue and self.opening < self.max_opens and (self._poller is None or self._poller.done()):
             # Held back by turns, not by opens: nothing else will call _wake when a turn ends.

@@ -25,6 +25,7 @@ from services.common import metrics
 from services.common.auth import Identity, auth_metadata
 from services.common.telemetry import tracer
 from services.gateway import protocol
+from services.gateway.admission import Slot
 from services.gateway.connections import SessionRow
 from services.gateway.learner_input import Closing, MediaInput, Refusals
 from services.gateway.link import UpstreamLink
@@ -61,7 +62,7 @@ class ChatSession:
         self.started = False
         self.stages = metrics.Stages()
         self._session_sent = asyncio.Event()
-        self._admitted_at: float | None = None  # holds an admission slot (admission.py) until its upstream is open
+        self._slot: Slot | None = None  # the admission slot (admission.py), held until the upstream is open
         self.superseded = False
         self._active_mode = ""
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -178,11 +179,11 @@ class ChatSession:
         handed_over = resume if held is not None and held.identity.user_id == self.identity.user_id else ""
         if not sessions.reserve(self.info.connection_id, self.identity.user_id, cap, handed_over):
             await self.refusals.too_many(cap)
-        retry_after = await self.deps.admission.enter()
+        admitted = await self.deps.admission.enter()
         stages.mark("admission")
-        if retry_after is not None:
-            await self.refusals.busy(retry_after)
-        self._admitted_at = time.perf_counter()
+        if not isinstance(admitted, Slot):
+            await self.refusals.busy(admitted)
+        self._slot = admitted
         try:
             await self._start_admitted(mode, language, resume, held, stages)
         except BaseException:
@@ -190,10 +191,8 @@ class ChatSession:
             raise
 
     def _leave_admission(self, *, done: bool) -> None:
-        # Cost from the slot's grant, not the arrival: queue waits counted as cost inflated the expected wait.
-        if self._admitted_at is not None:
-            took_s, self._admitted_at = (time.perf_counter() - self._admitted_at if done else None), None
-            self.deps.admission.leave(took_s)
+        if self._slot is not None:
+            self._slot.release(done=done)
 
     async def _start_admitted(self, mode: str | None, language: str | None, resume: str | None,
                               held: ChatSession | None, stages: metrics.Stages) -> None:

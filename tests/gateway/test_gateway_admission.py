@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from kotoba.v1 import tools_pb2
-from services.gateway.admission import Admission
+from services.gateway.admission import Admission, Slot
 from services.gateway.context_cache import ContextCache
 
 
@@ -19,11 +21,11 @@ async def _settle() -> None:
 
 async def test_opens_are_admitted_first_come_first_served():
     adm = Admission(max_opens=1, max_wait_s=60, turn_saturation=100)
-    assert await adm.enter() is None  # the slot
+    assert isinstance(await adm.enter(), Slot)  # the slot
     order: list[int] = []
 
     async def opener(i: int) -> None:
-        assert await adm.enter() is None
+        assert isinstance(await adm.enter(), Slot)
         order.append(i)
         await _settle()
         adm.leave(0.01)
@@ -42,21 +44,21 @@ async def test_opens_are_admitted_first_come_first_served():
 async def test_an_open_that_would_wait_past_the_bound_is_refused_with_a_retry_after():
     adm = Admission(max_opens=2, max_wait_s=0.5, turn_saturation=100)
     adm.open_s = 1.0  # opens have been taking a second each
-    assert await adm.enter() is None and await adm.enter() is None
+    assert isinstance(await adm.enter(), Slot) and isinstance(await adm.enter(), Slot)
     retry = await adm.enter()  # a full round of opens ahead (1 s) > 0.5 s: told at once, not queued
-    assert retry is not None and retry >= 1
+    assert not isinstance(retry, Slot) and retry >= 1
     assert adm.queued == 0 and adm.opening == 2
 
 
 async def test_a_queued_open_is_refused_when_its_wait_runs_out_and_frees_nothing():
     adm = Admission(max_opens=1, max_wait_s=0.05, turn_saturation=100)
     adm.open_s = 0.001
-    assert await adm.enter() is None
+    assert isinstance(await adm.enter(), Slot)
     retry = await adm.enter()  # queued (expected wait is tiny), but the holder never finishes
-    assert retry is not None and retry >= 1
+    assert not isinstance(retry, Slot) and retry >= 1
     assert adm.opening == 1 and adm.queued == 0
     adm.leave(None)
-    assert await adm.enter() is None
+    assert isinstance(await adm.enter(), Slot)
 
 
 async def test_opens_wait_while_turns_are_saturated():
@@ -66,13 +68,13 @@ async def test_opens_wait_while_turns_are_saturated():
     await asyncio.sleep(0.1)
     assert not waiter.done() and adm.opening == 0  # slots are free, but the turns come first
     turns["n"] = 2
-    assert await asyncio.wait_for(waiter, 30) is None
+    assert isinstance(await asyncio.wait_for(waiter, 30), Slot)
     assert adm.opening == 1
 
 
 async def test_a_learner_leaving_the_queue_gives_up_their_place():
     adm = Admission(max_opens=1, max_wait_s=60, turn_saturation=100)
-    assert await adm.enter() is None
+    assert isinstance(await adm.enter(), Slot)
     gone = asyncio.create_task(adm.enter())
     await _settle()
     stays = asyncio.create_task(adm.enter())
@@ -80,8 +82,30 @@ async def test_a_learner_leaving_the_queue_gives_up_their_place():
     gone.cancel()
     await asyncio.gather(gone, return_exceptions=True)
     adm.leave(0.01)
-    assert await asyncio.wait_for(stays, 30) is None
+    assert isinstance(await asyncio.wait_for(stays, 30), Slot)
     assert adm.opening == 1 and adm.queued == 0
+
+
+async def test_an_open_costs_from_its_grant_not_from_its_arrival():
+    """The burst fix of issue 19 as a unit test: a queued open's wait is not part of what an open costs."""
+    now = {"t": 0.0}
+    adm = Admission(max_opens=1, max_wait_s=60, turn_saturation=100, clock=lambda: now["t"])
+    adm.open_s = 0.05
+    first = await adm.enter()
+    queued = asyncio.create_task(adm.enter())
+    await _settle()
+    now["t"] = 3.0  # the first open took 3 s; the second learner waited all that time
+    assert isinstance(first, Slot)
+    first.release(done=True)
+    second = await asyncio.wait_for(queued, 30)
+    assert isinstance(second, Slot) and second.granted_at == 3.0
+    after_first = adm.open_s
+    now["t"] = 3.04  # the second open itself took 40 ms
+    second.release(done=True)
+    second.release(done=True)  # once only
+    assert adm.open_s < after_first  # 40 ms pulled the average down; from arrival it would have been 3.04 s
+    assert adm.open_s == pytest.approx(after_first + 0.2 * (0.04 - after_first))
+    assert adm.opening == 0
 
 
 async def test_context_is_read_once_per_learner_and_kept_apart():
