@@ -47,12 +47,13 @@ class App:
             self.usage_store = UsageStore(dynamodb_client(common.aws), common.table("usage"), common.table("settings"))
         self.limits = Limits(self.usage_store, config.messages_per_minute, config.audio_seconds_per_minute,
                              config.daily_budget_usd)
-        self.turnlog = TurnLog(self.backends.conversations, maxsize=config.turnlog_queue_size,
-                               max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
-                               service_token=ServiceToken(common.auth, config.service_token_file))
         self.sessions = SessionRegistry()
         self.admission = Admission(config.max_concurrent_opens, config.open_wait_s, config.open_turn_saturation,
                                    self.sessions.turns_in_flight)
+        self.turnlog = TurnLog(self.backends.conversations, maxsize=config.turnlog_queue_size,
+                               max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
+                               service_token=ServiceToken(common.auth, config.service_token_file),
+                               hold=lambda: self.admission.queued > 0)
         self.session_deps = SessionDeps.build(
             config, sessions=self.sessions, limits=self.limits, store=self.store, backends=self.backends,
             bridge=self.bridge, turnlog=self.turnlog, live_client=self.live_client, admission=self.admission,

@@ -34,6 +34,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ OUTAGE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.S
 # cannot hold a sender for good.
 SUSPECT = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 SERVICE_SUBJECT = "kotoba-gateway"
+HOLD_POLL_S = 0.05
 
 
 class ServiceToken:
@@ -100,8 +102,14 @@ class Pending:
 class TurnLog:
     def __init__(self, stub: conversations_pb2_grpc.ConversationsStub, *, maxsize: int, suspect_attempts: int = 10,
                  base_delay_s: float = 0.2, max_delay_s: float = 5.0, timeout_s: float = 3.0, senders: int = 4,
-                 service_token: ServiceToken | None = None) -> None:
+                 service_token: ServiceToken | None = None, hold: Callable[[], bool] = lambda: False,
+                 max_hold_s: float = 5.0) -> None:
         self.stub = stub
+        # While `hold()` says answers are waiting (a burst of opens queued), records wait up to max_hold_s:
+        # Conversations writes ~9 rows per turn to the same DynamoDB the opens and answers read from.
+        self.hold = hold
+        self.max_hold_s = max_hold_s
+        self._closing = False
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=maxsize)
         self.suspect_attempts = suspect_attempts
         self.base_delay_s = base_delay_s
@@ -237,6 +245,7 @@ class TurnLog:
         while True:
             item = await self.queue.get()
             try:
+                await self._wait_for_quiet()
                 await self._send(item)
             except asyncio.CancelledError:
                 self._drop([item], "gateway stopped before it was delivered")
@@ -247,8 +256,15 @@ class TurnLog:
             finally:
                 self.queue.task_done()
 
+    async def _wait_for_quiet(self) -> None:
+        for _ in range(round(self.max_hold_s / HOLD_POLL_S)):  # polled: the burst's end is not announced
+            if self._closing or not self.hold():
+                return
+            await asyncio.sleep(HOLD_POLL_S)
+
     async def close(self, deadline_s: float) -> None:
         """Flush: wait (bounded) until everything queued is delivered, then stop; what is left is counted lost."""
+        self._closing = True
         try:
             await asyncio.wait_for(self.queue.join(), deadline_s)
         except TimeoutError:
