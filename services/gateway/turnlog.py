@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -97,16 +98,19 @@ class Pending:
     user_id: str
     expires_at: float  # of the learner's token; 0 = unknown
     parent: trace.SpanContext | None
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class TurnLog:
     def __init__(self, stub: conversations_pb2_grpc.ConversationsStub, *, maxsize: int, suspect_attempts: int = 10,
                  base_delay_s: float = 0.2, max_delay_s: float = 5.0, timeout_s: float = 3.0, senders: int = 4,
                  service_token: ServiceToken | None = None, hold: Callable[[], bool] = lambda: False,
-                 max_hold_s: float = 5.0) -> None:
+                 max_hold_s: float = 30.0) -> None:
         self.stub = stub
-        # While `hold()` says answers are waiting (a burst of opens queued), records wait up to max_hold_s:
-        # Conversations writes ~9 rows per turn to the same DynamoDB the opens and answers read from.
+        # While `hold()` says answers are waiting (a burst of opens queued), records wait: Conversations
+        # writes ~9 rows per turn to the same DynamoDB the opens and answers read from. Bounded two ways,
+        # so a long overload delays records but never loses them: a queue half full sends again (at full
+        # rate), and no record waits past max_hold_s after its submission.
         self.hold = hold
         self.max_hold_s = max_hold_s
         self._closing = False
@@ -245,7 +249,7 @@ class TurnLog:
         while True:
             item = await self.queue.get()
             try:
-                await self._wait_for_quiet()
+                await self._wait_for_quiet(item)
                 await self._send(item)
             except asyncio.CancelledError:
                 self._drop([item], "gateway stopped before it was delivered")
@@ -256,9 +260,11 @@ class TurnLog:
             finally:
                 self.queue.task_done()
 
-    async def _wait_for_quiet(self) -> None:
-        for _ in range(round(self.max_hold_s / HOLD_POLL_S)):  # polled: the burst's end is not announced
-            if self._closing or not self.hold():
+    async def _wait_for_quiet(self, item: Pending) -> None:
+        left = self.max_hold_s - (time.monotonic() - item.queued_at)
+        for _ in range(max(0, math.ceil(left / HOLD_POLL_S))):  # polled: the end of a burst is not announced
+            if (self._closing or not self.hold() or self.queue.qsize() * 2 >= self.queue.maxsize
+                    or time.monotonic() - item.queued_at >= self.max_hold_s):
                 return
             await asyncio.sleep(HOLD_POLL_S)
 
