@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -61,6 +63,45 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
     if check and result.returncode != 0:
         raise CheckFailed(f"podman {' '.join(args[:3])}…: {result.stderr.strip()[-800:]}")
     return result
+
+
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+@contextlib.contextmanager
+def workload_ports_reserved(ports: tuple[int, ...]) -> Iterator[None]:
+    """Keep the workloads' fixed ports out of ephemeral use while the check runs (restored after).
+
+    With host networking any client socket on the host may be given one of them as its local port:
+    50051-50053 lie inside Linux's default ephemeral range (32768-60999), and the workload then fails to
+    bind (seen once: prod tools "Failed to bind to address 0.0.0.0:50052"). Needs root; without it the
+    check runs as before, with that rare clash possible."""
+    try:
+        before = RESERVED_PORTS.read_text().strip()
+        RESERVED_PORTS.write_text(",".join(filter(None, [before, *map(str, ports)])))
+    except OSError as exc:
+        log(f"workload ports not reserved from ephemeral use ({exc}); a rare bind clash stays possible")
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            RESERVED_PORTS.write_text(before or "\n")
+
+
+def wait_until_ports_free(ports: tuple[int, ...], timeout_s: float = 90.0) -> None:
+    """Between overlays: a workload of the last one that closed its clients' connections first leaves them in
+    TIME_WAIT on its fixed port for up to 60 s, and the next overlay's workload could not bind it."""
+    deadline = time.monotonic() + timeout_s
+    busy = [port for port in ports if port_busy(port)]
+    if busy:
+        log(f"waiting for ports {busy} to be free (connections of the last run closing)")
+    while busy and time.monotonic() < deadline:
+        time.sleep(1)
+        busy = [port for port in ports if port_busy(port)]
+    if busy:
+        raise CheckFailed(f"ports {busy} still in use {timeout_s:.0f} s after the last run")
 
 
 def port_busy(port: int) -> bool:
@@ -549,36 +590,38 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     failed = False
     report = {}
-    try:
-        for overlay, a in analyses.items():
-            run = Run(overlay, a, args.image, args.dynalite_image, root, run_id)
-            current.append(run)
-            started = time.monotonic()
-            try:
-                results = check_overlay(run)
-                results["wall time"] = f"{time.monotonic() - started:.0f}s"
-                report[overlay] = {"results": results, "timings": run.timings}
-                log(f"[{overlay}] PASS")
-            except CheckFailed as exc:
-                print(f"deploy-check FAIL {exc}", file=sys.stderr)
-                failed = True
-                break
-            except Exception as exc:  # a step broke in an unexpected way: still a named failure
-                import traceback
+    with workload_ports_reserved(WORKLOAD_PORTS):
+        try:
+            for overlay, a in analyses.items():
+                run = Run(overlay, a, args.image, args.dynalite_image, root, run_id)
+                current.append(run)
+                started = time.monotonic()
+                try:
+                    wait_until_ports_free(WORKLOAD_PORTS)
+                    results = check_overlay(run)
+                    results["wall time"] = f"{time.monotonic() - started:.0f}s"
+                    report[overlay] = {"results": results, "timings": run.timings}
+                    log(f"[{overlay}] PASS")
+                except CheckFailed as exc:
+                    print(f"deploy-check FAIL {exc}", file=sys.stderr)
+                    failed = True
+                    break
+                except Exception as exc:  # a step broke in an unexpected way: still a named failure
+                    import traceback
 
-                traceback.print_exc()
-                print(f"deploy-check FAIL [{overlay}] {exc!r}", file=sys.stderr)
-                failed = True
-                break
-            finally:
+                    traceback.print_exc()
+                    print(f"deploy-check FAIL [{overlay}] {exc!r}", file=sys.stderr)
+                    failed = True
+                    break
+                finally:
+                    run.cleanup()
+                    current.remove(run)
+        except KeyboardInterrupt:
+            failed = True
+        finally:
+            for run in current:
                 run.cleanup()
-                current.remove(run)
-    except KeyboardInterrupt:
-        failed = True
-    finally:
-        for run in current:
-            run.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
     for overlay, r in report.items():
         print(f"\n[{overlay}]")
         for k, v in r["results"].items():
