@@ -82,7 +82,7 @@ def run(runs: int) -> list[Result]:
             for name, stt in models.items():
                 times, heard = [], None
                 for _ in range(runs):
-                    stt._model._last = None  # noqa: SLF001 - every run pays its own encoder pass
+                    stt.forget_encoding()  # every run pays its own encoder pass
                     start = time.perf_counter()
                     heard = stt.hear(pcm, default)
                     times.append(time.perf_counter() - start)

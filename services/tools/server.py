@@ -221,13 +221,14 @@ _CACHE_VERSION = 1
 
 
 def _save_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"version": _CACHE_VERSION, "table": table, "rows": rows},
                                   ensure_ascii=False, default=_plain_json), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:  # the cache only saves time: serving goes on without it
+        tmp.unlink(missing_ok=True)  # a half-written file (disk full) is not left behind either
         log.warning("prefix cache not written", extra={"path": str(path), "error": str(exc)})
 
 

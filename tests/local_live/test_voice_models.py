@@ -141,6 +141,11 @@ async def test_hearing_judges_the_language_and_transcribes_from_one_encoder_pass
     assert heard.language == "ja"  # an English session hears Japanese as Japanese
     assert reading(heard.text) == "ネコワカワイイデス"
     assert stt.encoder_passes - before == 1
+    await pipeline.hear(pcm, "en")  # the same utterance again: its encoding is remembered
+    assert stt.encoder_passes - before == 1
+    stt.forget_encoding()
+    await pipeline.hear(pcm, "en")
+    assert stt.encoder_passes - before == 2
     english = await pipeline.hear(speech_pcm16_16k("What does sushi mean?", "en"), "en")
     assert english.language == "en" and "sushi" in english.text.lower()
 
