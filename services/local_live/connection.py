@@ -177,9 +177,19 @@ class Connection:
                 log.info("tool response for no pending call", extra={"conn": self.conn_id, "id": response["id"]})
 
     async def _on_context_update(self, body: dict[str, Any]) -> None:
+        """A new system instruction and/or tools for the turns that follow (LiveClientContextUpdate: taken in
+        order with the other input). The tools come wrapped, `{"tools": [...]}`, so that an empty list can
+        clear them."""
         assert self.session is not None
+        unknown = set(body) - {"system_instruction", "systemInstruction", "tools"}
+        if unknown:
+            raise ProtocolError(p.CLOSE_INVALID_DATA, f"contextUpdate: unknown field {sorted(unknown)[0]!r}")
+        tools = get(body, "tools")
+        if tools is not None and not (isinstance(tools, dict) and isinstance(tools.get("tools"), list)):
+            raise ProtocolError(p.CLOSE_INVALID_DATA, "contextUpdate.tools must be an object with a tools list")
         self.session.set_system_instruction(get(body, "system_instruction"))
-        self.session.set_tools(get(body, "tools"))
+        if tools is not None:
+            self.session.set_tools(tools["tools"])
 
     # ---- audio ----------------------------------------------------------------------------------
 

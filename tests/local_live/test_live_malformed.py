@@ -51,6 +51,9 @@ async def close_after(live, frames: list[str | bytes], path: str = PATH, key: st
     ([SETUP, '{"tool_response": {"functionResponses": [{"name": "x"}]}}'], 1007, "id"),
     (['{"setup": {"generationConfig": {"responseModalities": ["VIDEO"]}}}'], 1007, "modality"),
     (['{"setup": {"kotobaFaults": "explode=1"}}'], 1008, "unknown fault"),
+    ([SETUP, '{"context_update": {"tools": [{"functionDeclarations": []}]}}'], 1007, "tools"),
+    ([SETUP, '{"context_update": {"system_instruction": 5}}'], 1007, "systemInstruction"),
+    ([SETUP, '{"context_update": {"bogus": 1}}'], 1007, "unknown field"),
 ])
 async def test_malformed_frames_close_with_protocol_error(live, frames, code, words):
     got_code, reason = await close_after(live, frames)

@@ -225,3 +225,26 @@ async def test_a_session_primed_with_recent_turns_resolves_follow_ups(live):
         turn = await run_turn(session, {"get_word_details": {"result": {"word": SWIM}}})
     assert [(c.name, c.args) for c in turn.tool_calls] == [("get_word_details", {"written": "泳ぐ"})]
     assert "およぐ" in turn.text
+
+
+async def test_context_update_gives_the_learner_context_to_the_next_turn(live):
+    """The gateway opens the upstream before the learner's context is read and sends it in a contextUpdate
+    (docs/protocol.md): the engine must take it, in order, for the turns that follow."""
+    from tests.local_live.conftest import system_instruction
+
+    config = live.config(system_instruction="You are Kotoba, a friendly Japanese tutor.")
+    async with live.connect(config) as session:
+        await session.send_context_update(system_instruction=system_instruction(name="Mika"))
+        await session.send_client_content(turns=text_turn("hello!"))
+        turn = await run_turn(session)
+    assert "Mika" in turn.text
+
+
+async def test_context_update_of_tools_replaces_the_declared_functions(live):
+    """The SDK wraps updated tools in an object (LiveClientContextUpdateTools); an empty list clears them, so
+    the model can no longer call a function it was given at setup."""
+    async with live.connect() as session:
+        await session.send_context_update(tools=[])
+        await session.send_client_content(turns=text_turn("what does 泳ぐ mean?"))
+        turn = await run_turn(session, {"get_word_details": {"result": {"word": SWIM}}})
+    assert not turn.tool_calls
