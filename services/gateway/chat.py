@@ -256,27 +256,38 @@ class ChatSession:
     async def _open(self, mode: str | None, language: str | None, *, resumed: bool) -> None:
         with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
                                            attributes={"session.id": self.session_id}):
+            self.info.mode = mode or "text"
+            opening: asyncio.Task | None = None
+            if self.deps.link.early_upstream:
+                # The upstream connects beside the reads below (only the mode is needed to open it); the
+                # learner's instruction follows in a contextUpdate once `learner_known` is set (link.py).
+                learner_known = asyncio.Event()
+                opening = self.background.spawn(self._open_upstream(resumed, learner_known))
             self.info.context, _ = await asyncio.gather(
                 self.stages.timed("context", self.deps.contexts.get(self.identity.user_id, self._learner_context)),
                 self.stages.timed("usage", self.persistence.bounded(self.deps.limits.load(self.identity.user_id),
                                                                     "usage", None)))
             self.stages.mark("context_usage")
-            self.info.mode = mode or "text"
             self.info.language = language or (self.info.context.settings.language if self.info.context else "") \
                 or "en"
             if self.info.language not in protocol.LANGUAGES:
                 self.info.language = "en"
             self.started = True
             self.deps.sessions.add(self.session_id, self)
-            # The upstream opens while the cap check finishes and the `session` frame goes out: the learner's
-            # first message waits for it in the turn queue (audio is buffered), never the other way round.
-            # The admission slot is held until it is open: it is the costly part of an open.
-            opening = self.background.spawn(self._open_upstream(resumed))
+            # The upstream opens (or, opened early, gets the learner's instruction) while the cap check
+            # finishes and the `session` frame goes out: the learner's first message waits for it in the turn
+            # queue (audio is buffered), never the other way round. The admission slot is held until it is
+            # ready: it is the costly part of an open.
+            if opening is None:
+                opening = self.background.spawn(self._open_upstream(resumed))
+            else:
+                learner_known.set()
             opening.add_done_callback(lambda _t: self._leave_admission(done=True))
 
-    async def _open_upstream(self, resumed: bool) -> None:
+    async def _open_upstream(self, resumed: bool, learner_known: asyncio.Event | None = None) -> None:
         try:
-            await self.stages.timed("upstream_open", self.link.open_first(resume=resumed))
+            await self.stages.timed("upstream_open", self.link.open_first(
+                resume=resumed, learner_known=learner_known, on_connected=lambda: self.stages.at("upstream_connected")))
         except Exception as exc:  # noqa: BLE001
             log.warning("upstream unavailable at start", extra={"error": repr(exc)})
             metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})

@@ -95,6 +95,7 @@ class GatewayConfig:
     google_search: bool = False
     affective_dialog: bool = False
     proactive_audio: bool = False
+    early_upstream: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -222,4 +223,7 @@ def _live_session(env: Mapping[str, str], kind: str) -> dict[str, Any]:
         # elsewhere); affective dialog makes the Gemini API client v1alpha.
         affective_dialog=env_bool(env, "KOTOBA_GATEWAY_AFFECTIVE_DIALOG", False),
         proactive_audio=env_bool(env, "KOTOBA_GATEWAY_PROACTIVE_AUDIO", False),
+        # Open the upstream beside the learner's context read and send the learner's instruction in a
+        # contextUpdate (link.py); off: open it with the whole instruction once the context is read.
+        early_upstream=env_bool(env, "KOTOBA_GATEWAY_EARLY_UPSTREAM", True),
     )

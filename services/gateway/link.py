@@ -86,42 +86,66 @@ class UpstreamLink:
 
     # ------------------------------------------------------------------ opening
 
-    def _connect_config(self, handle: str | None, first: bool) -> types.LiveConnectConfig:
+    def _instruction(self) -> str:
+        info = self.info
+        return prompts.system_instruction(info.context, info.language, info.mode)
+
+    def _connect_config(self, handle: str | None, first: bool, early: bool = False) -> types.LiveConnectConfig:
         info = self.info
         headers = {"x-kotoba-faults": info.fault_header} if info.fault_header and first else None
-        return connect_config(system_instruction=prompts.system_instruction(info.context, info.language, info.mode),
+        instruction = prompts.opening_instruction(info.mode) if early else self._instruction()
+        return connect_config(system_instruction=instruction,
                               tools=genai_tools(function_declarations(voice=info.mode == "audio")), mode=info.mode,
                               handle=handle, config=self.settings, headers=headers)
 
-    async def open(self, *, resume: bool, first: bool = False) -> None:
+    async def open(self, *, resume: bool, first: bool = False, early: bool = False) -> None:
         """Resume with the latest handle when there is one; else (or when refused) a fresh upstream session
-        primed with the recent turns."""
+        primed with the recent turns. `early`: opened before the learner's context is known, with the opening
+        instruction, and not yet usable (`open_first` sends the learner's instruction, then marks it ready)."""
         handle = self.state.resume_handle() if resume else None
         upstream = Upstream(self.client, self.settings.model, self)
         if handle:
             try:
-                await upstream.open(self._connect_config(handle, first))
-                self._install(upstream)
+                await upstream.open(self._connect_config(handle, first, early))
+                self._install(upstream, ready=not early)
                 return
             except Exception as exc:  # noqa: BLE001 - refused or expired handle: start fresh below
                 log.info("resumption refused; starting a fresh upstream session", extra={"error": repr(exc)})
                 self.state.handle = ""
-        await upstream.open(self._connect_config(None, first))
-        self._install(upstream)
+        await upstream.open(self._connect_config(None, first, early))
+        self._install(upstream, ready=not early)
         if self.state.history:
             await upstream.send_turn(priming_turns(self.state.history), turn_complete=False)
 
-    async def open_first(self, *, resume: bool) -> None:
+    async def open_first(self, *, resume: bool, learner_known: asyncio.Event | None = None,
+                         on_connected: Callable[[], None] = lambda: None) -> None:
         """The session's first upstream, opened while the session starts: a mode switch or a reconnect asked
-        meanwhile waits for it (same lock), and audio the learner sent meanwhile follows it."""
+        meanwhile waits for it (same lock), and audio the learner sent meanwhile follows it.
+
+        With `learner_known` (settings.early_upstream) the connection is made at once, beside the read of the
+        learner's context, with the opening instruction; when `learner_known` resolves, the learner's whole
+        instruction follows in a contextUpdate (taken in order, so before anything the learner says), and only
+        then is the upstream ready. A session open then waits for the longer of the two, not their sum."""
         async with self._reconnect_lock:
-            await self.open(resume=resume, first=True)
+            if learner_known is None:
+                await self.open(resume=resume, first=True)
+            else:
+                await self.open(resume=resume, first=True, early=True)
+                on_connected()
+                await learner_known.wait()
+                try:
+                    await self.upstream.send_context_update(self._instruction())
+                    self.ready.set()
+                except Exception:  # noqa: BLE001 - dropped while the context was read: open it whole
+                    await self.upstream.close()
+                    await self.open(resume=resume)
             await self._replay_audio()
 
-    def _install(self, upstream: Upstream) -> None:
+    def _install(self, upstream: Upstream, *, ready: bool = True) -> None:
         self.upstream = upstream
         self.generation += 1
-        self.ready.set()
+        if ready:
+            self.ready.set()
 
     async def close(self) -> None:
         """Close the upstream connection, if any."""

@@ -159,6 +159,11 @@ class Upstream:
         """An empty turnComplete: asks a model that went quiet to take its turn, changing nothing else."""
         await self.session.send_client_content(turn_complete=True)
 
+    async def send_context_update(self, system_instruction: str) -> None:
+        """Replace the session's system instruction for everything sent after this (LiveClientContextUpdate,
+        processed in order with the other input)."""
+        await self.session.send_context_update(system_instruction=system_instruction)
+
     async def send_tool_response(self, responses: list[types.FunctionResponse]) -> None:
         """Return tool results to the model."""
         await self.session.send_tool_response(function_responses=responses)

@@ -56,6 +56,12 @@ def learner_context(ctx: tools_pb2.GetUserContextResponse | None, language: str)
     }
 
 
+def opening_instruction(mode: str) -> str:
+    """What a session's upstream opens with before the learner's context is read: nothing of the learner.
+    The whole instruction (`system_instruction`) replaces it in a contextUpdate before any learner input."""
+    return "\n\n".join([PERSONA, VOICE_RULES] if mode == "audio" else [PERSONA])
+
+
 def system_instruction(ctx: tools_pb2.GetUserContextResponse | None, language: str, mode: str) -> str:
     """Compose the tutor's instructions for this learner's level, language and mode."""
     learner = learner_context(ctx, language)

@@ -75,12 +75,14 @@ class LinkSettings:
     google_search: bool = False  # Google Search grounding declared beside the functions
     affective_dialog: bool = False
     proactive_audio: bool = False
+    early_upstream: bool = True  # open before the learner's context is read; it follows in a contextUpdate
 
     @classmethod
     def from_config(cls, c: GatewayConfig) -> LinkSettings:
         """The upstream-link settings from the gateway config."""
         return cls(c.live.model, c.reconnect_attempts, c.reconnect_base_delay_s, c.compression_trigger_tokens,
-                   c.compression_target_tokens, c.google_search, c.affective_dialog, c.proactive_audio)
+                   c.compression_target_tokens, c.google_search, c.affective_dialog, c.proactive_audio,
+                   c.early_upstream)
 
 
 @dataclass(frozen=True)
