@@ -63,6 +63,7 @@ class ChatSession:
         self.stages = metrics.Stages()
         self._session_sent = asyncio.Event()
         self._slot: Slot | None = None  # the admission slot (admission.py), held until the upstream is open
+        self._cap_check: asyncio.Future[int] | None = None  # the cross-gateway session count (claim + list)
         self.superseded = False
         self._active_mode = ""
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -196,7 +197,7 @@ class ChatSession:
 
     async def _start_admitted(self, mode: str | None, language: str | None, resume: str | None,
                               held: ChatSession | None, stages: metrics.Stages) -> None:
-        sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
+        sessions = self.deps.sessions
         row = await self._resumable_row(resume, held) if resume else None
         stages.mark("resume_lookup")
         if row is not None:
@@ -206,32 +207,42 @@ class ChatSession:
         sessions.bind(self.info.connection_id, self.session_id)
         here = sessions.held(self.identity.user_id, exclude_connection=self.info.connection_id,
                              exclude_session=self.session_id)
-        # The cross-gateway cap (claim the row, count the learner's others) runs beside the context read and
-        # the upstream open rather than before them: an open over the cap is undone below, which is rare;
-        # waiting for two table round trips first would cost every open.
-        cap_check = asyncio.ensure_future(stages.timed("claim_count", self.persistence.attached_elsewhere(here, sessions.open_elsewhere)))
+        # The cross-gateway cap (claim the row, count the learner's others) is checked beside the open, and
+        # the session is not held for it: this gateway's own sessions were counted above (no await since), so
+        # only sessions on other gateways can put an open over the cap, which is rare; then the session is
+        # closed when the count comes back (`_enforce_cap`). Waiting for two table writes and reads before the
+        # `session` frame would cost every open.
+        self._cap_check = asyncio.ensure_future(stages.timed(
+            "claim_count", self.persistence.attached_elsewhere(here, sessions.open_elsewhere)))
         try:
             await self._open(mode, language, resumed=row is not None)
         except BaseException:
             # The claim lands before the closing row write (detach), never after it.
-            await asyncio.gather(cap_check, return_exceptions=True)
+            await asyncio.gather(self._cap_check, return_exceptions=True)
             raise
-        if await cap_check >= cap:
-            self.started = False
-            sessions.remove(self.session_id, self)
-            await self.persistence.unclaim(fresh=row is None)
-            await self.refusals.too_many(cap)
-        stages.mark("cap_wait")
-        self._active_mode = mode_attr(self.info.mode)
-        metrics.active_sessions.add(1, {"mode": self._active_mode})
         self.turns.start_worker()
-        self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
+        self.background.spawn(self._enforce_cap(self._cap_check, fresh=row is None))
         extra = {"history": await self.persistence.shown_history()} if row is not None else {}
         await self.learner.frame("session", session_id=self.session_id, mode=self.info.mode,
                                  language=self.info.language, resumed=row is not None, **extra)
         stages.mark("session_frame")
         stages.at("session_frame_at")
         self._session_sent.set()
+
+    async def _enforce_cap(self, cap_check: asyncio.Future[int], *, fresh: bool) -> None:
+        """Close the session when the learner's sessions on all gateways reach the cap; else count it open and
+        write its row (after the claim, so the row's first write never races it)."""
+        cap = self.settings.max_sessions_per_learner
+        if await cap_check >= cap:
+            self.started = False
+            self.deps.sessions.remove(self.session_id, self)
+            await self.persistence.unclaim(fresh=fresh)
+            with contextlib.suppress(Closing, ConnectionClosed):
+                await self.refusals.too_many(cap)
+            return
+        self._active_mode = mode_attr(self.info.mode)
+        metrics.active_sessions.add(1, {"mode": self._active_mode})
+        self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
         """The learner's own session `resume`, its state taken over (from the connection still holding it
@@ -335,6 +346,9 @@ class ChatSession:
             return
         self.learner.closed = True
         await self._shutdown_tasks()
+        if self._cap_check is not None:
+            # The claim lands before the closing row write, never after it (it would count for its TTL).
+            await asyncio.gather(self._cap_check, return_exceptions=True)
         self.deps.sessions.release(self.info.connection_id)
         if not self.started:
             return

@@ -5,6 +5,7 @@ that must end when its token expires."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -103,3 +104,35 @@ async def test_a_session_ends_when_its_token_expires_and_resumes_with_a_fresh_on
         assert resumed["resumed"] is True and resumed["session_id"] == session["session_id"]
         answer = await again.ask("And 食べる?")
         assert not answer.errors and answer.text
+
+
+async def test_sessions_attached_on_other_gateways_count_against_the_cap(stack, kit):
+    """The cap holds across gateways: with the learner's other sessions attached elsewhere (their rows), a new
+    session is closed with too_many_sessions / 1008 once the count comes back (it is checked beside the open,
+    docs/protocol.md), and its row does not stay attached to count against the learner."""
+    cap = int(stack.base_env["KOTOBA_GATEWAY_MAX_SESSIONS_PER_LEARNER"])
+    user = kit.learner("abuse-elsewhere")
+    table = dynamodb_resource(stack.config.aws).Table(stack.config.table("connections"))
+    for n in range(cap):
+        table.put_item(Item={"sessionId": f"elsewhere-{user}-{n}", "userId": user, "state": "attached",
+                             "lastActivity": str(time.time()), "ttl": int(time.time()) + 600})
+    client = await ChatClient.open(stack.url, stack.token(user))
+    frames = []
+    await client.send(type="start")
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            frames.append(await client.recv_json(wait_s=15))
+    closed = client.ws.close_code
+    await client.close()
+    errors = [f for f in frames if f.get("type") == "error"]
+    assert [e["code"] for e in errors] == ["too_many_sessions"], frames
+    assert closed == 1008
+    refused = [r for r in _connection_rows(stack, user) if not r["sessionId"].startswith("elsewhere-")]
+    assert all(r.get("state") != "attached" for r in refused), refused
+    # One of the others ends: the learner may open a session again.
+    table.update_item(Key={"sessionId": f"elsewhere-{user}-0"}, UpdateExpression="SET #s = :d",
+                      ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues={":d": "detached"})
+    async with await ChatClient.open(stack.url, stack.token(user)) as again:
+        await again.start()
+        answer = await again.ask("What does 泳ぐ mean?")
+    assert not answer.errors and "swim" in answer.text.lower()

@@ -178,13 +178,15 @@ async def test_usage_row_is_updated_per_turn(stack):
     async with client:
         result = await client.ask("What does 本 mean?")
     # The usage row is written in the background after turn_complete; on a loaded CI machine that
-    # can take seconds, so wait for it (this is not a latency check).
+    # can take seconds, so wait for it (this is not a latency check). moto applies an UpdateItem's actions to
+    # the stored item one by one, so a read in between can see some of them: wait for the whole row.
     deadline = time.monotonic() + 20
-    row = {}
-    while time.monotonic() < deadline and not row:
+    row: dict = {}
+    whole = {"turns", "textInTokens", "costUsd", "ttl"}
+    while time.monotonic() < deadline and not whole <= row.keys():
         row = table.get_item(Key={"userId": "usage-learner", "day": today()}).get("Item") or {}
         await asyncio.sleep(0.1)
-    assert row, "no usage row was written for the turn"
+    assert whole <= row.keys(), f"no whole usage row was written for the turn: {row}"
     assert int(row["turns"]) == 1 and int(row["textInTokens"]) == result.usage["text_in_tokens"]
     assert float(row["costUsd"]) == pytest.approx(result.usage["cost_usd"], rel=1e-6)
 
