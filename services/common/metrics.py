@@ -121,6 +121,10 @@ class Stages:
         self.started = self._last = time.perf_counter()
         self._ms: dict[str, float] = {}
 
+    def restart(self) -> None:
+        """Count marks and `at` from now on, keeping the stages recorded so far (steps begun earlier)."""
+        self.started = self._last = time.perf_counter()
+
     def mark(self, name: str) -> None:
         """Record the time since the previous mark as the named stage."""
         now = time.perf_counter()

@@ -60,6 +60,10 @@ class Admission:
         """Number of openings still waiting for a slot."""
         return sum(1 for f in self._queue if not f.done())
 
+    def has_room(self) -> bool:
+        """Whether an open arriving now would be let in at once."""
+        return not self.queued and self._room()
+
     def _room(self) -> bool:
         return self.opening < self.max_opens and self.turns_in_flight() < self.turn_saturation
 

@@ -51,7 +51,7 @@ class ChatSession:
         self.persistence = SessionPersistence(deps.store, self.info, self.state, self.settings.store_deadline_s,
                                               deps.limits.logging_enabled)
         self.link = UpstreamLink(deps.live_client, deps.link, self.info, self.state, self.background,
-                                 self._upstream_lost)
+                                 self._upstream_lost, deps.upstreams)
         self.turns = TurnRunner(TurnDeps(deps.turn, deps.backends.retrieval, deps.bridge, deps.turnlog, deps.limits),
                                 self.info, self.state, self.link, self.learner, self.background,
                                 self.settings.max_pending_turns, self.persistence.write_soon)
@@ -64,6 +64,7 @@ class ChatSession:
         self._session_sent = asyncio.Event()
         self._slot: Slot | None = None  # the admission slot (admission.py), held until the upstream is open
         self._cap_check: asyncio.Future[int] | None = None  # the cross-gateway session count (claim + list)
+        self._reads: asyncio.Task | None = None  # the learner's context and spend, read ahead (`_read_ahead`)
         self.superseded = False
         self._active_mode = ""
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -97,6 +98,7 @@ class ChatSession:
     async def run(self) -> None:
         """Serve the learner's socket until it closes, then detach the session."""
         self.background.spawn(self._expire())
+        self._read_ahead()
         try:
             while True:
                 try:
@@ -169,9 +171,25 @@ class ChatSession:
 
     # ------------------------------------------------------------------ session start / end
 
+    def _read_ahead(self) -> None:
+        """Start reading the learner's context and today's spend as soon as the connection is up, before the
+        learner's first frame arrives: the open then waits only for what is left of the reads. Not when
+        admission is queueing opens: in a burst the reads wait their turn with the rest of the open."""
+        if self.deps.admission.has_room():
+            self._reads = self.background.spawn(self._read_learner())
+
+    async def _read_learner(self) -> tools_pb2.GetUserContextResponse | None:
+        """The learner's context (Tools, cached briefly), with today's spend loaded beside it."""
+        uid = self.identity.user_id
+        context, _ = await asyncio.gather(
+            self.stages.timed("context", self.deps.contexts.get(uid, self._learner_context)),
+            self.stages.timed("usage", self.persistence.bounded(self.deps.limits.load(uid), "usage", None)))
+        return context
+
     async def start(self, mode: str | None, language: str | None, resume: str | None) -> None:
         """Open (or resume) the session: claim a slot, load the learner's context, connect upstream."""
-        stages = self.stages = metrics.Stages()
+        stages = self.stages
+        stages.restart()
         sessions, cap = self.deps.sessions, self.settings.max_sessions_per_learner
         # Looked up before the row is read: a session closing meanwhile leaves the registry once its last row
         # is written, and the row read may predate that write.
@@ -205,21 +223,17 @@ class ChatSession:
         else:
             self.info.session_id = uuid.uuid4().hex
         sessions.bind(self.info.connection_id, self.session_id)
+        await self._open(mode, language, resumed=row is not None)
+        # The cross-gateway cap (claim the row, count the learner's others) is checked after the reads the
+        # first answer needs (not to share the store and the CPU with them), and the session is not held for
+        # it: this gateway's sessions were counted when the slot was reserved, so only sessions on other
+        # gateways can put an open over the cap, which is rare; then the session is closed when the count
+        # comes back (`_enforce_cap`). Waiting for two table round trips before the `session` frame would
+        # cost every open.
         here = sessions.held(self.identity.user_id, exclude_connection=self.info.connection_id,
                              exclude_session=self.session_id)
-        # The cross-gateway cap (claim the row, count the learner's others) is checked beside the open, and
-        # the session is not held for it: this gateway's own sessions were counted above (no await since), so
-        # only sessions on other gateways can put an open over the cap, which is rare; then the session is
-        # closed when the count comes back (`_enforce_cap`). Waiting for two table writes and reads before the
-        # `session` frame would cost every open.
         self._cap_check = asyncio.ensure_future(stages.timed(
             "claim_count", self.persistence.attached_elsewhere(here, sessions.open_elsewhere)))
-        try:
-            await self._open(mode, language, resumed=row is not None)
-        except BaseException:
-            # The claim lands before the closing row write (detach), never after it.
-            await asyncio.gather(self._cap_check, return_exceptions=True)
-            raise
         self.turns.start_worker()
         self.background.spawn(self._enforce_cap(self._cap_check, fresh=row is None))
         extra = {"history": await self.persistence.shown_history()} if row is not None else {}
@@ -274,11 +288,9 @@ class ChatSession:
                 # learner's instruction follows in a contextUpdate once `learner_known` is set (link.py).
                 learner_known = asyncio.Event()
                 opening = self.background.spawn(self._open_upstream(resumed, learner_known))
-            self.info.context, _ = await asyncio.gather(
-                self.stages.timed("context", self.deps.contexts.get(self.identity.user_id, self._learner_context)),
-                self.stages.timed("usage", self.persistence.bounded(self.deps.limits.load(self.identity.user_id),
-                                                                    "usage", None)))
-            self.stages.mark("context_usage")
+            reads, self._reads = self._reads or self._read_learner(), None
+            self.info.context = await reads
+            self.stages.mark("context_usage")  # what the open waited for them (less when read ahead)
             self.info.language = language or (self.info.context.settings.language if self.info.context else "") \
                 or "en"
             if self.info.language not in protocol.LANGUAGES:

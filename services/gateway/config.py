@@ -96,6 +96,7 @@ class GatewayConfig:
     affective_dialog: bool = False
     proactive_audio: bool = False
     early_upstream: bool = True
+    upstream_pool: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -226,4 +227,6 @@ def _live_session(env: Mapping[str, str], kind: str) -> dict[str, Any]:
         # Open the upstream beside the learner's context read and send the learner's instruction in a
         # contextUpdate (link.py); off: open it with the whole instruction once the context is read.
         early_upstream=env_bool(env, "KOTOBA_GATEWAY_EARLY_UPSTREAM", True),
+        # Upstreams kept connected per mode for sessions to take (upstream_pool.py); 0: none. Needs the above.
+        upstream_pool=env_int(env, "KOTOBA_GATEWAY_UPSTREAM_POOL", 2, minimum=0),
     )

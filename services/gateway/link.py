@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from google import genai
 from google.genai import types
@@ -25,6 +25,9 @@ from services.gateway.live import Upstream, connect_config
 from services.gateway.resumption import ResumptionState, backoff_delays, priming_turns
 from services.gateway.session_parts import Background, LinkSettings, SessionInfo
 from services.gateway.tools_bridge import CallRecord, function_declarations, function_responses, genai_tools
+
+if TYPE_CHECKING:
+    from services.gateway.upstream_pool import UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,10 @@ class LinkEvents(Protocol):
 
 class UpstreamLink:
     def __init__(self, client: genai.Client, settings: LinkSettings, info: SessionInfo, state: ResumptionState,
-                 background: Background, on_lost: Callable[[], Awaitable[None]]) -> None:
+                 background: Background, on_lost: Callable[[], Awaitable[None]],
+                 pool: UpstreamPool | None = None) -> None:
         self.client = client
+        self.pool = pool  # connected upstreams for an early first open (upstream_pool.py)
         self.settings = settings
         self.info = info
         self.state = state
@@ -112,10 +117,27 @@ class UpstreamLink:
             except Exception as exc:  # noqa: BLE001 - refused or expired handle: start fresh below
                 log.info("resumption refused; starting a fresh upstream session", extra={"error": repr(exc)})
                 self.state.handle = ""
-        await upstream.open(self._connect_config(None, first, early))
+        pooled = self._pooled() if early and first else None
+        if pooled is not None:
+            upstream = pooled
+        else:
+            await upstream.open(self._connect_config(None, first, early))
         self._install(upstream, ready=not early)
         if self.state.history:
             await upstream.send_turn(priming_turns(self.state.history), turn_complete=False)
+
+    def _pooled(self) -> Upstream | None:
+        """A connected upstream from the pool, now reporting to this link; None when there is none or this
+        session's setup is its own (a test's fault header)."""
+        if self.pool is None or self.info.fault_header:
+            return None
+        parked = self.pool.take(self.info.mode)
+        if parked is None or parked.upstream is None:
+            return None
+        parked.upstream.handler = self
+        if parked.handle:
+            self.state.update(parked.handle, parked.resumable)
+        return parked.upstream
 
     async def open_first(self, *, resume: bool, learner_known: asyncio.Event | None = None,
                          on_connected: Callable[[], None] = lambda: None) -> None:

@@ -21,9 +21,10 @@ from services.gateway.connections import ConnectionStore
 from services.gateway.context_cache import ContextCache
 from services.gateway.live import make_client
 from services.gateway.registry import SessionRegistry
-from services.gateway.session_parts import SessionDeps
+from services.gateway.session_parts import LinkSettings, SessionDeps
 from services.gateway.tools_bridge import ToolBridge
 from services.gateway.turnlog import ServiceToken, TurnLog
+from services.gateway.upstream_pool import UpstreamPool
 from services.gateway.usage import Limits, UsageStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ class App:
         self.backends = Backends.connect(config.common)
         self.bridge = ToolBridge(self.backends, config.tool_deadline_s)
         self.live_client = make_client(config)
+        self.upstreams: UpstreamPool | None = None
+        if config.early_upstream and config.upstream_pool:
+            self.upstreams = UpstreamPool(self.live_client, LinkSettings.from_config(config), config.upstream_pool)
         common = config.common
         self.store: ConnectionStore | None = None
         self.usage_store: UsageStore | None = None
@@ -57,7 +61,7 @@ class App:
         self.session_deps = SessionDeps.build(
             config, sessions=self.sessions, limits=self.limits, store=self.store, backends=self.backends,
             bridge=self.bridge, turnlog=self.turnlog, live_client=self.live_client, admission=self.admission,
-            contexts=ContextCache(config.context_cache_s))
+            contexts=ContextCache(config.context_cache_s), upstreams=self.upstreams)
         self.ready = False
 
     async def close(self, drain_s: float) -> None:
@@ -67,6 +71,8 @@ class App:
             await session.send_error("going_away", "the server is restarting; reconnect with resume")
             await session.ws.close(1001, "server restarting")
         await self.limits.drain(drain_s)
+        if self.upstreams is not None:
+            await self.upstreams.close()
         await self.turnlog.close(drain_s)
         await self.backends.close()
 
@@ -76,6 +82,8 @@ async def run(config: GatewayConfig, stop: asyncio.Event, started: asyncio.Futur
     """Serve the gateway until stop is set."""
     app = App(config, use_tables=use_tables)
     app.turnlog.start()
+    if app.upstreams is not None:
+        app.upstreams.start()
     # The reading analyser loads in a few seconds: in the background, so the first answer need not wait.
     warming = asyncio.create_task(asyncio.to_thread(furigana.warm))
     host, port = config.addr.rsplit(":", 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google import genai
 from websockets.exceptions import ConnectionClosed
@@ -29,6 +29,9 @@ from services.gateway.registry import SessionRegistry
 from services.gateway.tools_bridge import ToolBridge
 from services.gateway.turnlog import TurnLog
 from services.gateway.usage import Limits
+
+if TYPE_CHECKING:
+    from services.gateway.upstream_pool import UpstreamPool
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class SessionDeps:
     live_client: genai.Client
     admission: Admission
     contexts: ContextCache
+    upstreams: UpstreamPool | None = None  # connected upstreams to take (None: each session connects its own)
 
     @classmethod
     def build(cls, config: GatewayConfig, **parts: Any) -> SessionDeps:
