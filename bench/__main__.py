@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -117,7 +118,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = None
     if needs_stack:
         # Fault headers are let through for the soak's sessions only; nothing else uses them.
-        stack = BenchStack.create({"KOTOBA_GATEWAY_ALLOW_FAULTS": "1"})
+        stack = BenchStack.create({"KOTOBA_GATEWAY_ALLOW_FAULTS": "1", **dict(args.set)})
         try:
             log(f"stack in {stack.root}: dynalite, tables, seed ({'fixture' if args.quick else 'full'}), snapshot")
             stack.prepare(fixture=args.quick)
@@ -270,12 +271,50 @@ async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
     result["returning"] = await burst_mod.open_cost(stack, n, prefix="bench-o")
     result["returning"]["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
     result["gateway_restart_s"] = round(restart_s, 2)
-    report["opens"] = result
     stack.stop_service("gateway")
+    result["side_by_side"] = await _opens_side_by_side(stack, rounds=2 if args.quick else 4, n=10 if args.quick else 20)
+    report["opens"] = result
     await asyncio.to_thread(stack.start_service, "gateway")
     log(f"  open p50 {result['open'].get('p50_ms')} ms, first turn {result['first_turn_first_text'].get('p50_ms')} "
         f"ms, later turn {result['later_turn_first_text'].get('p50_ms')} ms, adds {result.get('open_adds_p50_ms')} "
         f"ms (returning learners: {result['returning'].get('open_adds_p50_ms')} ms); stages {result['stages']}")
+    side = result["side_by_side"]
+    log(f"  side by side, open adds p50: upstream after the context read {side['baseline']['median_ms']} ms, "
+        f"early upstream + pool {side['current']['median_ms']} ms (ratio {side['ratio']})")
+
+
+# The order before issue 19's work: the upstream opened with the whole instruction once the context was read.
+OPEN_BASELINE = {"KOTOBA_GATEWAY_EARLY_UPSTREAM": "0"}
+
+
+async def _opens_side_by_side(stack: BenchStack, *, rounds: int, n: int) -> dict[str, Any]:
+    """What an open adds over a turn with the upstream opened after the context read (baseline) and with
+    today's settings (an early upstream taken from the pool), gateways alternating so both see the same
+    machine; fresh learners each round, so every context is read."""
+    adds: dict[str, list[float]] = {"baseline": [], "current": []}
+    for r in range(rounds):
+        for name, extra in (("baseline", OPEN_BASELINE), ("current", {})):
+            proc = stack.spawn("gateway", env=stack.env(**extra))
+            await asyncio.to_thread(stack.wait_ready, "gateway", proc, stack.addr("gateway"), 120)
+            await burst_mod.open_cost(stack, 3, prefix=f"bench-ab-warm-{name}-{r}")
+            got = await burst_mod.open_cost(stack, n, prefix=f"bench-ab-{name}-{r}")
+            if got.get("open_adds_p50_ms") is not None:
+                adds[name].append(got["open_adds_p50_ms"])
+            stack.stop_service("gateway")
+    out: dict[str, Any] = {name: {"settings": OPEN_BASELINE if name == "baseline" else {}, "rounds_ms": v,
+                                  "median_ms": round(statistics.median(v), 1) if v else None}
+                           for name, v in adds.items()}
+    base, cur = out["baseline"]["median_ms"], out["current"]["median_ms"]
+    out["ratio"] = round(cur / base, 2) if base and cur is not None else None
+    out["sessions_per_round"] = n
+    return out
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("KOTOBA_"):
+        raise argparse.ArgumentTypeError("expected KOTOBA_NAME=VALUE")
+    return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect-timeout", type=float, default=1200.0, help="per collected bench, seconds")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     p.add_argument("--keep", action="store_true", help="keep the temp stack folder (logs) afterwards")
+    p.add_argument("--set", action="append", default=[], type=_setting, metavar="KOTOBA_X=VALUE",
+                   help="a setting for every service of the bench stack (repeatable), e.g. to compare a gateway option")
     p.add_argument("--merge", action="store_true",
                    help="update the sections run in an existing report.json instead of replacing it")
     args = p.parse_args(argv)

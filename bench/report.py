@@ -121,6 +121,17 @@ def _burst_lines(report: dict[str, Any]) -> list[str]:
                       f"{_ms((again.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
                       f"{_ms((again.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
                       f"{_ms(again.get('open_adds_p50_ms'))} over a turn."]
+        side = opens.get("side_by_side") or {}
+        if side:
+            base, cur = side.get("baseline") or {}, side.get("current") or {}
+            lines += ["", f"Side by side in the same stack ({side.get('sessions_per_round')} fresh learners per "
+                      "round, the two gateways alternating): what an open adds over a turn, p50 per round.", "",
+                      "| gateway | rounds | median | ratio |", "|---|---|---|---|",
+                      f"| upstream opened after the context read (`KOTOBA_GATEWAY_EARLY_UPSTREAM=0`) | "
+                      f"{', '.join(_ms(x) for x in base.get('rounds_ms', []))} | {_ms(base.get('median_ms'))} | 1.00 |",
+                      f"| early upstream from the pool (default) | "
+                      f"{', '.join(_ms(x) for x in cur.get('rounds_ms', []))} | {_ms(cur.get('median_ms'))} | "
+                      f"{side.get('ratio')} |"]
         lines.append("")
     return lines
 

@@ -143,3 +143,20 @@ async def test_an_unavailable_context_is_not_kept():
     assert await cache.get("a", unavailable) is None
     assert await cache.get("a", unavailable) is None
     assert len(calls) == 2
+
+
+async def test_has_room_says_whether_an_open_now_would_be_let_in_at_once():
+    """A connection reads its learner's context ahead only then (chat.py): in a burst the reads queue too."""
+    busy_turns = 0
+    adm = Admission(max_opens=1, max_wait_s=60, turn_saturation=3, turns_in_flight=lambda: busy_turns)
+    assert adm.has_room()
+    slot = await adm.enter()
+    assert isinstance(slot, Slot) and not adm.has_room()  # every slot taken
+    waiting = asyncio.create_task(adm.enter())
+    await _settle()
+    slot.release(done=True)
+    assert isinstance(await waiting, Slot)
+    adm.leave(None)
+    assert adm.has_room()
+    busy_turns = 3
+    assert not adm.has_room()  # turns in flight hold opens back
