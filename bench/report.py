@@ -157,6 +157,9 @@ def _find(obj: Any, keys: tuple[str, ...]) -> float | None:
     return None
 
 
+MAX_RERUN_NOTES = 5
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report.get("meta", {})
     lines = [f"# Kotoba benchmark report{' (quick)' if m.get('quick') else ''}", "",
@@ -164,8 +167,13 @@ def markdown(report: dict[str, Any]) -> str:
              f"{m.get('duration_s')} s in all. Full stack under `make run` settings with the local Live engine "
              f"(fresh processes on free ports, temp dynalite). Every figure below comes from that command; "
              f"raw numbers in `report.json` beside this file.", ""]
-    for rerun in m.get("reruns") or []:
+    # A section comes from the newest re-run that ran it: one line per command, its newest run.
+    reruns = m.get("reruns") or []
+    newest = {r["command"]: r for r in reruns}
+    for rerun in sorted(newest.values(), key=lambda r: r["started"]):
         lines += [f"Sections re-run and merged: `{rerun['command']}` at {rerun['started']}, commit `{rerun['commit']}`.", ""]
+    if len(reruns) > len(newest):
+        lines += [f"({len(reruns) - len(newest)} earlier re-runs of the same commands are listed in `report.json`.)", ""]
     checks = report.get("targets") or []
     if checks:
         lines += ["## Promises checked", "", "| target | this run | limit | ok |", "|---|---|---|---|"]
@@ -281,8 +289,12 @@ def markdown(report: dict[str, Any]) -> str:
                 lines += [f"### {area}: {c.get('status')}", "", "```", (c.get("stderr_tail") or c.get("note") or "")[-1500:],
                           "```", ""]
     notes = report.get("notes") or []
-    if notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    rerun_starts = [n for n in notes if n.startswith("cold start during the re-run")]
+    shown = [n for n in notes if n not in rerun_starts] + rerun_starts[-MAX_RERUN_NOTES:]
+    if len(rerun_starts) > MAX_RERUN_NOTES:
+        shown.append(f"{len(rerun_starts) - MAX_RERUN_NOTES} earlier re-runs' cold starts are in `report.json`.")
+    if shown:
+        lines += ["## Notes", ""] + [f"- {n}" for n in shown] + [""]
     return "\n".join(lines)
 
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from services.common.files import write_atomic
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
@@ -183,19 +184,8 @@ class FileStore(SnapshotStore):
         self.uri = self.root.resolve().as_uri()
 
     def _put(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Write-then-rename: a reader never sees half a file, even for LATEST.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.root / key, data, fsync=True)
 
     def _get(self, key: str) -> bytes:
         return (self.root / key).read_bytes()

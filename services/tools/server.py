@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ import grpc
 
 from kotoba.v1 import retrieval_pb2_grpc, tools_pb2, tools_pb2_grpc
 from services.common.auth import ADMIN, Identity, TokenVerifier, authenticate
+from services.common.files import write_atomic
 from services.common.grpc_server import GrpcService, bootstrap, channel, run_until_signalled
 from services.common.rpc_errors import store_errors
 from services.tools.admin import ItemWriter
@@ -221,14 +221,11 @@ _CACHE_VERSION = 1
 
 
 def _save_rows(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    data = json.dumps({"version": _CACHE_VERSION, "table": table, "rows": rows}, ensure_ascii=False,
+                      default=_plain_json).encode("utf-8")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"version": _CACHE_VERSION, "table": table, "rows": rows},
-                                  ensure_ascii=False, default=_plain_json), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, data)  # a half-written file (disk full) is not left behind either
     except OSError as exc:  # the cache only saves time: serving goes on without it
-        tmp.unlink(missing_ok=True)  # a half-written file (disk full) is not left behind either
         log.warning("prefix cache not written", extra={"path": str(path), "error": str(exc)})
 
 

