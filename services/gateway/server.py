@@ -40,8 +40,6 @@ class App:
         self.bridge = ToolBridge(self.backends, config.tool_deadline_s)
         self.live_client = make_client(config)
         self.upstreams: UpstreamPool | None = None
-        if config.early_upstream and config.upstream_pool:
-            self.upstreams = UpstreamPool(self.live_client, LinkSettings.from_config(config), config.upstream_pool)
         common = config.common
         self.store: ConnectionStore | None = None
         self.usage_store: UsageStore | None = None
@@ -54,6 +52,9 @@ class App:
         self.sessions = SessionRegistry()
         self.admission = Admission(config.max_concurrent_opens, config.open_wait_s, config.open_turn_saturation,
                                    self.sessions.turns_in_flight)
+        if config.early_upstream and config.upstream_pool:
+            self.upstreams = UpstreamPool(self.live_client, LinkSettings.from_config(config), config.upstream_pool,
+                                          busy=lambda: self.admission.queued > 0)
         self.turnlog = TurnLog(self.backends.conversations, maxsize=config.turnlog_queue_size,
                                max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
                                service_token=ServiceToken(common.auth, config.service_token_file),

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google import genai
@@ -64,10 +65,12 @@ class _ParkedHandler:
 
 
 class UpstreamPool:
-    def __init__(self, client: genai.Client, settings: LinkSettings, size: int) -> None:
+    def __init__(self, client: genai.Client, settings: LinkSettings, size: int,
+                 busy: Callable[[], bool] = lambda: False) -> None:
         self.client = client
         self.settings = settings
         self.size = size
+        self.busy = busy  # opens are queueing: sessions connect their own (chat.py), refilling waits
         self._parked: dict[str, collections.deque[Parked]] = {m: collections.deque() for m in MODES}
         self._connecting = {m: 0 for m in MODES}
         self._tasks: set[asyncio.Task] = set()
@@ -115,6 +118,7 @@ class UpstreamPool:
         if self._closed or time.monotonic() < self._paused_until:
             return
         for _ in range(self.size - len(self._parked[mode]) - self._connecting[mode]):
+            self._connecting[mode] += 1  # counted now: takes before the task runs must not connect more
             self._spawn(self._connect(mode, delay_s))
 
     def _spawn(self, coro) -> None:
@@ -123,10 +127,11 @@ class UpstreamPool:
         task.add_done_callback(self._tasks.discard)
 
     async def _connect(self, mode: str, delay_s: float = 0.0) -> None:
-        self._connecting[mode] += 1
         parked = Parked(mode)
         try:
             await asyncio.sleep(delay_s)
+            while self.busy():  # noqa: ASYNC110 - polled: the admission queue has no event to wait on
+                await asyncio.sleep(REFILL_DELAY_S)
             upstream = Upstream(self.client, self.settings.model, _ParkedHandler(self, parked))
             cfg = connect_config(system_instruction=prompts.opening_instruction(mode),
                                  tools=genai_tools(function_declarations(voice=mode == "audio")), mode=mode,
