@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,14 +19,14 @@ from typing import Any
 from opentelemetry import context as otel_context
 from websockets.exceptions import ConnectionClosed
 
-from kotoba.v1 import tools_pb2
 from services.common import metrics
-from services.common.auth import Identity, auth_metadata
+from services.common.auth import Identity
 from services.common.telemetry import tracer
 from services.gateway import protocol
 from services.gateway.admission import Slot
 from services.gateway.connections import SessionRow
 from services.gateway.learner_input import Closing, MediaInput, Refusals
+from services.gateway.learner_reads import LearnerReads
 from services.gateway.link import UpstreamLink
 from services.gateway.persistence import SessionPersistence
 from services.gateway.resumption import ResumptionState
@@ -61,10 +60,10 @@ class ChatSession:
                                 self._ensure_started)
         self.started = False
         self.stages = metrics.Stages()
+        self.reads = LearnerReads(deps, identity, self.persistence, self.stages, self.background)
         self._session_sent = asyncio.Event()
         self._slot: Slot | None = None  # the admission slot (admission.py), held until the upstream is open
         self._cap_check: asyncio.Future[int] | None = None  # the cross-gateway session count (claim + list)
-        self._reads: asyncio.Task | None = None  # the learner's context and spend, read ahead (`_read_ahead`)
         self.superseded = False
         self._active_mode = ""
         self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -87,18 +86,10 @@ class ChatSession:
 
     # ------------------------------------------------------------------ learner side
 
-    async def _expire(self) -> None:
-        """The token is the learner's permission to be answered: it ends with the token, and the client,
-        told why, signs in again and resumes (the row is written as the connection closes)."""
-        await asyncio.sleep(max(0.0, self.identity.expires_at - time.time()))
-        await self.send_error(protocol.TOKEN_EXPIRED, "your sign-in expired; sign in again and resume the session")
-        with contextlib.suppress(Exception):
-            await self.ws.close(protocol.CLOSE_TOKEN_EXPIRED, "token expired")
-
     async def run(self) -> None:
         """Serve the learner's socket until it closes, then detach the session."""
-        self.background.spawn(self._expire())
-        self._read_ahead()
+        self.background.spawn(self.refusals.expire_at(self.identity.expires_at))
+        self.reads.start_ahead()  # the learner is known from the token: read what the open needs now
         try:
             while True:
                 try:
@@ -171,21 +162,6 @@ class ChatSession:
 
     # ------------------------------------------------------------------ session start / end
 
-    def _read_ahead(self) -> None:
-        """Start reading the learner's context and today's spend as soon as the connection is up, before the
-        learner's first frame arrives: the open then waits only for what is left of the reads. Not when
-        admission is queueing opens: in a burst the reads wait their turn with the rest of the open."""
-        if self.deps.admission.has_room():
-            self._reads = self.background.spawn(self._read_learner())
-
-    async def _read_learner(self) -> tools_pb2.GetUserContextResponse | None:
-        """The learner's context (Tools, cached briefly), with today's spend loaded beside it."""
-        uid = self.identity.user_id
-        context, _ = await asyncio.gather(
-            self.stages.timed("context", self.deps.contexts.get(uid, self._learner_context)),
-            self.stages.timed("usage", self.persistence.bounded(self.deps.limits.load(uid), "usage", None)))
-        return context
-
     async def start(self, mode: str | None, language: str | None, resume: str | None) -> None:
         """Open (or resume) the session: claim a slot, load the learner's context, connect upstream."""
         stages = self.stages
@@ -224,16 +200,15 @@ class ChatSession:
             self.info.session_id = uuid.uuid4().hex
         sessions.bind(self.info.connection_id, self.session_id)
         await self._open(mode, language, resumed=row is not None)
-        # The cross-gateway cap (claim the row, count the learner's others) is checked after the reads the
-        # first answer needs (not to share the store and the CPU with them), and the session is not held for
-        # it: this gateway's sessions were counted when the slot was reserved, so only sessions on other
-        # gateways can put an open over the cap, which is rare; then the session is closed when the count
-        # comes back (`_enforce_cap`). Waiting for two table round trips before the `session` frame would
-        # cost every open.
+        # The cross-gateway cap (claim the row, count the learner's others) runs after the reads and does not
+        # hold the session: this gateway's sessions were counted at `reserve`, so only other gateways' can put
+        # an open over the cap (rare; then `_enforce_cap` closes it). docs/protocol.md, "Opening a session".
         here = sessions.held(self.identity.user_id, exclude_connection=self.info.connection_id,
                              exclude_session=self.session_id)
         self._cap_check = asyncio.ensure_future(stages.timed(
             "claim_count", self.persistence.attached_elsewhere(here, sessions.open_elsewhere)))
+        self._active_mode = mode_attr(self.info.mode)
+        metrics.active_sessions.add(1, {"mode": self._active_mode})
         self.turns.start_worker()
         self.background.spawn(self._enforce_cap(self._cap_check, fresh=row is None))
         extra = {"history": await self.persistence.shown_history()} if row is not None else {}
@@ -244,8 +219,8 @@ class ChatSession:
         self._session_sent.set()
 
     async def _enforce_cap(self, cap_check: asyncio.Future[int], *, fresh: bool) -> None:
-        """Close the session when the learner's sessions on all gateways reach the cap; else count it open and
-        write its row (after the claim, so the row's first write never races it)."""
+        """Close the session when the learner's sessions on all gateways reach the cap; else write its row
+        (after the claim, so the row's first write never races it)."""
         cap = self.settings.max_sessions_per_learner
         if await cap_check >= cap:
             self.started = False
@@ -254,8 +229,6 @@ class ChatSession:
             with contextlib.suppress(Closing, ConnectionClosed):
                 await self.refusals.too_many(cap)
             return
-        self._active_mode = mode_attr(self.info.mode)
-        metrics.active_sessions.add(1, {"mode": self._active_mode})
         self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
@@ -284,15 +257,12 @@ class ChatSession:
             self.info.mode = mode or "text"
             opening: asyncio.Task | None = None
             if self.deps.link.early_upstream and not self.deps.admission.queued:
-                # The upstream connects beside the reads below (only the mode is needed to open it); the
-                # learner's instruction follows in a contextUpdate once `learner_known` is set (link.py).
-                # Not while opens queue at admission: then each open's slot covers its reads and its connect
-                # in turn, which lets opens in at the pace the machine answers their turns (in a 200-session
-                # burst, early connects made the turns' first text ~1.3x slower, p50 and p95).
+                # The upstream connects beside the reads (the learner's instruction follows in a contextUpdate,
+                # link.py); not while opens queue: then reads-then-connect in each slot paces a burst (early
+                # connects made its turns' first text ~1.3x slower).
                 learner_known = asyncio.Event()
                 opening = self.background.spawn(self._open_upstream(resumed, learner_known))
-            reads, self._reads = self._reads or self._read_learner(), None
-            self.info.context = await reads
+            self.info.context = await self.reads.context()
             self.stages.mark("context_usage")  # what the open waited for them (less when read ahead)
             self.info.language = language or (self.info.context.settings.language if self.info.context else "") \
                 or "en"
@@ -300,10 +270,9 @@ class ChatSession:
                 self.info.language = "en"
             self.started = True
             self.deps.sessions.add(self.session_id, self)
-            # The upstream opens (or, opened early, gets the learner's instruction) while the cap check
-            # finishes and the `session` frame goes out: the learner's first message waits for it in the turn
-            # queue (audio is buffered), never the other way round. The admission slot is held until it is
-            # ready: it is the costly part of an open.
+            # The upstream opens (or gets the learner's instruction) while the `session` frame goes out: the
+            # first message waits for it in the turn queue (audio is buffered). The admission slot is held until
+            # it is ready: it is the costly part of an open.
             if opening is None:
                 opening = self.background.spawn(self._open_upstream(resumed))
             else:
@@ -324,15 +293,6 @@ class ChatSession:
         self.stages.at("upstream_ready")
         await self._session_sent.wait()  # the record has every stage (the cap check can finish last)
         log.info("session opened", extra={"session_id": self.session_id, "stages_ms": self.stages.ms()})
-
-    async def _learner_context(self) -> tools_pb2.GetUserContextResponse | None:
-        try:
-            return await self.deps.backends.tools.GetUserContext(
-                tools_pb2.GetUserContextRequest(), timeout=self.settings.context_deadline_s,
-                metadata=auth_metadata(self.identity.token))
-        except Exception as exc:  # noqa: BLE001 - the session goes on with a minimal context
-            log.info("learner context unavailable", extra={"error": type(exc).__name__})
-            return None
 
     async def _upstream_lost(self) -> None:
         await self.send_error(protocol.UPSTREAM_UNAVAILABLE, "the tutor is unavailable right now")
@@ -365,11 +325,11 @@ class ChatSession:
             # The claim lands before the closing row write, never after it (it would count for its TTL).
             await asyncio.gather(self._cap_check, return_exceptions=True)
         self.deps.sessions.release(self.info.connection_id)
-        if not self.started:
-            return
-        if self._active_mode:
+        if self._active_mode:  # also for a session closed over the cap (no longer `started`)
             metrics.active_sessions.add(-1, {"mode": self._active_mode})
             self._active_mode = ""
+        if not self.started:
+            return
         if not self.superseded:
             # Written before the session leaves the registry: a resume arriving meanwhile (a learner
             # reconnecting at once) finds it here and takes the in-memory state instead of a row that may

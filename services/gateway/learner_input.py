@@ -3,7 +3,9 @@ learner's audio and camera frames with their rate and budget checks (chat.py dis
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -46,6 +48,15 @@ class Refusals:
         if len(self._errors) > MAX_ERRORS_PER_MINUTE:
             await self.ws.close(1008, "too many bad messages")
             raise Closing()
+
+    async def expire_at(self, expires_at: float) -> None:
+        """The token is the learner's permission to be answered: the session ends with it, and the client,
+        told why, signs in again and resumes (the row is written as the connection closes)."""
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.learner.send_error(protocol.TOKEN_EXPIRED, "your sign-in expired; sign in again and resume "
+                                                              "the session")
+        with contextlib.suppress(Exception):
+            await self.ws.close(protocol.CLOSE_TOKEN_EXPIRED, "token expired")
 
     async def rate_limited(self, retry_after: int, what: str) -> None:
         """Over a per-learner rate: `retry_after` tells the client when it may send again (docs/protocol.md)."""

@@ -74,7 +74,7 @@ class UpstreamPool:
         self._parked: dict[str, collections.deque[Parked]] = {m: collections.deque() for m in MODES}
         self._connecting = {m: 0 for m in MODES}
         self._tasks: set[asyncio.Task] = set()
-        self._paused_until = 0.0
+        self._paused_until = {m: 0.0 for m in MODES}  # per mode: an engine without voice refuses audio only
         self._closed = False
 
     def parked(self, mode: str) -> list[Parked]:
@@ -115,7 +115,7 @@ class UpstreamPool:
                     await parked.upstream.close()
 
     def _fill(self, mode: str, delay_s: float = 0.0) -> None:
-        if self._closed or time.monotonic() < self._paused_until:
+        if self._closed or time.monotonic() < self._paused_until[mode]:
             return
         for _ in range(self.size - len(self._parked[mode]) - self._connecting[mode]):
             self._connecting[mode] += 1  # counted now: takes before the task runs must not connect more
@@ -139,7 +139,7 @@ class UpstreamPool:
             await upstream.open(cfg)
         except Exception as exc:  # noqa: BLE001 - sessions open their own meanwhile
             log.info("upstream pool: connect failed", extra={"mode": mode, "error": repr(exc)})
-            self._paused_until = time.monotonic() + RETRY_AFTER_FAILURE_S
+            self._paused_until[mode] = time.monotonic() + RETRY_AFTER_FAILURE_S
             return
         finally:
             self._connecting[mode] -= 1
