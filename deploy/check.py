@@ -104,6 +104,20 @@ def wait_until_ports_free(ports: tuple[int, ...], timeout_s: float = 90.0) -> No
         raise CheckFailed(f"ports {busy} still in use {timeout_s:.0f} s after the last run")
 
 
+def listened_on(ports: tuple[int, ...]) -> list[int]:
+    """The ports a server on this host listens on (a `make run` stack, say): fail at once with their numbers.
+    A port that is only bound (a client socket given it as its local port, a TIME_WAIT of the test suite's
+    services that just stopped) frees itself, so the overlays wait for it instead (`wait_until_ports_free`)."""
+    held = []
+    for port in ports:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                held.append(port)
+        except OSError:
+            pass
+    return held
+
+
 def port_busy(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -573,9 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         if podman("image", "exists", image, check=False).returncode != 0:
             print(f"deploy-check: image {image} not found: run `make image` first", file=sys.stderr)
             return 1
-    busy = [port for port in WORKLOAD_PORTS if port_busy(port)]
-    if busy:
-        print(f"deploy-check: ports {busy} are in use on this host; the workloads listen on fixed ports with "
+    held = listened_on(WORKLOAD_PORTS)
+    if held:
+        print(f"deploy-check: ports {held} are in use on this host; the workloads listen on fixed ports with "
               "host networking. Stop what holds them (`ss -ltnp`) and re-run.", file=sys.stderr)
         return 1
 

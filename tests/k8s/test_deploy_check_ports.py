@@ -48,3 +48,19 @@ def test_a_port_that_stays_held_fails_the_check_by_number():
     port = free_port()
     with _held(port), pytest.raises(check.CheckFailed, match=str(port)):
         check.wait_until_ports_free((port,), timeout_s=1.5)
+
+
+def test_only_a_listening_server_fails_the_run_at_once():
+    """A clean clone's CI run failed once: right after `make test`, port 50052 was bound but nothing listened
+    (a socket of the suite's services in TIME_WAIT, or a client given it as its local port). Only a server
+    listening there (a `make run` stack) fails at once; a port that is only bound is waited for per overlay."""
+    listening, bound = free_port(), free_port()
+    server = _held(listening)
+    only_bound = socket.socket()
+    only_bound.bind(("0.0.0.0", bound))
+    try:
+        assert check.port_busy(bound)
+        assert check.listened_on((listening, bound)) == [listening]
+    finally:
+        server.close()
+        only_bound.close()
