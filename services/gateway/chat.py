@@ -259,7 +259,7 @@ class ChatSession:
             if self.deps.link.early_upstream and not self.deps.admission.queued:
                 # The upstream connects beside the reads (the learner's instruction follows in a contextUpdate,
                 # link.py); not while opens queue: then reads-then-connect in each slot paces a burst (early
-                # connects made its turns' first text ~1.3x slower).
+                # connects made its turns' first text 1.3-2x slower at p95).
                 learner_known = asyncio.Event()
                 opening = self.background.spawn(self._open_upstream(resumed, learner_known))
             self.info.context = await self.reads.context()
