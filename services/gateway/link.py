@@ -51,6 +51,15 @@ class LinkEvents(Protocol):
         """Whether no turn is running or queued, so a reconnect loses nothing."""
 
 
+def session_setup(settings: LinkSettings, mode: str, instruction: str, *, handle: str | None = None,
+                  headers: dict[str, str] | None = None) -> types.LiveConnectConfig:
+    """What a session's upstream of `mode` is set up with: the instruction, that mode's functions and the
+    link's settings. Defined once, so a pooled upstream (upstream_pool.py) is set up exactly as one a
+    session connects itself."""
+    return connect_config(system_instruction=instruction, tools=genai_tools(function_declarations(voice=mode == "audio")),
+                          mode=mode, handle=handle, config=settings, headers=headers)
+
+
 class UpstreamLink:
     def __init__(self, client: genai.Client, settings: LinkSettings, info: SessionInfo, state: ResumptionState,
                  background: Background, on_lost: Callable[[], Awaitable[None]],
@@ -99,17 +108,15 @@ class UpstreamLink:
         info = self.info
         headers = {"x-kotoba-faults": info.fault_header} if info.fault_header and first else None
         instruction = prompts.opening_instruction(info.mode) if early else self._instruction()
-        return connect_config(system_instruction=instruction,
-                              tools=genai_tools(function_declarations(voice=info.mode == "audio")), mode=info.mode,
-                              handle=handle, config=self.settings, headers=headers)
+        return session_setup(self.settings, info.mode, instruction, handle=handle, headers=headers)
 
     async def open(self, *, resume: bool, first: bool = False, early: bool = False) -> None:
         """Resume with the latest handle when there is one; else (or when refused) a fresh upstream session
         primed with the recent turns. `early`: opened before the learner's context is known, with the opening
         instruction, and not yet usable (`open_first` sends the learner's instruction, then marks it ready)."""
         handle = self.state.resume_handle() if resume else None
-        upstream = Upstream(self.client, self.settings.model, self)
         if handle:
+            upstream = Upstream(self.client, self.settings.model, self)
             try:
                 await upstream.open(self._connect_config(handle, first, early))
                 self._install(upstream, ready=not early)
@@ -117,10 +124,9 @@ class UpstreamLink:
             except Exception as exc:  # noqa: BLE001 - refused or expired handle: start fresh below
                 log.info("resumption refused; starting a fresh upstream session", extra={"error": repr(exc)})
                 self.state.handle = ""
-        pooled = self._pooled() if early and first else None
-        if pooled is not None:
-            upstream = pooled
-        else:
+        upstream = self._pooled() if early and first else None
+        if upstream is None:
+            upstream = Upstream(self.client, self.settings.model, self)
             await upstream.open(self._connect_config(None, first, early))
         self._install(upstream, ready=not early)
         if self.state.history:

@@ -21,9 +21,9 @@ from google import genai
 from google.genai import types
 
 from services.gateway import prompts
-from services.gateway.live import Upstream, connect_config
+from services.gateway.link import session_setup
+from services.gateway.live import Upstream
 from services.gateway.session_parts import LinkSettings
-from services.gateway.tools_bridge import function_declarations, genai_tools
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +133,7 @@ class UpstreamPool:
             while self.busy():  # noqa: ASYNC110 - polled: the admission queue has no event to wait on
                 await asyncio.sleep(REFILL_DELAY_S)
             upstream = Upstream(self.client, self.settings.model, _ParkedHandler(self, parked))
-            cfg = connect_config(system_instruction=prompts.opening_instruction(mode),
-                                 tools=genai_tools(function_declarations(voice=mode == "audio")), mode=mode,
-                                 handle=None, config=self.settings)
-            await upstream.open(cfg)
+            await upstream.open(session_setup(self.settings, mode, prompts.opening_instruction(mode)))
         except Exception as exc:  # noqa: BLE001 - sessions open their own meanwhile
             log.info("upstream pool: connect failed", extra={"mode": mode, "error": repr(exc)})
             self._paused_until[mode] = time.monotonic() + RETRY_AFTER_FAILURE_S
