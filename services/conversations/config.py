@@ -24,6 +24,7 @@ class ConversationsConfig:
     gemini_base_url: str  # empty = Google's endpoint; tests point it at a local stub
     summary_queue_size: int
     summary_batch_size: int
+    summary_linger_seconds: float
     summary_retries: int
     summary_backoff_seconds: float
     summary_timeout_seconds: float
@@ -80,6 +81,7 @@ class ConversationsConfig:
             gemini_base_url=env.get("KOTOBA_SUMMARY_BASE_URL", ""),
             summary_queue_size=env_int(env, "KOTOBA_SUMMARY_QUEUE_SIZE", 10_000, minimum=1),
             summary_batch_size=env_int(env, "KOTOBA_SUMMARY_BATCH_SIZE", 16, minimum=1, maximum=100),
+            summary_linger_seconds=env_float(env, "KOTOBA_SUMMARY_LINGER_SECONDS", 0.5, minimum=0.0),
             summary_retries=env_int(env, "KOTOBA_SUMMARY_RETRIES", 4, minimum=0, maximum=20),
             summary_backoff_seconds=env_float(env, "KOTOBA_SUMMARY_BACKOFF_SECONDS", 1.0, minimum=0.0),
             summary_timeout_seconds=env_float(env, "KOTOBA_SUMMARY_TIMEOUT_SECONDS", 30.0, minimum=0.1),

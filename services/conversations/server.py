@@ -66,7 +66,8 @@ def build(config: ConversationsConfig, summariser: Summariser | None = None, add
     servicer = Conversations(config, store, TokenVerifier(config.common.auth), executor)
     worker = SummaryWorker(store, summariser or make_summariser(config), servicer.io,
                            queue_size=config.summary_queue_size, batch_size=config.summary_batch_size,
-                           retries=config.summary_retries, backoff_seconds=config.summary_backoff_seconds)
+                           retries=config.summary_retries, backoff_seconds=config.summary_backoff_seconds,
+                           linger_seconds=config.summary_linger_seconds)
     servicer.worker = worker
     service = GrpcService("conversations", addr or config.addr, [SERVICE_NAME], config.common.drain_seconds)
     conversations_pb2_grpc.add_ConversationsServicer_to_server(servicer, service.server)

@@ -20,6 +20,7 @@ from services.common.auth import ADMIN, SERVICE, Identity, TokenVerifier, authen
 from services.common.rpc_errors import store_errors
 from services.conversations import pages, records
 from services.conversations.config import ConversationsConfig
+from services.conversations.owners import SessionOwners
 from services.conversations.privacy import (
     REDACT_DEADLINE_S,
     is_pseudonym,
@@ -51,6 +52,7 @@ class Conversations(pb_grpc.ConversationsServicer):
         self.verifier = verifier
         self.executor = executor
         self.worker = worker
+        self.owners = SessionOwners(lambda session_id: self.io(self.store.session_owners, session_id))
         # Redaction gets its own threads: a slow turn must not hold a DynamoDB thread other calls wait for.
         self.redactor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="redact")
 
@@ -88,7 +90,7 @@ class Conversations(pb_grpc.ConversationsServicer):
             started = records.validate_turn(turn, datetime.now(UTC))
         except InvalidTurn as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        owners = await self.io(self.store.session_owners, turn.session_id)
+        owners = await self.owners.of(turn.session_id)
         if not owners <= set(self._ids_for(user_id)):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 "this session id belongs to another learner; start a new session")
@@ -105,6 +107,7 @@ class Conversations(pb_grpc.ConversationsServicer):
         # The marker first (or alongside): a marker without a turn is dropped at recovery,
         # a turn without a marker would stay pending for good after a crash.
         new, _ = await asyncio.gather(self.io(self.store.put_turn, row), self.io(self.store.mark_pending, row))
+        self.owners.note(turn.session_id, stored_user)
         if not new:
             return pb.AppendTurnResponse(stored=True, reason="already stored")
         await asyncio.gather(self.io(self.store.add_turn_counters, row), self.io(self.store.touch_session_day, row),
@@ -143,6 +146,7 @@ class Conversations(pb_grpc.ConversationsServicer):
         if target != identity.user_id and not identity.is_admin:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only an admin may erase another learner's logs")
         deleted = await self.io(self.store.delete_user, self._ids_for(target))
+        self.owners.forget(self._ids_for(target))
         log.info("user data erased", extra={"deleted_turns": deleted, "by_admin": target != identity.user_id})
         return pb.DeleteUserDataResponse(deleted_turns=deleted)
 

@@ -38,6 +38,7 @@ class ConversationStore:
         # The gateway's tables: erased with the learner's logs (resumption rows hold recent turns).
         self.erasure = Erasure(client, table, connections_table, usage_table)
         self._days_marked: set[str] = set()
+        self._samples_full: set[str] = set()  # stats shard-days holding SAMPLE_CAP samples (counters only)
 
     # ---- settings (privacy) -------------------------------------------------------------
     def get_privacy(self, user_id: str) -> tuple[bool, bool]:
@@ -78,23 +79,33 @@ class ConversationStore:
 
     def add_turn_counters(self, row: dict[str, Any]) -> None:
         """Count the turn in its day's stats shard (mode, tools, cost, latency buckets), and keep its latencies
-        as exact samples beside the buckets while the shard-day holds fewer than `stats.SAMPLE_CAP`."""
+        as exact samples beside the buckets while the shard-day holds fewer than `stats.SAMPLE_CAP`: one
+        UpdateItem for both, the counters alone once the shard-day is known to be full."""
         key = records.stats_key(row["day"], row["turnId"])
+        shard_day = key["sessionId"]["S"]
+        samples = None if shard_day in self._samples_full else stats.sample_update(row)
+        if samples is not None:
+            try:
+                self._add(key, stats.turn_counter_adds(row), ttl=_stats_ttl(), samples=samples)
+                return
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
+            if len(self._samples_full) > 64:  # days gone by
+                self._samples_full.clear()
+            self._samples_full.add(shard_day)
         self._add(key, stats.turn_counter_adds(row), ttl=_stats_ttl())
-        update = stats.sample_update(row)
-        if update is None:
-            return
-        try:
-            self.client.update_item(TableName=self.table, Key=key, **update)
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
 
     def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None,
-             ttl: int | None = None) -> None:
+             ttl: int | None = None, samples: dict[str, Any] | None = None) -> None:
         names = {f"#a{i}": name for i, name in enumerate(adds)}
         values = {f":a{i}": to_attr(value) for i, value in enumerate(adds.values())}
         update = "ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
+        if samples is not None:  # stats.sample_update: ADD #sN :sN, under its own condition
+            update += ", " + samples["UpdateExpression"].removeprefix("ADD ")
+            names.update(samples["ExpressionAttributeNames"])
+            values.update(samples["ExpressionAttributeValues"])
+            condition = samples["ConditionExpression"]
         if ttl is not None:
             update += " SET #ttl = :ttl"
             names["#ttl"], values[":ttl"] = "ttl", {"N": str(ttl)}
@@ -104,7 +115,8 @@ class ConversationStore:
         )
         if condition:
             args["ConditionExpression"] = condition
-            names["#pk"] = "sessionId"
+            if "#pk" in condition:
+                names["#pk"] = "sessionId"
         self.client.update_item(**args)
 
     def touch_session_day(self, row: dict[str, Any]) -> None:

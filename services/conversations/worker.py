@@ -24,13 +24,17 @@ T = TypeVar("T")
 
 class SummaryWorker:
     def __init__(self, store: ConversationStore, summariser: Summariser, io: Callable[..., Awaitable[Any]], *,
-                 queue_size: int, batch_size: int, retries: int, backoff_seconds: float) -> None:
+                 queue_size: int, batch_size: int, retries: int, backoff_seconds: float,
+                 linger_seconds: float = 0.0) -> None:
         self.store = store
         self.summariser = summariser
         self.io = io
         # (key, row): a fresh turn comes with its row, a recovered one is read back first.
         self.queue: asyncio.Queue[tuple[TurnKey, dict[str, Any] | None]] = asyncio.Queue(maxsize=queue_size)
         self.batch_size = batch_size
+        # A batch waits this long for more turns after its first: one summary call, one counter update per
+        # stats shard and one BatchWriteItem then serve several turns instead of one each (docs/conversations.md).
+        self.linger_seconds = linger_seconds
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.dropped = 0  # turns left for recover() because the queue was full
@@ -84,6 +88,8 @@ class SummaryWorker:
     async def _run(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            if self.linger_seconds > 0 and self.queue.qsize() < self.batch_size - 1:
+                await asyncio.sleep(self.linger_seconds)
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:

@@ -219,3 +219,44 @@ async def test_every_row_written_has_a_ttl(conv, new_turn):
     assert TABLES_BY_NAME["usage"].ttl_attribute == "ttl"
     spec = conv.ddb.describe_time_to_live(TableName=conv.config.common.table("usage"))["TimeToLiveDescription"]
     assert spec.get("AttributeName") == "ttl" and spec.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+
+
+async def test_a_learners_later_turns_skip_the_owner_read_and_stay_refused_to_others(conv, new_turn):
+    """The session's owner is remembered from its first stored turn: the learner's next turns do not read the
+    session's rows again, and another learner is still refused (from memory); erasing the owner's data
+    forgets it, as the rows are gone."""
+    reads: list[str] = []
+    read = conv.app.servicer.owners.read
+
+    async def counted(session_id: str) -> set[str]:
+        reads.append(session_id)
+        return await read(session_id)
+
+    conv.app.servicer.owners.read = counted
+    first = new_turn(question="first")
+    assert (await conv.append("owner", first)).stored
+    for i in range(3):
+        assert (await conv.append("owner", new_turn(session=first.session_id, question=f"again {i}"))).stored
+    assert reads == [first.session_id]  # only the new session's first turn read its rows
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conv.append("intruder", new_turn(session=first.session_id, question="not mine"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    await conv.settle()
+    await conv.stub.DeleteUserData(pb.DeleteUserDataRequest(), metadata=conv.md("owner"))
+    assert first.session_id not in conv.app.servicer.owners
+
+
+async def test_a_full_sample_set_stops_taking_samples_but_not_counting(conv, new_turn, monkeypatch):
+    """Counters and latency samples go in one update; once a stats shard-day holds SAMPLE_CAP samples the
+    turn is still counted (the update is retried without them) and later turns skip the samples."""
+    from services.conversations import stats
+
+    monkeypatch.setattr(stats, "SAMPLE_CAP", 1)
+    for i in range(8):
+        assert (await conv.append(f"learner-{i}", new_turn(total_ms=500.0 + i))).stored
+    shards = [item for item in conv.scan() if item["sessionId"]["S"].startswith("#stats#")]
+    assert sum(int(item["turns"]["N"]) for item in shards) == 8
+    assert all(len(item.get(stats.TOTAL_SAMPLES, {}).get("NS", [])) <= 1 for item in shards)
+    assert sum(len(item[stats.TOTAL_SAMPLES]["NS"]) for item in shards) == len(shards)  # one per shard-day
+    reply = await conv.stub.GetStats(pb.GetStatsRequest(), metadata=conv.admin_md)
+    assert reply.turns == 8

@@ -3,6 +3,7 @@ client) against a tiny local HTTP stub, including retries and failures counted i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +13,7 @@ import pytest
 from kotoba.v1 import conversations_pb2 as pb
 from services.common.redact import redact_text
 from services.conversations.server import build
-from services.conversations.summarise import GeminiSummariser, classify, offline_summary
+from services.conversations.summarise import GeminiSummariser, OfflineSummariser, classify, offline_summary
 
 
 @pytest.mark.parametrize(("turn", "expected"), [
@@ -135,3 +136,45 @@ async def test_gemini_failures_are_retried_and_counted(gemini_stub, conv_config,
             assert len(stub.calls) == 2 + 3  # 1 failed + 1 ok, then 1 + 2 retries
     finally:
         await app.stop()
+
+
+class _CountingSummariser(OfflineSummariser):
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    async def summarise(self, turns):
+        self.batches.append(len(turns))
+        return await super().summarise(turns)
+
+
+@pytest.mark.parametrize("linger", [2.0, 0.0])
+async def test_turns_logged_together_are_summarised_in_one_batch(conv_config, token_for, new_turn, linger):
+    """Turns of several sessions logged within the linger share one summary call (and one counter update
+    per stats shard); with no linger each turn is summarised as it comes."""
+    from dataclasses import replace
+
+    from kotoba.v1 import conversations_pb2_grpc as pb_grpc
+    from services.common.auth import auth_metadata
+    from services.common.grpc_server import channel
+
+    summariser = _CountingSummariser()
+    app = build(replace(conv_config, summary_linger_seconds=linger), summariser=summariser,
+                addr="127.0.0.1:0")
+    port = await app.start()
+    try:
+        async with channel(f"127.0.0.1:{port}") as ch:
+            conv = pb_grpc.ConversationsStub(ch)
+            md = auth_metadata(token_for("kotoba-gateway", "service"))
+            admin = auth_metadata(token_for("admin", "admin"))
+            for i in range(3):
+                turn = new_turn()
+                turn.user_id = f"learner-{i}"
+                assert (await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)).stored
+                await asyncio.sleep(0.05)  # a learner's pace, well inside the linger
+            await asyncio.wait_for(app.worker.idle(), 10)
+            stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
+            assert stats.turns == 3 and stats.summary_pending == 0 and sum(stats.by_category.values()) == 3
+    finally:
+        await app.stop()
+    # Without a linger the first turn is summarised alone, as soon as it is queued.
+    assert summariser.batches == [3] if linger else summariser.batches[0] == 1
