@@ -4,13 +4,18 @@ client) against a tiny local HTTP stub, including retries and failures counted i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from kotoba.v1 import conversations_pb2 as pb
+from kotoba.v1 import conversations_pb2_grpc as pb_grpc
+from services.common.auth import auth_metadata
+from services.common.grpc_server import channel
 from services.common.redact import redact_text
 from services.conversations.server import build
 from services.conversations.summarise import GeminiSummariser, OfflineSummariser, classify, offline_summary
@@ -103,39 +108,41 @@ async def test_gemini_batch_with_json_schema(gemini_stub):
     assert len(stub.calls) == 1  # one call for the whole batch
 
 
-async def test_gemini_failures_are_retried_and_counted(gemini_stub, conv_config, token_for, new_turn):
-    from kotoba.v1 import conversations_pb2_grpc as pb_grpc
-    from services.common.auth import auth_metadata
-    from services.common.grpc_server import channel
-
-    stub, url = gemini_stub
-    stub.fail_first = 1  # first attempt fails, the retry succeeds
-    app = build(conv_config, summariser=GeminiSummariser("k", "gemini-2.5-flash", url, 5), addr="127.0.0.1:0")
+@contextlib.asynccontextmanager
+async def _serving(config, summariser, token_for):
+    """Conversations on a free port with the given summariser: (stub, service metadata, admin metadata, app)."""
+    app = build(config, summariser=summariser, addr="127.0.0.1:0")
     port = await app.start()
     try:
         async with channel(f"127.0.0.1:{port}") as ch:
-            conv = pb_grpc.ConversationsStub(ch)
-            md = auth_metadata(token_for("kotoba-gateway", "service"))
-            admin = auth_metadata(token_for("admin", "admin"))
-            first = new_turn()
-            first.user_id = "learner-1"
-            await conv.AppendTurn(pb.AppendTurnRequest(turn=first), metadata=md)
-            await app.worker.idle()
-            stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
-            assert stats.by_category["grammar"] == 1 and stats.summary_failures == 0 and stats.summary_pending == 0
-
-            stub.fail_first = 100  # never recovers: after the retries the turn is marked failed
-            turn = new_turn()
-            turn.user_id = "learner-1"
-            await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)
-            await app.worker.idle()
-            stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
-            assert stats.summary_failures == 1 and stats.summary_pending == 0 and stats.turns == 2
-            got = await conv.GetConversation(pb.GetConversationRequest(session_id=turn.session_id), metadata=admin)
-            assert got.turns[0].summary_status == "failed"
-            assert len(stub.calls) == 2 + 3  # 1 failed + 1 ok, then 1 + 2 retries
+            yield (pb_grpc.ConversationsStub(ch), auth_metadata(token_for("kotoba-gateway", "service")),
+                   auth_metadata(token_for("admin", "admin")), app)
     finally:
         await app.stop()
+
+
+async def test_gemini_failures_are_retried_and_counted(gemini_stub, conv_config, token_for, new_turn):
+    stub, url = gemini_stub
+    stub.fail_first = 1  # first attempt fails, the retry succeeds
+    summariser = GeminiSummariser("k", "gemini-2.5-flash", url, 5)
+    async with _serving(conv_config, summariser, token_for) as (conv, md, admin, app):
+        first = new_turn()
+        first.user_id = "learner-1"
+        await conv.AppendTurn(pb.AppendTurnRequest(turn=first), metadata=md)
+        await app.worker.idle()
+        stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
+        assert stats.by_category["grammar"] == 1 and stats.summary_failures == 0 and stats.summary_pending == 0
+
+        stub.fail_first = 100  # never recovers: after the retries the turn is marked failed
+        turn = new_turn()
+        turn.user_id = "learner-1"
+        await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)
+        await app.worker.idle()
+        stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
+        assert stats.summary_failures == 1 and stats.summary_pending == 0 and stats.turns == 2
+        got = await conv.GetConversation(pb.GetConversationRequest(session_id=turn.session_id), metadata=admin)
+        assert got.turns[0].summary_status == "failed"
+        assert len(stub.calls) == 2 + 3  # 1 failed + 1 ok, then 1 + 2 retries
 
 
 class _CountingSummariser(OfflineSummariser):
@@ -151,30 +158,16 @@ class _CountingSummariser(OfflineSummariser):
 async def test_turns_logged_together_are_summarised_in_one_batch(conv_config, token_for, new_turn, linger):
     """Turns of several sessions logged within the linger share one summary call (and one counter update
     per stats shard); with no linger each turn is summarised as it comes."""
-    from dataclasses import replace
-
-    from kotoba.v1 import conversations_pb2_grpc as pb_grpc
-    from services.common.auth import auth_metadata
-    from services.common.grpc_server import channel
-
     summariser = _CountingSummariser()
-    app = build(replace(conv_config, summary_linger_seconds=linger), summariser=summariser,
-                addr="127.0.0.1:0")
-    port = await app.start()
-    try:
-        async with channel(f"127.0.0.1:{port}") as ch:
-            conv = pb_grpc.ConversationsStub(ch)
-            md = auth_metadata(token_for("kotoba-gateway", "service"))
-            admin = auth_metadata(token_for("admin", "admin"))
-            for i in range(3):
-                turn = new_turn()
-                turn.user_id = f"learner-{i}"
-                assert (await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)).stored
-                await asyncio.sleep(0.05)  # a learner's pace, well inside the linger
-            await asyncio.wait_for(app.worker.idle(), 10)
-            stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
-            assert stats.turns == 3 and stats.summary_pending == 0 and sum(stats.by_category.values()) == 3
-    finally:
-        await app.stop()
+    config = replace(conv_config, summary_linger_seconds=linger)
+    async with _serving(config, summariser, token_for) as (conv, md, admin, app):
+        for i in range(3):
+            turn = new_turn()
+            turn.user_id = f"learner-{i}"
+            assert (await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)).stored
+            await asyncio.sleep(0.05)  # a learner's pace, well inside the linger
+        await asyncio.wait_for(app.worker.idle(), 10)
+        stats = await conv.GetStats(pb.GetStatsRequest(), metadata=admin)
+        assert stats.turns == 3 and stats.summary_pending == 0 and sum(stats.by_category.values()) == 3
     # Without a linger the first turn is summarised alone, as soon as it is queued.
     assert summariser.batches == [3] if linger else summariser.batches[0] == 1
