@@ -147,7 +147,9 @@ async def test_hearing_judges_the_language_and_transcribes_from_one_encoder_pass
     await pipeline.hear(pcm, "en")
     assert stt.encoder_passes - before == 2
     english = await pipeline.hear(speech_pcm16_16k("What does sushi mean?", "en"), "en")
-    assert english.language == "en" and "sushi" in english.text.lower()
+    # English is judged English and transcribed as English. Not the word "sushi" itself: Whisper base (int8)
+    # hears espeak's "sushi" in this clip as "it" on some CPUs ("What does it mean?"), from the same audio.
+    assert english.language == "en" and english.text.lower().startswith("what do") and "mean" in english.text.lower()
 
 
 def test_the_encoder_window_fits_twice_the_audio_in_whole_seconds() -> None:
