@@ -121,6 +121,14 @@ def _burst_lines(report: dict[str, Any]) -> list[str]:
                       f"{_ms((again.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
                       f"{_ms((again.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
                       f"{_ms(again.get('open_adds_p50_ms'))} over a turn."]
+        gapped = opens.get("gapped") or {}
+        if gapped:
+            lines += ["", f"{gapped.get('sessions')} fresh learners with {gapped.get('gap_s')} s of idle before each "
+                      "open (the previous session's turn-log, summary and row writes done; the figure above has them "
+                      f"still queued in the local DynamoDB): open p50 {_ms((gapped.get('open') or {}).get('p50_ms'))}, "
+                      f"first answer p50 {_ms((gapped.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn "
+                      f"p50 {_ms((gapped.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
+                      f"{_ms(gapped.get('open_adds_p50_ms'))} over a turn."]
         side = opens.get("side_by_side") or {}
         if side:
             base, cur = side.get("baseline") or {}, side.get("current") or {}

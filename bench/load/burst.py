@@ -46,10 +46,12 @@ def stage_breakdown(log_path: Path, skip_lines: int = 0) -> dict[str, Any]:
     return {name: {"n": len(v), "p50_ms": round(statistics.median(v), 2)} for name, v in stages.items()}
 
 
-async def open_cost(stack, n: int, *, prefix: str) -> dict[str, Any]:
-    """n sessions in turn: open, ask, ask again; p50 of each part."""
+async def open_cost(stack, n: int, *, prefix: str, gap_s: float = 0.0) -> dict[str, Any]:
+    """n sessions in turn: open, ask, ask again; p50 of each part. With `gap_s`, that pause before each
+    session: the stack has finished the previous one's background writes (turn log, summaries, its row)."""
     opens, firsts, laters, errors = [], [], [], Counter()
     for i in range(n):
+        await asyncio.sleep(gap_s)
         t = time.perf_counter()
         try:
             async with await ChatClient.open(stack.url, stack.token(f"{prefix}-{i:03d}"), open_wait_s=60) as c:
