@@ -60,6 +60,11 @@ class Admission:
         """Number of openings still waiting for a slot."""
         return sum(1 for f in self._queue if not f.done())
 
+    def queueing(self) -> bool:
+        """Whether opens are waiting for a slot (a burst): work that can wait (early connects, pool refills,
+        turn-log records) waits with them."""
+        return self.queued > 0
+
     def has_room(self) -> bool:
         """Whether an open arriving now would be let in at once."""
         return not self.queued and self._room()

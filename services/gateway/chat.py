@@ -256,7 +256,7 @@ class ChatSession:
                                            attributes={"session.id": self.session_id}):
             self.info.mode = mode or "text"
             opening: asyncio.Task | None = None
-            if self.deps.link.early_upstream and not self.deps.admission.queued:
+            if self.deps.link.early_upstream and not self.deps.admission.queueing():
                 # The upstream connects beside the reads (the learner's instruction follows in a contextUpdate,
                 # link.py); not while opens queue: then reads-then-connect in each slot paces a burst (early
                 # connects made its turns' first text 1.3-2x slower at p95).

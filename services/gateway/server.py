@@ -54,11 +54,11 @@ class App:
                                    self.sessions.turns_in_flight)
         if config.early_upstream and config.upstream_pool:
             self.upstreams = UpstreamPool(self.live_client, LinkSettings.from_config(config), config.upstream_pool,
-                                          busy=lambda: self.admission.queued > 0)
+                                          busy=self.admission.queueing)
         self.turnlog = TurnLog(self.backends.conversations, maxsize=config.turnlog_queue_size,
                                max_delay_s=config.turnlog_max_backoff_s, timeout_s=config.turnlog_attempt_timeout_s,
                                service_token=ServiceToken(common.auth, config.service_token_file),
-                               hold=lambda: self.admission.queued > 0)
+                               hold=self.admission.queueing)
         self.session_deps = SessionDeps.build(
             config, sessions=self.sessions, limits=self.limits, store=self.store, backends=self.backends,
             bridge=self.bridge, turnlog=self.turnlog, live_client=self.live_client, admission=self.admission,

@@ -152,10 +152,13 @@ async def test_has_room_says_whether_an_open_now_would_be_let_in_at_once():
     assert adm.has_room()
     slot = await adm.enter()
     assert isinstance(slot, Slot) and not adm.has_room()  # every slot taken
+    assert not adm.queueing()  # taken, but nobody waits: background work need not hold back
     waiting = asyncio.create_task(adm.enter())
     await _settle()
+    assert adm.queueing()  # an open waits: the pool's refills and the turn log's records wait too
     slot.release(done=True)
     assert isinstance(await waiting, Slot)
+    assert not adm.queueing()
     adm.leave(None)
     assert adm.has_room()
     busy_turns = 3

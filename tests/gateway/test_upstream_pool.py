@@ -73,3 +73,25 @@ async def test_a_parked_upstream_that_drops_is_replaced_and_close_closes_them(po
     await pool.close()
     assert all(u.session is None for u in remaining)
     assert pool.take("text") is None
+
+
+async def test_no_refill_while_opens_queue_at_admission(stack):
+    """While opens queue (a burst) sessions connect their own upstreams in their admission slots: refilling
+    the pool then would add connects to the machine the queued opens are waiting for. It refills once the
+    queue is gone."""
+    config = GatewayConfig.from_env(stack.env())
+    queueing = False
+    pool = UpstreamPool(make_client(config), LinkSettings.from_config(config), size=1, busy=lambda: queueing)
+    pool.start()
+    try:
+        await _until(lambda: len(pool.parked("text")) == 1, "a parked upstream")
+        queueing = True
+        taken = pool.take("text")
+        assert taken is not None
+        await taken.upstream.close()
+        await asyncio.sleep(1.0)  # five times the refill delay
+        assert pool.parked("text") == []
+        queueing = False
+        await _until(lambda: len(pool.parked("text")) == 1, "the refill once opens stop queueing")
+    finally:
+        await pool.close()
