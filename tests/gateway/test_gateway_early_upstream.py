@@ -2,7 +2,7 @@
 contextUpdate before anything the learner says (docs/protocol.md, "Opening a session"). Checked on the frames
 a local Live engine of its own records: with KOTOBA_GATEWAY_EARLY_UPSTREAM on (the default) the session takes
 an upstream its gateway connected ahead (KOTOBA_GATEWAY_UPSTREAM_POOL) or connects its own, and with it off the
-learner's context is in the setup."""
+learner's context is in the setup; while opens queue at admission an open reads first and sets up with it too."""
 
 from __future__ import annotations
 
@@ -80,3 +80,55 @@ async def test_the_learner_context_reaches_the_model_before_the_first_message(st
         assert "contextUpdate" not in kinds, kinds
         learner = setup_block
     assert learner is not None and learner["base_level"] == "N4" and "user_id" not in learner
+
+
+def _blocks(frames: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """The learner's level in one upstream connection's setup, and in its first contextUpdate (None: none)."""
+    setup = _learner_block(_instruction_text(frames[0]["frame"]["setup"].get("systemInstruction")))
+    update = next((f["frame"]["contextUpdate"] for f in frames if "contextUpdate" in f["frame"]), None)
+    updated = _learner_block(_instruction_text(update.get("systemInstruction"))) if update else None
+    return (setup or {}).get("base_level"), (updated or {}).get("base_level")
+
+
+async def test_while_opens_queue_an_open_reads_first_and_connects_with_the_whole_instruction(stack, tmp_path):
+    """In a burst early connects slowed the turns' first text 1.3-2x at p95 (paired runs): an open admitted
+    while others still queue behind it reads the learner's context, then connects with the whole instruction,
+    in its slot; an open with nobody behind it connects early and sends the instruction in a contextUpdate.
+    One open slot, held by a first open whose upstream setup the engine delays; two more queue behind it."""
+    frames_dir = tmp_path / "frames"
+    live_addr = f"127.0.0.1:{procs.free_port()}"
+    engine = stack.spawn("live-rec-queue", "services.local_live",
+                         stack.env(KOTOBA_LIVE_ADDR=live_addr, KOTOBA_LIVE_FRAMES_DIR=str(frames_dir)))
+    clients: list[ChatClient] = []
+    try:
+        stack.wait_ready("local_live", engine, live_addr, 60)
+        addr = stack.start_gateway("gateway-rec-queue", KOTOBA_LIVE_ADDR=live_addr, KOTOBA_GATEWAY_UPSTREAM_POOL="0",
+                                   KOTOBA_GATEWAY_ALLOW_FAULTS="1", KOTOBA_GATEWAY_MAX_CONCURRENT_OPENS="1",
+                                   KOTOBA_GATEWAY_OPEN_WAIT_S="60")
+        url = f"ws://{addr}/v1/chat"
+        first = await ChatClient.open(url, stack.token("demo-n5"), headers={"x-kotoba-faults": "delay_setup_ms=2000"})
+        clients.append(first)
+        await first.send(type="start", mode="text")
+        # The first open holds the slot once its upstream connection reached the engine.
+        await asyncio.to_thread(procs.wait_until, lambda: len(_client_frames(frames_dir)) >= 1, 30, "the first setup")
+        for learner in ("demo-n4", "demo-advanced"):  # queued in this order (admission is first come, first served)
+            client = await ChatClient.open(url, stack.token(learner))
+            clients.append(client)
+            await client.send(type="start", mode="text")
+            await asyncio.sleep(0.3)
+        for client in clients:
+            while (await client.recv_json(wait_s=60))["type"] != "session":
+                pass
+            answer = await client.ask("What does 泳ぐ mean?", wait_s=60)
+            assert not answer.errors and "swim" in answer.text.lower()
+    finally:
+        for client in clients:
+            await client.close()
+        stack.stop_service("gateway-rec-queue")
+        stack.stop_service("live-rec-queue")
+    levels = [_blocks(frames) for frames in _client_frames(frames_dir)]
+    assert len(levels) == 3 and set(levels) == {
+        (None, "N5"),  # nobody queued when it opened: early, the instruction in a contextUpdate
+        ("N4", None),  # admitted while the third still queued: read first, the whole instruction in its setup
+        (None, "N2"),  # admitted last, nobody behind it: early again
+    }, levels
