@@ -107,28 +107,17 @@ def _burst_lines(report: dict[str, Any]) -> list[str]:
     if opens:
         stages = opens.get("stages") or {}
         lines += ["## What a session open costs (unloaded)", "",
-                  f"{opens.get('sessions')} sessions one after another: open p50 "
-                  f"{_ms((opens.get('open') or {}).get('p50_ms'))}, first answer p50 "
-                  f"{_ms((opens.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
-                  f"{_ms((opens.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
-                  f"{_ms(opens.get('open_adds_p50_ms'))} over a turn.", "",
+                  f"{opens.get('sessions')} sessions one after another: {_open_figures(opens)}", "",
                   "| stage | p50 |", "|---|---|"]
         lines += [f"| {name} | {_ms(v.get('p50_ms'))} |" for name, v in stages.items()]
         again = opens.get("returning") or {}
         if again:
-            lines += ["", f"The same learners again (a reconnect, a second tab): open p50 "
-                      f"{_ms((again.get('open') or {}).get('p50_ms'))}, first answer p50 "
-                      f"{_ms((again.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
-                      f"{_ms((again.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
-                      f"{_ms(again.get('open_adds_p50_ms'))} over a turn."]
+            lines += ["", f"The same learners again (a reconnect, a second tab): {_open_figures(again)}"]
         gapped = opens.get("gapped") or {}
         if gapped:
             lines += ["", f"{gapped.get('sessions')} fresh learners with {gapped.get('gap_s')} s of idle before each "
                       "open (the previous session's turn-log, summary and row writes done; the figure above has them "
-                      f"still queued in the local DynamoDB): open p50 {_ms((gapped.get('open') or {}).get('p50_ms'))}, "
-                      f"first answer p50 {_ms((gapped.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn "
-                      f"p50 {_ms((gapped.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
-                      f"{_ms(gapped.get('open_adds_p50_ms'))} over a turn."]
+                      f"still queued in the local DynamoDB): {_open_figures(gapped)}"]
         side = opens.get("side_by_side") or {}
         if side:
             base, cur = side.get("baseline") or {}, side.get("current") or {}
@@ -142,6 +131,14 @@ def _burst_lines(report: dict[str, Any]) -> list[str]:
                       f"{side.get('ratio')} |"]
         lines.append("")
     return lines
+
+
+def _open_figures(run: dict[str, Any]) -> str:
+    """One `open_cost` run in a sentence: its p50s and what the open adds over a turn."""
+    return (f"open p50 {_ms((run.get('open') or {}).get('p50_ms'))}, first answer p50 "
+            f"{_ms((run.get('first_turn_first_text') or {}).get('p50_ms'))}, later turn p50 "
+            f"{_ms((run.get('later_turn_first_text') or {}).get('p50_ms'))}; open adds "
+            f"{_ms(run.get('open_adds_p50_ms'))} over a turn.")
 
 
 def _find(obj: Any, keys: tuple[str, ...]) -> float | None:

@@ -67,7 +67,7 @@ class Admission:
 
     def has_room(self) -> bool:
         """Whether an open arriving now would be let in at once."""
-        return not self.queued and self._room()
+        return not self.queueing() and self._room()
 
     def _room(self) -> bool:
         return self.opening < self.max_opens and self.turns_in_flight() < self.turn_saturation
@@ -86,7 +86,7 @@ class Admission:
     async def enter(self) -> Slot | int:
         """A Slot once admitted (release it when the open is done); else the seconds to tell the learner
         to wait before retrying."""
-        if not self.queued and self._room():
+        if self.has_room():
             self.opening += 1
             return Slot(self, self.clock())
         if self.expected_wait_s() > self.max_wait_s:
