@@ -289,7 +289,9 @@ async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
         f"early upstream + pool {side['current']['median_ms']} ms (ratio {side['ratio']})")
 
 
-OPEN_GAP_S = 0.5  # idle time before each open of the `gapped` figure
+# Idle time before each open of the `gapped` figure: longer than the writes the previous session leaves behind
+# (its usage write lingers 1 s, KOTOBA_GATEWAY_USAGE_LINGER_S; its summary batch 0.5 s, KOTOBA_SUMMARY_LINGER_SECONDS).
+OPEN_GAP_S = 1.5
 
 # The order before issue 19's work: the upstream opened with the whole instruction once the context was read.
 OPEN_BASELINE = {"KOTOBA_GATEWAY_EARLY_UPSTREAM": "0"}

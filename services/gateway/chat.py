@@ -219,8 +219,8 @@ class ChatSession:
         self._session_sent.set()
 
     async def _enforce_cap(self, cap_check: asyncio.Future[int], *, fresh: bool) -> None:
-        """Close the session when the learner's sessions on all gateways reach the cap; else write its row
-        (after the claim, so the row's first write never races it)."""
+        """Close the session when the learner's sessions on all gateways reach the cap. Else a resumed
+        session's row gets the state taken over, after the claim (a fresh row is whole from the claim)."""
         cap = self.settings.max_sessions_per_learner
         if await cap_check >= cap:
             self.started = False
@@ -229,7 +229,8 @@ class ChatSession:
             with contextlib.suppress(Closing, ConnectionClosed):
                 await self.refusals.too_many(cap)
             return
-        self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
+        if not fresh:
+            self.persistence.write_soon()  # in the background: a slow connections table must not hold the answer
 
     async def _resumable_row(self, resume: str, held: ChatSession | None) -> SessionRow | None:
         """The learner's own session `resume`, its state taken over (from the connection still holding it

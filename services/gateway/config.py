@@ -55,6 +55,7 @@ class GatewayConfig:
     live: LiveBackend
     prices: Prices
     daily_budget_usd: float
+    usage_linger_s: float
     messages_per_minute: int
     audio_seconds_per_minute: float
     max_frame_bytes: int
@@ -146,6 +147,9 @@ def _learner_limits(env: Mapping[str, str]) -> dict[str, Any]:
     """Per-learner budgets and rate limits, message sizes and session caps."""
     return dict(
         daily_budget_usd=env_float(env, "KOTOBA_GATEWAY_DAILY_BUDGET_USD", 1.00, minimum=0.0),
+        # A learner's turns within this long share one usage-row write (this gateway's budget check counts
+        # every turn at once; other gateways see the spend up to this much later).
+        usage_linger_s=env_float(env, "KOTOBA_GATEWAY_USAGE_LINGER_S", 1.0, minimum=0.0),
         messages_per_minute=env_int(env, "KOTOBA_GATEWAY_MESSAGES_PER_MINUTE", 30, minimum=1),
         audio_seconds_per_minute=env_float(env, "KOTOBA_GATEWAY_AUDIO_SECONDS_PER_MINUTE", 120.0, minimum=1.0),
         max_frame_bytes=env_int(env, "KOTOBA_GATEWAY_MAX_FRAME_BYTES", 256 * 1024, minimum=1024),

@@ -80,17 +80,37 @@ class ConnectionStore:
                 raise
             raise PermissionError(f"session {row.session_id} belongs to another learner") from None
 
-    async def claim(self, session_id: str, user_id: str) -> bool:
+    async def set_state(self, session_id: str, user_id: str, state: str) -> bool:
+        """Refresh an existing row's state, activity time and expiry, leaving its handle and turns as they
+        are: no privacy read needed, as no words are written. False when the row is gone."""
+        row_ttl = self._ttl(state)
+        try:
+            await asyncio.to_thread(
+                self.table.update_item, Key={"sessionId": session_id}, ConditionExpression="userId = :uid",
+                UpdateExpression="SET #state = :state, lastActivity = :now, #ttl = :ttl",
+                ExpressionAttributeNames={"#state": "state", "#ttl": "ttl"},
+                ExpressionAttributeValues={":uid": user_id, ":state": state, ":now": str(round(time.time(), 3)),
+                                           ":ttl": row_ttl})
+        except ClientError as exc:
+            if _refused(exc):
+                return False
+            raise
+        return True
+
+    async def claim(self, session_id: str, user_id: str, *, language: str, mode: str) -> bool:
         """Mark the row attached for this learner, in one conditional write (False: another learner's row).
-        Written before the cap is counted, so two gateways starting sessions at once see each other."""
+        Written before the cap is counted, so two gateways starting sessions at once see each other. It
+        also names the session's language and mode, so a fresh session's row is whole without another
+        write until its first turn (handle and turns are left as they are: a turn's write may be newer)."""
         ttl = self._ttl("attached")
         try:
             await asyncio.to_thread(
                 self.table.update_item, Key={"sessionId": session_id}, ConditionExpression=_OWN_ROW,
-                UpdateExpression="SET userId = :uid, #state = :attached, lastActivity = :now, #ttl = :ttl",
-                ExpressionAttributeNames={"#state": "state", "#ttl": "ttl"},
+                UpdateExpression=("SET userId = :uid, #state = :attached, lastActivity = :now, #ttl = :ttl, "
+                                  "#language = :language, #mode = :mode"),
+                ExpressionAttributeNames={"#state": "state", "#ttl": "ttl", "#language": "language", "#mode": "mode"},
                 ExpressionAttributeValues={":uid": user_id, ":attached": "attached", ":now": str(round(time.time(), 3)),
-                                           ":ttl": ttl})
+                                           ":ttl": ttl, ":language": language, ":mode": mode})
         except ClientError as exc:
             if _refused(exc):
                 return False

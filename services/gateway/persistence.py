@@ -32,6 +32,9 @@ class SessionPersistence:
         self._lock = asyncio.Lock()
         self._writes: set[asyncio.Task] = set()
         self._handed_over = False
+        # The handle and turns the row was last written with: a write with nothing new (the closing one,
+        # right after a turn's) only changes the row's state.
+        self._written: tuple[str, list[dict[str, str]]] | None = None
 
     async def bounded(self, coro: Coroutine[Any, Any, Any], what: str, default: Any) -> Any:
         """A DynamoDB call at session start, bounded: when the table is slow or unreachable the learner is
@@ -69,7 +72,7 @@ class SessionPersistence:
         """Claim the row (a conditional write) first, then list: of two gateways starting this learner's
         sessions at once, each sees the other's claim."""
         uid = self.info.identity.user_id
-        if not await self.store.claim(self.info.session_id, uid):
+        if not await self.store.claim(self.info.session_id, uid, language=self.info.language, mode=self.info.mode):
             raise PermissionError("the session row belongs to another learner")
         return await self.store.attached_sessions(uid, exclude=self.info.session_id)
 
@@ -123,13 +126,17 @@ class SessionPersistence:
             if self._handed_over:
                 return
             info = self.info
-            # Nothing said yet (every fresh open): no turns to keep or drop, so no settings read.
-            keep_turns = bool(self.state.history) and await self.logging_enabled(info.identity.user_id)
+            uid = info.identity.user_id
             # Built under the lock, so each write carries the newest handle and turns.
-            row = SessionRow(info.session_id, info.identity.user_id, handle=self.state.handle, state=state,
-                             language=info.language, mode=info.mode,
-                             recent=stored_recent(self.state.history, keep_turns))
+            now = (self.state.handle, list(self.state.history))
             try:
-                await self.store.put(row)
+                if now == self._written and await self.store.set_state(info.session_id, uid, state):
+                    return
+                # Nothing said yet: no turns to keep or drop, so no settings read.
+                keep_turns = bool(self.state.history) and await self.logging_enabled(uid)
+                await self.store.put(SessionRow(info.session_id, uid, handle=now[0], state=state,
+                                                language=info.language, mode=info.mode,
+                                                recent=stored_recent(now[1], keep_turns)))
+                self._written = now
             except Exception:  # noqa: BLE001 - losing resumability is not worth failing a turn
                 log.warning("connections row not written", exc_info=True)

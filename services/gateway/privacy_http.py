@@ -118,6 +118,7 @@ class PrivacyHandlers:
         async def work(identity: Identity) -> web.Response:
             # Queued turn records first, so none is written after the erase.
             dropped = self.app.turnlog.forget(identity.user_id)
+            self.app.limits.forget(identity.user_id)  # and usage not yet written
             self.app.session_deps.contexts.invalidate(identity.user_id)
             reply = await self._rpc("DeleteUserData", pb.DeleteUserDataRequest(), identity)
             log.info("learner erased their data", extra={"deleted_turns": reply.deleted_turns,

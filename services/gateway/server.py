@@ -48,7 +48,7 @@ class App:
                                          resume_window_s=config.resume_window_s, idle_timeout_s=config.idle_timeout_s)
             self.usage_store = UsageStore(dynamodb_client(common.aws), common.table("usage"), common.table("settings"))
         self.limits = Limits(self.usage_store, config.messages_per_minute, config.audio_seconds_per_minute,
-                             config.daily_budget_usd)
+                             config.daily_budget_usd, usage_linger_s=config.usage_linger_s)
         self.sessions = SessionRegistry()
         self.admission = Admission(config.max_concurrent_opens, config.open_wait_s, config.open_turn_saturation,
                                    self.sessions.turns_in_flight)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -85,6 +86,19 @@ def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
+@dataclass
+class _Owed:
+    """Turns of one learner and day not yet in the usage row."""
+
+    usage: TurnUsage = field(default_factory=TurnUsage)
+    turns: int = 0
+
+    def add(self, u: TurnUsage) -> _Owed:
+        self.usage.add(u)
+        self.turns += 1
+        return self
+
+
 class UsageStore:
     """The `usage` table (pk userId, sk day): ADD counters per turn; reads for the budget check."""
 
@@ -123,17 +137,17 @@ class UsageStore:
 
         return await asyncio.to_thread(get)
 
-    async def add(self, user_id: str, u: TurnUsage) -> None:
-        """Add a turn's tokens and cost to the learner's daily row."""
+    async def add(self, user_id: str, u: TurnUsage, *, turns: int = 1, day: str | None = None) -> None:
+        """Add turns' tokens and cost to the learner's daily row (`day`, today by default)."""
         def update() -> None:
             self.client.update_item(
-                TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": today()}},
+                TableName=self.table, Key={"userId": {"S": user_id}, "day": {"S": day or today()}},
                 UpdateExpression="ADD turns :one, textInTokens :ti, textOutTokens :to, audioInTokens :ai, "
                                  "audioOutTokens :ao, costUsd :c SET #ttl = :ttl",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={
                     ":ttl": {"N": str(int(time.time()) + USAGE_TTL_DAYS * 86400)},
-                    ":one": {"N": "1"}, ":ti": {"N": str(u.text_in_tokens)}, ":to": {"N": str(u.text_out_tokens)},
+                    ":one": {"N": str(turns)}, ":ti": {"N": str(u.text_in_tokens)}, ":to": {"N": str(u.text_out_tokens)},
                     ":ai": {"N": str(u.audio_in_tokens)}, ":ao": {"N": str(u.audio_out_tokens)},
                     ":c": {"N": str(Decimal(repr(u.cost_usd)).quantize(Decimal("1e-10")))},
                 })
@@ -169,8 +183,9 @@ class Limits:
     """Rate limits shared by all of a learner's connections in this process; budget from the usage table."""
 
     def __init__(self, store: UsageStore | None, messages_per_minute: int, audio_seconds_per_minute: float,
-                 daily_budget_usd: float) -> None:
+                 daily_budget_usd: float, *, usage_linger_s: float = 0.0) -> None:
         self.store = store
+        self.usage_linger_s = usage_linger_s
         self.messages_per_minute = messages_per_minute
         self.audio_seconds_per_minute = audio_seconds_per_minute
         self.daily_budget_usd = daily_budget_usd
@@ -181,6 +196,9 @@ class Limits:
         # Usage writes belong to the gateway, not to a session: a learner who closes right after an answer is
         # still billed (a session's own background tasks are cancelled when it ends).
         self._writes: set[asyncio.Task] = set()
+        # Turns waiting for their learner's next usage-row write, by (learner, day): several turns, one write.
+        self._owed: dict[tuple[str, str], _Owed] = {}
+        self._draining = asyncio.Event()
 
     def allow_message(self, user_id: str) -> bool:
         """Whether the learner may send another message this minute."""
@@ -226,22 +244,40 @@ class Limits:
         return self._spent.get((user_id, today()), 0.0) >= budget
 
     def record_soon(self, user_id: str, u: TurnUsage) -> None:
-        """Record a turn's usage in the background, outliving the session that spent it."""
-        task = asyncio.create_task(self.record(user_id, u))
+        """Count a turn's cost in the learner's spend at once, and write it to the usage row in the
+        background (outliving the session that spent it) together with the learner's other turns of the
+        next `usage_linger_s`."""
+        key = (user_id, today())
+        self._spent[key] = self._spent.get(key, 0.0) + u.cost_usd
+        if self.store is None:
+            return
+        if (owed := self._owed.get(key)) is not None:
+            owed.add(u)
+            return
+        self._owed[key] = _Owed().add(u)
+        task = asyncio.create_task(self._write(key))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
+    def forget(self, user_id: str) -> None:
+        """A learner erased their data: their turns not yet in the usage row are not written."""
+        for key in [k for k in self._owed if k[0] == user_id]:
+            del self._owed[key]
+
     async def drain(self, timeout_s: float) -> None:
-        """Wait (bounded) for usage writes still in flight, at shutdown."""
+        """Write what is owed now and wait (bounded) for usage writes still in flight, at shutdown."""
+        self._draining.set()
         if self._writes:
             await asyncio.wait(list(self._writes), timeout=timeout_s)
 
-    async def record(self, user_id: str, u: TurnUsage) -> None:
-        """Add a turn's cost to the learner's spend, and to the store if there is one."""
-        key = (user_id, today())
-        self._spent[key] = self._spent.get(key, 0.0) + u.cost_usd
-        if self.store is not None:
-            try:
-                await self.store.add(user_id, u)
-            except Exception:  # noqa: BLE001
-                log.warning("usage row not updated", exc_info=True)
+    async def _write(self, key: tuple[str, str]) -> None:
+        user_id, day = key
+        if self.usage_linger_s and not self._draining.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._draining.wait(), self.usage_linger_s)
+        if (owed := self._owed.pop(key, None)) is None:
+            return  # forgotten
+        try:
+            await self.store.add(user_id, owed.usage, turns=owed.turns, day=day)
+        except Exception:  # noqa: BLE001
+            log.warning("usage row not updated", extra={"turns": owed.turns}, exc_info=True)

@@ -78,7 +78,7 @@ async def test_limits_rate_and_budget():
     assert limits.allow_message("b")  # per learner
     assert limits.allow_audio("a", 6) and not limits.allow_audio("a", 6)
     assert not limits.over_budget("a")
-    await limits.record("a", TurnUsage(cost_usd=0.02))
+    limits.record_soon("a", TurnUsage(cost_usd=0.02))  # counted at once, whenever the row is written
     assert limits.over_budget("a") and not limits.over_budget("b")
     bucket = TokenBucket(60)
     bucket.tokens = 0
