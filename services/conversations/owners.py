@@ -4,11 +4,13 @@ AppendTurn refuses a turn for a session whose rows name another learner; reading
 for that costs a Query per turn. A session's owner does not change while its rows live, so once this process
 has stored a turn of a session (or read its rows) it remembers the owner, and the learner's later turns skip
 the read. Remembering is never looser than the rows: a session the rows give no owner is not remembered, and
-an erased learner's sessions are forgotten with their rows.
+an erased learner's sessions are forgotten with their rows. Turns of one session that arrive together (a
+learner's quick turns, or the gateway's turn log catching up after an outage) share one read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -18,6 +20,7 @@ class SessionOwners:
         self.read = read  # the session's owners from its newest live rows (the store)
         self.size = size
         self._owner: OrderedDict[str, str] = OrderedDict()  # least recently used first
+        self._reading: dict[str, asyncio.Future[set[str]]] = {}  # reads in flight, by session
 
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._owner
@@ -28,7 +31,11 @@ class SessionOwners:
         if owner is not None:
             self._owner.move_to_end(session_id)
             return {owner}
-        owners = await self.read(session_id)
+        reading = self._reading.get(session_id)
+        if reading is None:
+            reading = self._reading[session_id] = asyncio.ensure_future(self.read(session_id))
+            reading.add_done_callback(lambda _: self._reading.pop(session_id, None))
+        owners = set(await asyncio.shield(reading))  # a caller that goes away leaves the read to the others
         if len(owners) == 1:
             self.note(session_id, next(iter(owners)))
         return owners

@@ -3,6 +3,7 @@ review against a real Conversations gRPC server over the test moto server, and r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -260,3 +261,26 @@ async def test_a_full_sample_set_stops_taking_samples_but_not_counting(conv, new
     assert sum(len(item[stats.TOTAL_SAMPLES]["NS"]) for item in shards) == len(shards)  # one per shard-day
     reply = await conv.stub.GetStats(pb.GetStatsRequest(), metadata=conv.admin_md)
     assert reply.turns == 8
+
+
+async def test_turns_of_a_new_session_arriving_together_share_one_owner_read(conv, new_turn):
+    """A learner's quick turns (or the gateway's turn log catching up after an outage) reach AppendTurn before
+    the first is stored: they read the session's rows once between them, and are all stored; another learner's
+    turn for the session is still refused."""
+    reads: list[str] = []
+    read = conv.app.servicer.owners.read
+
+    async def slow(session_id: str) -> set[str]:
+        reads.append(session_id)
+        await asyncio.sleep(0.2)  # the rows are slow to read: the other turns arrive meanwhile
+        return await read(session_id)
+
+    conv.app.servicer.owners.read = slow
+    first = new_turn(question="first")
+    turns = [first] + [new_turn(session=first.session_id, question=f"quick {i}") for i in range(3)]
+    replies = await asyncio.gather(*(conv.append("quick", t) for t in turns))
+    assert all(r.stored for r in replies)
+    assert reads == [first.session_id]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conv.append("intruder", new_turn(session=first.session_id, question="not mine"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
