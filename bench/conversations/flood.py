@@ -91,7 +91,9 @@ async def flood(addr: str, service: str, learners: int, turns: int, concurrency:
             nonlocal failures
             while not queue.empty():
                 i = queue.get_nowait()
-                user = i % learners
+                # Five turns per session, all of one learner's: a session is never re-owned (AppendTurn
+                # refuses another learner's turn for it).
+                user = (i // 5) % learners
                 # As the gateway logs: its service token, the learner named in the record.
                 turn = pb.Turn(turn_id=uuid.uuid4().hex, user_id=f"learner-{user}", session_id=f"bench-s{i // 5}", connection_id="c1",
                                mode="voice" if i % 4 == 0 else "text", language="en",
