@@ -128,15 +128,15 @@ class SessionPersistence:
             info = self.info
             uid = info.identity.user_id
             # Built under the lock, so each write carries the newest handle and turns.
-            now = (self.state.handle, list(self.state.history))
+            latest = (self.state.handle, list(self.state.history))
             try:
-                if now == self._written and await self.store.set_state(info.session_id, uid, state):
+                if latest == self._written and await self.store.set_state(info.session_id, uid, state):
                     return
                 # Nothing said yet: no turns to keep or drop, so no settings read.
                 keep_turns = bool(self.state.history) and await self.logging_enabled(uid)
-                await self.store.put(SessionRow(info.session_id, uid, handle=now[0], state=state,
+                await self.store.put(SessionRow(info.session_id, uid, handle=latest[0], state=state,
                                                 language=info.language, mode=info.mode,
-                                                recent=stored_recent(now[1], keep_turns)))
-                self._written = now
+                                                recent=stored_recent(latest[1], keep_turns)))
+                self._written = latest
             except Exception:  # noqa: BLE001 - losing resumability is not worth failing a turn
                 log.warning("connections row not written", exc_info=True)
