@@ -3,7 +3,8 @@
 Besides turn rows (pk sessionId, sk "<ISO time>#<turnId>") the table holds a few
 kinds of bookkeeping rows whose pk starts with "#" (never a valid session id):
 
-- "#stats#<day>#<shard>" / "agg": per-day counters (ADD), anonymous, ttl 400 days.
+- "#stats#<day>#<shard>" / "agg#<row>": per-day counters and latency samples of the turns hashed to the row
+  (ADD), anonymous, ttl 400 days; "agg": the summary batches' counters (and, on days before the rows, all).
 - "#sessions#<day>#<shard>" / <sessionId>: one row per session and day for listing.
 - "#summaries#<day>#<shard>" / <turn sk>: the turn's summary, for ListSummaries.
 - "#pending#<shard>" / <turn sk>: turns whose summary has not been made yet.
@@ -31,6 +32,9 @@ from kotoba.v1 import conversations_pb2 as pb
 from services.tools.declarations import DECLARED_NAMES
 
 SHARDS = 4
+# Rows per stats shard-day that turns' counters and latency samples are spread over: DynamoDB bills an update by
+# the size of the whole item, so a row holding the whole day's samples would make every turn's write dearer.
+STATS_ROWS = 12
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 MAX_TEXT = 20_000
 MAX_PAYLOAD = 16_000
@@ -103,13 +107,21 @@ def safe_name(name: str) -> str:
 
 
 def stats_key(day: str, turn_id: str) -> dict[str, Any]:
-    """The key of the stats shard a turn's counters go to."""
+    """The key of the stats row a turn's own counters and latency samples go to: one of STATS_ROWS rows of
+    the turn's shard."""
+    row = zlib.crc32(turn_id.encode()) // SHARDS % STATS_ROWS
+    return {"sessionId": {"S": f"#stats#{day}#{shard(turn_id)}"}, "timestamp": {"S": f"agg#{row}"}}
+
+
+def stats_batch_key(day: str, turn_id: str) -> dict[str, Any]:
+    """The key of the stats row of the turn's shard that summary batches add their counters to (no samples)."""
     return {"sessionId": {"S": f"#stats#{day}#{shard(turn_id)}"}, "timestamp": {"S": "agg"}}
 
 
 def stats_keys(day: str) -> list[dict[str, Any]]:
-    """The keys of every stats shard of one day."""
-    return [{"sessionId": {"S": f"#stats#{day}#{n}"}, "timestamp": {"S": "agg"}} for n in range(SHARDS)]
+    """The keys of every stats row of one day (SHARDS x (1 + STATS_ROWS))."""
+    return [{"sessionId": {"S": f"#stats#{day}#{n}"}, "timestamp": {"S": sk}}
+            for n in range(SHARDS) for sk in ("agg", *(f"agg#{r}" for r in range(STATS_ROWS)))]
 
 
 def session_day_key(day: str, session_id: str) -> dict[str, Any]:

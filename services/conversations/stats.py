@@ -1,12 +1,14 @@
 """Per-day counters and latency histograms, and turning them into GetStatsResponse.
 
-Stats are pre-aggregated at write time (UpdateItem ADD on a per-day row per
-shard) so GetStats reads days x shards small rows instead of every turn: the
-cost of a stats call does not grow with traffic. Percentiles are exact (nearest
-rank over the range's samples, kept beside the buckets as number sets of up to
-SAMPLE_CAP per shard and day); when a shard-day holds more turns than samples,
-they come from the fixed histogram buckets (upper edge of the bucket holding
-the rank), approximate to one bucket.
+Stats are pre-aggregated at write time (UpdateItem ADD on per-day rows, per
+shard and spread over records.STATS_ROWS rows by turn) so GetStats reads a
+fixed number of small rows per day instead of every turn: the cost of a stats
+call does not grow with traffic, nor does the cost of a turn's write (billed by
+the size of the row it changes). Percentiles are exact (nearest rank over the
+range's samples, kept beside the buckets as number sets of up to SAMPLE_CAP per
+shard and day, SAMPLE_CAP / STATS_ROWS per row); when a range holds more turns
+than samples, they come from the fixed histogram buckets (upper edge of the
+bucket holding the rank), approximate to one bucket.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import zlib
 from typing import Any
 
 from kotoba.v1 import conversations_pb2 as pb
-from services.conversations.records import safe_name
+from services.conversations.records import STATS_ROWS, safe_name
 
 # Bucket upper edges in ms; the last bucket is everything above.
 # Fine at the low end: local answers take tens of milliseconds, and a dashboard that
@@ -28,7 +30,12 @@ EDGES_MS = (2, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 750,
 
 FIRST_TEXT_SAMPLES = "fts"
 TOTAL_SAMPLES = "tts"
-SAMPLE_CAP = 5000  # per shard and day: ~100 KB of a 400 KB item
+SAMPLE_CAP = 5000  # per shard and day, over STATS_ROWS rows: each row's two sets stay under ~10 KB
+
+
+def row_sample_cap() -> int:
+    """How many samples of each kind one stats row keeps (read at call time: tests lower SAMPLE_CAP)."""
+    return math.ceil(SAMPLE_CAP / STATS_ROWS)
 
 
 def sample(ms: float, turn_id: str) -> str:
@@ -145,7 +152,7 @@ def turn_counter_adds(row: dict[str, Any]) -> dict[str, Any]:
 
 def sample_update(row: dict[str, Any]) -> dict[str, Any] | None:
     """The UpdateItem arguments that add the turn's latencies as exact samples (number sets, made unique per
-    turn) unless the shard-day already holds SAMPLE_CAP; None when the turn has no latency."""
+    turn) unless the turn's stats row already holds its share of SAMPLE_CAP; None when the turn has no latency."""
     latencies = row["latencies"]
     sets = {attr: sample(float(latencies[field]), row["turnId"])
             for attr, field in ((FIRST_TEXT_SAMPLES, "first_text_ms"), (TOTAL_SAMPLES, "total_ms"))
@@ -153,7 +160,7 @@ def sample_update(row: dict[str, Any]) -> dict[str, Any] | None:
     if not sets:
         return None
     values: dict[str, Any] = {f":s{i}": {"NS": [v]} for i, v in enumerate(sets.values())}
-    values[":cap"] = {"N": str(SAMPLE_CAP)}
+    values[":cap"] = {"N": str(row_sample_cap())}
     return {"UpdateExpression": "ADD " + ", ".join(f"#s{i} :s{i}" for i in range(len(sets))),
             "ConditionExpression": "attribute_not_exists(#s0) OR size(#s0) < :cap",
             "ExpressionAttributeNames": {f"#s{i}": attr for i, attr in enumerate(sets)},

@@ -38,7 +38,7 @@ class ConversationStore:
         # The gateway's tables: erased with the learner's logs (resumption rows hold recent turns).
         self.erasure = Erasure(client, table, connections_table, usage_table)
         self._days_marked: set[str] = set()
-        self._samples_full: set[str] = set()  # stats shard-days holding SAMPLE_CAP samples (counters only)
+        self._samples_full: set[tuple[str, str]] = set()  # stats rows holding their share of samples (counters only)
 
     # ---- settings (privacy) -------------------------------------------------------------
     def get_privacy(self, user_id: str) -> tuple[bool, bool]:
@@ -78,12 +78,12 @@ class ConversationStore:
             raise
 
     def add_turn_counters(self, row: dict[str, Any]) -> None:
-        """Count the turn in its day's stats shard (mode, tools, cost, latency buckets), and keep its latencies
-        as exact samples beside the buckets while the shard-day holds fewer than `stats.SAMPLE_CAP`: one
-        UpdateItem for both, the counters alone once the shard-day is known to be full."""
+        """Count the turn in its day's stats row (mode, tools, cost, latency buckets), and keep its latencies
+        as exact samples beside the buckets while the row holds fewer than `stats.row_sample_cap()`: one
+        UpdateItem for both, the counters alone once the row is known to be full."""
         key = records.stats_key(row["day"], row["turnId"])
-        shard_day = key["sessionId"]["S"]
-        samples = None if shard_day in self._samples_full else stats.sample_update(row)
+        stats_row = (key["sessionId"]["S"], key["timestamp"]["S"])
+        samples = None if stats_row in self._samples_full else stats.sample_update(row)
         if samples is not None:
             try:
                 self._add(key, stats.turn_counter_adds(row), ttl=_stats_ttl(), samples=samples)
@@ -91,9 +91,9 @@ class ConversationStore:
             except ClientError as exc:
                 if not _conditional_failed(exc):
                     raise
-            if len(self._samples_full) > 64:  # days gone by
+            if len(self._samples_full) > 64 * records.STATS_ROWS:  # days gone by
                 self._samples_full.clear()
-            self._samples_full.add(shard_day)
+            self._samples_full.add(stats_row)
         self._add(key, stats.turn_counter_adds(row), ttl=_stats_ttl())
 
     def _add(self, key: dict[str, Any], adds: dict[str, Any], condition: str | None = None,
@@ -210,7 +210,7 @@ class ConversationStore:
             writes.append({"DeleteRequest": {"Key": records.pending_key(row["timestamp"])}})
         for adds in stats_adds.values():
             day, turn_id = adds.pop("_turn")
-            self._add(records.stats_key(day, turn_id), adds, ttl=_stats_ttl())
+            self._add(records.stats_batch_key(day, turn_id), adds, ttl=_stats_ttl())
         for (day, session_id), categories in session_cats.items():
             try:
                 self._add(records.session_day_key(day, session_id), {"categories": categories},
@@ -266,7 +266,7 @@ class ConversationStore:
         return rows
 
     def stats_rows(self, days: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """The stats shard rows of each day, read in batches and retried while throttled."""
+        """The stats rows of each day, read in batches and retried while throttled."""
         keys = [k for day in days for k in records.stats_keys(day)]
         out: dict[str, list[dict[str, Any]]] = {}
         for batch in chunks(keys, 100):

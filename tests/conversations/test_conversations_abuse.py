@@ -248,19 +248,20 @@ async def test_a_learners_later_turns_skip_the_owner_read_and_stay_refused_to_ot
 
 
 async def test_a_full_sample_set_stops_taking_samples_but_not_counting(conv, new_turn, monkeypatch):
-    """Counters and latency samples go in one update; once a stats shard-day holds SAMPLE_CAP samples the
-    turn is still counted (the update is retried without them) and later turns skip the samples."""
+    """Counters and latency samples go in one update; once a stats row holds its share of SAMPLE_CAP samples
+    the turn is still counted (the update is retried without them) and later turns skip the samples."""
     from services.conversations import stats
 
-    monkeypatch.setattr(stats, "SAMPLE_CAP", 1)
-    for i in range(8):
+    monkeypatch.setattr(stats, "SAMPLE_CAP", 1)  # one sample per row
+    for i in range(30):
         assert (await conv.append(f"learner-{i}", new_turn(total_ms=500.0 + i))).stored
-    shards = [item for item in conv.scan() if item["sessionId"]["S"].startswith("#stats#")]
-    assert sum(int(item["turns"]["N"]) for item in shards) == 8
-    assert all(len(item.get(stats.TOTAL_SAMPLES, {}).get("NS", [])) <= 1 for item in shards)
-    assert sum(len(item[stats.TOTAL_SAMPLES]["NS"]) for item in shards) == len(shards)  # one per shard-day
+    rows = [item for item in conv.scan()
+            if item["sessionId"]["S"].startswith("#stats#") and item["timestamp"]["S"].startswith("agg#")]
+    assert sum(int(item["turns"]["N"]) for item in rows) == 30
+    assert any(int(item["turns"]["N"]) > 1 for item in rows)  # some row was full when a turn came
+    assert all(len(item[stats.TOTAL_SAMPLES]["NS"]) == 1 for item in rows)  # one each, the first turn's
     reply = await conv.stub.GetStats(pb.GetStatsRequest(), metadata=conv.admin_md)
-    assert reply.turns == 8
+    assert reply.turns == 30
 
 
 async def test_turns_of_a_new_session_arriving_together_share_one_owner_read(conv, new_turn):
