@@ -9,6 +9,7 @@ next start, and again whenever the queue had to drop work, by `recover()`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ class SummaryWorker:
         self.failed = 0
         self._task: asyncio.Task[None] | None = None
         self._queued: set[str] = set()
+        self._draining = asyncio.Event()  # shutdown: batches stop lingering for more turns
 
     def offer(self, key: TurnKey, row: dict[str, Any] | None = None) -> bool:
         """Queue a turn without waiting; a full queue leaves it to recover()."""
@@ -69,6 +71,7 @@ class SummaryWorker:
 
     async def stop(self, drain_seconds: float = 0.0) -> None:
         """Stop, summarising what is queued for up to `drain_seconds` first (the rest stays pending)."""
+        self._draining.set()
         if drain_seconds > 0:
             try:
                 await asyncio.wait_for(self.queue.join(), drain_seconds)
@@ -89,7 +92,8 @@ class SummaryWorker:
         while True:
             batch = [await self.queue.get()]
             if self.linger_seconds > 0 and self.queue.qsize() < self.batch_size - 1:
-                await asyncio.sleep(self.linger_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._draining.wait(), self.linger_seconds)
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:

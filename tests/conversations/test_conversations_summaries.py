@@ -171,3 +171,19 @@ async def test_turns_logged_together_are_summarised_in_one_batch(conv_config, to
         assert stats.turns == 3 and stats.summary_pending == 0 and sum(stats.by_category.values()) == 3
     # Without a linger the first turn is summarised alone, as soon as it is queued.
     assert summariser.batches == [3] if linger else summariser.batches[0] == 1
+
+
+async def test_shutdown_drains_queued_summaries_without_waiting_out_the_linger(conv_config, token_for, new_turn):
+    """At shutdown the queue is drained for a bounded time; a batch lingering for more turns then goes at once
+    (a 30 s linger would otherwise outlast the 10 s drain and leave the turn pending for the next start)."""
+    summariser = _CountingSummariser()
+    config = replace(conv_config, summary_linger_seconds=30.0)
+    async with _serving(config, summariser, token_for) as (conv, md, admin, app):
+        turn = new_turn()
+        turn.user_id = "learner-1"
+        assert (await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)).stored
+        await asyncio.sleep(0.05)  # the worker has taken the turn and lingers
+        await app.worker.stop(drain_seconds=10)
+        assert summariser.batches == [1]
+        got = await conv.GetConversation(pb.GetConversationRequest(session_id=turn.session_id), metadata=admin)
+        assert got.turns[0].summary_status == "done"
