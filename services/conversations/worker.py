@@ -92,8 +92,11 @@ class SummaryWorker:
         while True:
             batch = [await self.queue.get()]
             if self.linger_seconds > 0 and self.queue.qsize() < self.batch_size - 1:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as the event
+                # is set (stop() does both), and the worker would then outlive stop() on an empty queue.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._draining.wait(), self.linger_seconds)
+                    async with asyncio.timeout(self.linger_seconds):
+                        await self._draining.wait()
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:

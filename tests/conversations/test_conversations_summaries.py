@@ -187,3 +187,21 @@ async def test_shutdown_drains_queued_summaries_without_waiting_out_the_linger(c
         assert summariser.batches == [1]
         got = await conv.GetConversation(pb.GetConversationRequest(session_id=turn.session_id), metadata=admin)
         assert got.turns[0].summary_status == "done"
+
+
+async def test_stopping_without_a_drain_while_a_batch_lingers_ends_the_worker(conv_config, token_for, new_turn):
+    """stop() with no drain wakes the lingering batch and cancels the worker in one go: the worker ends (the
+    turn stays pending for the next start) instead of going on to wait for turns that never come."""
+    config = replace(conv_config, summary_linger_seconds=30.0)
+    async with _serving(config, _CountingSummariser(), token_for) as (conv, md, admin, app):
+        turn = new_turn()
+        turn.user_id = "learner-1"
+        assert (await conv.AppendTurn(pb.AppendTurnRequest(turn=turn), metadata=md)).stored
+        await asyncio.sleep(0.05)  # the worker has taken the turn and lingers
+        worker = app.worker._task
+        stopping = asyncio.create_task(app.worker.stop())
+        ended, _ = await asyncio.wait({worker}, timeout=10)  # a swallowed cancel left it waiting for good
+        if worker not in ended:
+            worker.cancel()  # so that the test ends; the assertion below reports it
+        await stopping
+        assert worker in ended and worker.cancelled()
