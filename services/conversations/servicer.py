@@ -319,7 +319,8 @@ class Conversations(pb_grpc.ConversationsServicer):
         if end - start > timedelta(days=MAX_STATS_DAYS):  # before the day list is built, not after
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the range may span at most {MAX_STATS_DAYS} days")
         days = records.days_between(start, end)
-        # 52 stats rows a day: groups of days are read side by side (a year is ~200 BatchGetItem calls).
+        # SHARDS x (1 + STATS_ROWS) = 52 stats rows a day: groups of days are read side by side (a year of days
+        # is ~190 BatchGetItem calls).
         rows: dict[str, list[dict[str, Any]]] = {}
         for part in await asyncio.gather(*(self.io(self.store.stats_rows, days[i:i + STATS_DAYS_PER_READ])
                                            for i in range(0, len(days), STATS_DAYS_PER_READ))):

@@ -30,7 +30,7 @@ EDGES_MS = (2, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 750,
 
 FIRST_TEXT_SAMPLES = "fts"
 TOTAL_SAMPLES = "tts"
-SAMPLE_CAP = 5000  # per shard and day, over STATS_ROWS rows: each row's two sets stay under ~10 KB
+SAMPLE_CAP = 5000  # per shard and day, spread over STATS_ROWS rows: a row's two sets stay under ~6 KB
 
 
 def row_sample_cap() -> int:
