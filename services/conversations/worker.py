@@ -9,12 +9,12 @@ next start, and again whenever the queue had to drop work, by `recover()`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from services.common.waits import wait_event
 from services.conversations.records import TurnKey
 from services.conversations.store import ConversationStore
 from services.conversations.summarise import Summariser
@@ -92,11 +92,8 @@ class SummaryWorker:
         while True:
             batch = [await self.queue.get()]
             if self.linger_seconds > 0 and self.queue.qsize() < self.batch_size - 1:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as the event
-                # is set (stop() does both), and the worker would then outlive stop() on an empty queue.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.linger_seconds):
-                        await self._draining.wait()
+                # Woken by stop(), which also cancels the worker: wait_event keeps that cancel (services/common/waits.py).
+                await wait_event(self._draining, self.linger_seconds)
             while len(batch) < self.batch_size and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 from google.genai import types
 
 from services.common.tables import batch_get
+from services.common.waits import wait_event
 from services.gateway.config import Prices
 
 log = logging.getLogger(__name__)
@@ -273,8 +273,7 @@ class Limits:
     async def _write(self, key: tuple[str, str]) -> None:
         user_id, day = key
         if self.usage_linger_s and not self._draining.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._draining.wait(), self.usage_linger_s)
+            await wait_event(self._draining, self.usage_linger_s)
         if (owed := self._owed.pop(key, None)) is None:
             return  # forgotten
         try:

@@ -4,9 +4,9 @@ the audio/video session deadline, and the goAway faults."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING
 
+from services.common.waits import wait_event
 from services.local_live import protocol as p
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ class SessionRules:
                 await self.conn.close(p.CLOSE_INTERNAL, "Deadline expired.")
                 return
             timeout = None if deadline is None else clock.real(deadline - clock.now())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._limits_changed.wait(), timeout)
+            await wait_event(self._limits_changed, timeout)
 
     async def _go_away_later(self, delay: float) -> None:
         faults = self.conn.faults
