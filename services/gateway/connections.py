@@ -83,34 +83,26 @@ class ConnectionStore:
     async def set_state(self, session_id: str, user_id: str, state: str) -> bool:
         """Refresh an existing row's state, activity time and expiry, leaving its handle and turns as they
         are: no privacy read needed, as no words are written. False when the row is gone."""
-        row_ttl = self._ttl(state)
-        try:
-            await asyncio.to_thread(
-                self.table.update_item, Key={"sessionId": session_id}, ConditionExpression="userId = :uid",
-                UpdateExpression="SET #state = :state, lastActivity = :now, #ttl = :ttl",
-                ExpressionAttributeNames={"#state": "state", "#ttl": "ttl"},
-                ExpressionAttributeValues={":uid": user_id, ":state": state, ":now": str(round(time.time(), 3)),
-                                           ":ttl": row_ttl})
-        except ClientError as exc:
-            if _refused(exc):
-                return False
-            raise
-        return True
+        return await self._set(session_id, user_id, "userId = :uid", state=state)
 
     async def claim(self, session_id: str, user_id: str, *, language: str, mode: str) -> bool:
         """Mark the row attached for this learner, in one conditional write (False: another learner's row).
         Written before the cap is counted, so two gateways starting sessions at once see each other. It
         also names the session's language and mode, so a fresh session's row is whole without another
         write until its first turn (handle and turns are left as they are: a turn's write may be newer)."""
-        ttl = self._ttl("attached")
+        return await self._set(session_id, user_id, _OWN_ROW, state="attached", userId=user_id, language=language,
+                               mode=mode)
+
+    async def _set(self, session_id: str, user_id: str, condition: str, *, state: str, **fields: str) -> bool:
+        """SET the row's state, activity time, expiry and `fields` under `condition` (`:uid` is the learner);
+        False when the condition refuses."""
+        values = {"state": state, "lastActivity": str(round(time.time(), 3)), "ttl": self._ttl(state), **fields}
         try:
             await asyncio.to_thread(
-                self.table.update_item, Key={"sessionId": session_id}, ConditionExpression=_OWN_ROW,
-                UpdateExpression=("SET userId = :uid, #state = :attached, lastActivity = :now, #ttl = :ttl, "
-                                  "#language = :language, #mode = :mode"),
-                ExpressionAttributeNames={"#state": "state", "#ttl": "ttl", "#language": "language", "#mode": "mode"},
-                ExpressionAttributeValues={":uid": user_id, ":attached": "attached", ":now": str(round(time.time(), 3)),
-                                           ":ttl": ttl, ":language": language, ":mode": mode})
+                self.table.update_item, Key={"sessionId": session_id}, ConditionExpression=condition,
+                UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values))),
+                ExpressionAttributeNames={f"#a{i}": name for i, name in enumerate(values)},
+                ExpressionAttributeValues={":uid": user_id, **{f":a{i}": v for i, v in enumerate(values.values())}})
         except ClientError as exc:
             if _refused(exc):
                 return False
