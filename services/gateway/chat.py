@@ -60,7 +60,7 @@ class ChatSession:
                                 self._ensure_started)
         self.started = False
         self.stages = metrics.Stages()
-        self.reads = LearnerReads(deps, identity, self.persistence, self.stages, self.background)
+        self.reads = LearnerReads(deps, self.info, self.persistence, self.stages, self.background)
         self._session_sent = asyncio.Event()
         self._slot: Slot | None = None  # the admission slot (admission.py), held until the upstream is open
         self._cap_check: asyncio.Future[int] | None = None  # the cross-gateway session count (claim + list)
@@ -256,34 +256,29 @@ class ChatSession:
         with _tracer.start_as_current_span(metrics.SPAN_SESSION_START, context=otel_context.Context(),
                                            attributes={"session.id": self.session_id}):
             self.info.mode = mode or "text"
-            opening: asyncio.Task | None = None
-            if self.deps.link.early_upstream and not self.deps.admission.queueing():
-                # The upstream connects beside the reads (the learner's instruction follows in a contextUpdate,
-                # link.py); not while opens queue: then reads-then-connect in each slot paces a burst (early
-                # connects made its turns' first text 1.3-2x slower at p95).
-                learner_known = asyncio.Event()
-                opening = self.background.spawn(self._open_upstream(resumed, learner_known))
-            self.info.context = await self.reads.context()
-            self.stages.mark("context_usage")  # what the open waited for them (less when read ahead)
-            self.info.language = language or (self.info.context.settings.language if self.info.context else "") \
-                or "en"
-            if self.info.language not in protocol.LANGUAGES:
-                self.info.language = "en"
+            # The upstream connects beside the reads (the learner's instruction follows in a contextUpdate,
+            # link.py); not while opens queue: then reads-then-connect in each slot paces a burst (early
+            # connects made its turns' first text 1.3-2x slower at p95).
+            early = self.deps.link.early_upstream and not self.deps.admission.queueing()
+            opening = self.background.spawn(self._open_upstream(resumed, early=early))
+            # The `session` frame waits for the learner's settings row and spend only: their context (the
+            # slowest read) is awaited by the upstream, so by the first answer, while the first question
+            # comes in and its retrieval runs.
+            await self.reads.settle(language)
+            self.stages.mark("settings_usage")  # what the open waited for them (less when read ahead)
             self.started = True
             self.deps.sessions.add(self.session_id, self)
-            # The upstream opens (or gets the learner's instruction) while the `session` frame goes out: the
-            # first message waits for it in the turn queue (audio is buffered). The admission slot is held until
-            # it is ready: it is the costly part of an open.
-            if opening is None:
-                opening = self.background.spawn(self._open_upstream(resumed))
-            else:
-                learner_known.set()
+            # The admission slot is held until the upstream is ready: it is the costly part of an open.
             opening.add_done_callback(lambda _t: self._leave_admission(done=True))
 
-    async def _open_upstream(self, resumed: bool, learner_known: asyncio.Event | None = None) -> None:
+    async def _open_upstream(self, resumed: bool, *, early: bool) -> None:
+        known = self.reads.learner_known
         try:
+            if not early:  # the context first, then a connect with the whole instruction
+                await known.wait()
             await self.stages.timed("upstream_open", self.link.open_first(
-                resume=resumed, learner_known=learner_known, on_connected=lambda: self.stages.at("upstream_connected")))
+                resume=resumed, learner_known=known if early else None,
+                on_connected=lambda: self.stages.at("upstream_connected")))
         except Exception as exc:  # noqa: BLE001
             log.warning("upstream unavailable at start", extra={"error": repr(exc)})
             metrics.errors.add(1, {"component": "gateway", "code": protocol.UPSTREAM_UNAVAILABLE})

@@ -78,6 +78,7 @@ class UpstreamLink:
         self._reconnect_lock = asyncio.Lock()
         self._audio: collections.deque[bytes] = collections.deque()
         self._audio_bytes = 0
+        self._video: bytes | None = None  # the learner's latest camera frame while the upstream is not ready
         # The learner's current utterance (the audio since the last audio_end, its last 10 s): a voice turn
         # the upstream lost before answering it is said again on the new one.
         self.utterance = bytearray()
@@ -167,7 +168,7 @@ class UpstreamLink:
                 except Exception:  # noqa: BLE001 - dropped while the context was read: open it whole
                     await self.upstream.close()
                     await self.open(resume=resume)
-            await self._replay_audio()
+            await self._replay_media()
 
     def _install(self, upstream: Upstream, *, ready: bool = True) -> None:
         self.upstream = upstream
@@ -203,7 +204,7 @@ class UpstreamLink:
                 await self.on_lost()
                 return
             log.info("upstream reconnected", extra={"reason": reason, "session_id": self.info.session_id})
-            await self._replay_audio()
+            await self._replay_media()
             if self.events is not None:
                 await self.events.after_reconnect(reason)
 
@@ -218,7 +219,8 @@ class UpstreamLink:
                 last = exc
         return last
 
-    async def _replay_audio(self) -> None:
+    async def _replay_media(self) -> None:
+        await self._send_kept_video()
         while self._audio:
             chunk = self._audio.popleft()
             self._audio_bytes -= len(chunk)
@@ -252,7 +254,8 @@ class UpstreamLink:
     # ------------------------------------------------------------------ sending
 
     async def send_turn(self, content: types.Content) -> None:
-        """Send a complete learner turn upstream."""
+        """Send a complete learner turn upstream, after a camera frame shown before it was ready."""
+        await self._send_kept_video()
         await self.upstream.send_turn(content)
 
     async def send_audio(self, chunk: bytes) -> None:
@@ -274,8 +277,17 @@ class UpstreamLink:
             self._audio_bytes += len(chunk)
 
     async def send_video(self, jpeg: bytes) -> None:
-        """A frame is only worth its moment: dropped, not kept, while the upstream is away."""
+        """Straight upstream when it is ready; else the latest frame is kept for when it is (a frame is only
+        worth its moment: an older kept one is dropped). A frame sent as the session opens reaches the model."""
         if self.ready.is_set() and self.upstream is not None:
+            with contextlib.suppress(Exception):
+                await self.upstream.send_video(jpeg)
+            return
+        self._video = jpeg
+
+    async def _send_kept_video(self) -> None:
+        jpeg, self._video = self._video, None
+        if jpeg is not None and self.upstream is not None:
             with contextlib.suppress(Exception):
                 await self.upstream.send_video(jpeg)
 

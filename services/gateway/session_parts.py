@@ -124,11 +124,13 @@ class SessionInfo:
     mode: str = "text"  # "text" | "audio"
     language: str = "en"
     context: tools_pb2.GetUserContextResponse | None = None
+    base_level: str = ""  # from the learner's settings row, read before their context (learner_reads.py)
 
     @property
     def level(self) -> str:
-        """The learner's JLPT level, or "" before their context has loaded."""
-        return self.context.settings.base_level if self.context else ""
+        """The learner's JLPT level: from their context once it has loaded, else from their settings row
+        ("" when neither could be read)."""
+        return self.context.settings.base_level if self.context else self.base_level
 
 
 class LearnerChannel:

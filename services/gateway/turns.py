@@ -167,7 +167,6 @@ class TurnRunner:
         while True:
             text = await self.pending.get()
             await self.idle.wait()
-            await self.link.ready.wait()
             try:
                 await self._text_turn(text)
             except Exception:  # noqa: BLE001 - one bad turn must not end the session
@@ -181,7 +180,10 @@ class TurnRunner:
     async def _text_turn(self, text: str) -> None:
         turn = self.begin("text", text)
         with trace.use_span(turn.span, end_on_exit=False):
+            # Retrieval needs no upstream: a session's first question is looked up while its upstream still
+            # waits for the learner's context (chat.py, `_open`).
             await self._retrieve(turn, text)
+            await self.link.ready.wait()
             turn.content = rag.user_turn(turn.retrieved, text)
             gen = self.link.generation
             with _tracer.start_as_current_span(metrics.SPAN_LIVE_SEND):
@@ -259,6 +261,8 @@ class TurnRunner:
                 await self.link.say_again()
                 self.watchdog.arm("asked_again", len(self.link.utterance) / 32000)
             return
+        if turn.mode == "text" and turn.content is None:
+            return  # still being looked up: the worker sends it once the new upstream is ready
         turn.holding = turn.held = False
         turn.tools_pending = 0
         if turn.content is None and turn.transcript_in and not turn.first_audio_ms:

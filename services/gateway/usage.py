@@ -12,6 +12,7 @@ from typing import Any
 
 from google.genai import types
 
+from services.common.learner_settings import with_defaults
 from services.common.tables import batch_get
 from services.common.waits import wait_event
 from services.gateway.config import Prices
@@ -99,6 +100,21 @@ class _Owed:
         return self
 
 
+@dataclass(frozen=True)
+class LearnerSettings:
+    """The learner's language and JLPT level from their settings row (defaults where it has none)."""
+
+    language: str
+    base_level: str
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    spent_usd: float
+    budget_usd: float | None  # the learner's own daily budget; None: the gateway's
+    settings: LearnerSettings
+
+
 class UsageStore:
     """The `usage` table (pk userId, sk day): ADD counters per turn; reads for the budget check."""
 
@@ -107,23 +123,28 @@ class UsageStore:
         self.table = table
         self.settings_table = settings_table
 
-    async def day_figures(self, user_id: str) -> tuple[float, float | None]:
-        """(today's spend in USD, the learner's own daily budget or None) in one BatchGetItem over the usage
-        and settings rows: a session open reads both, and on a single-threaded store every request queues."""
+    async def day_figures(self, user_id: str) -> DayFigures:
+        """Today's spend and the learner's settings row in one BatchGetItem over the usage and settings rows:
+        a session open reads both, and on a single-threaded store every request queues."""
         usage_key = {"userId": {"S": user_id}, "day": {"S": today()}}
         settings_key = {"userId": {"S": user_id}}
 
-        def get() -> tuple[float, float | None]:
+        def get() -> DayFigures:
             request: dict[str, Any] = {
                 self.table: {"Keys": [usage_key], "ProjectionExpression": "costUsd", "ConsistentRead": True},
-                self.settings_table: {"Keys": [settings_key], "ProjectionExpression": "dailyBudgetUsd"},
+                self.settings_table: {"Keys": [settings_key],
+                                      "ProjectionExpression": "dailyBudgetUsd, #lang, baseLevel",
+                                      "ExpressionAttributeNames": {"#lang": "language"}},
             }
             found, left = batch_get(self.client, request, attempts=5)
             if left:
                 raise RuntimeError("usage and settings rows not read: keys left unprocessed")
             spent = next(iter(found.get(self.table, [])), {}).get("costUsd", {}).get("N", "0")
-            budget = next(iter(found.get(self.settings_table, [])), {}).get("dailyBudgetUsd", {}).get("N")
-            return float(spent), float(budget) if budget is not None else None
+            settings = next(iter(found.get(self.settings_table, [])), {})
+            budget = settings.get("dailyBudgetUsd", {}).get("N")
+            learner = with_defaults({k: settings.get(k, {}).get("S") for k in ("language", "baseLevel")})
+            return DayFigures(float(spent), float(budget) if budget is not None else None,
+                              LearnerSettings(learner["language"], learner["baseLevel"]))
 
         return await asyncio.to_thread(get)
 
@@ -213,19 +234,22 @@ class Limits:
         """Whether the learner may send this many more seconds of audio this minute."""
         return self._audio.setdefault(user_id, TokenBucket(self.audio_seconds_per_minute)).take(seconds)
 
-    async def load(self, user_id: str) -> None:
-        """Read today's spend and any per-learner budget once per session (the store is then kept current)."""
+    async def load(self, user_id: str) -> LearnerSettings | None:
+        """Read today's spend and any per-learner budget once per session (the store is then kept current);
+        returns the learner's language and level from the same read, None when there is no store or it
+        could not be read."""
         if self.store is None:
-            return
+            return None
         try:
-            spent, override = await self.store.day_figures(user_id)
+            figures = await self.store.day_figures(user_id)
         except Exception:  # noqa: BLE001 - an unreadable usage table must not block learning
             log.warning("usage unreadable; budget check uses in-process figures", exc_info=True)
-            return
+            return None
         key = (user_id, today())
-        self._spent[key] = max(self._spent.get(key, 0.0), spent)
-        if override is not None:
-            self._budget[user_id] = override
+        self._spent[key] = max(self._spent.get(key, 0.0), figures.spent_usd)
+        if figures.budget_usd is not None:
+            self._budget[user_id] = figures.budget_usd
+        return figures.settings
 
     async def logging_enabled(self, user_id: str) -> bool:
         """Whether the learner lets their words be kept; False when unknown (an unreadable settings table

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kotoba.v1 import items_pb2, tools_pb2
+from services.common.learner_settings import with_defaults
 from services.tools.errors import invalid
 from services.tools.pagetoken import PageTokens
 from services.tools.records import (
@@ -32,7 +33,6 @@ CATALOG_USER = "#catalog"
 NEXT_REVIEW_INDEX = "userId-nextReview-index"
 LEVEL_ROWS = (*LEVELS, "none")
 PLURAL = {"word": "words", "kanji": "kanji", "sentence": "sentences", "kana": "kana"}
-DEFAULT_SETTINGS = {"baseLevel": "N5", "language": "en", "timezone": "UTC", "displayName": ""}
 
 
 def iso(moment: datetime) -> str:
@@ -91,7 +91,7 @@ class Learner:
     async def settings(self, user_id: str) -> dict[str, Any]:
         """The learner's settings over the defaults."""
         row = await self.store.run(self.store.get_settings, user_id)
-        return {**DEFAULT_SETTINGS, **{k: v for k, v in row.items() if v not in (None, "")}}
+        return with_defaults(row)
 
     async def aggregates(self, user_id: str, item_type: str | None = None) -> dict[tuple[str, str], tuple[int, int]]:
         """(type, level) → (learned, learning) from the learner's aggregate rows."""

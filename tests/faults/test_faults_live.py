@@ -84,3 +84,39 @@ async def test_upstream_drop_mid_turn_loses_no_turn_log(stack, kit):
     assert dropped.text == clean.text  # resumed: nothing streamed twice, nothing lost
     assert "たべる" in after.text or "taberu" in after.text.lower(), after.text
     await kit.assert_all_turns_stored(stack, 2, session_id=session)
+
+
+async def test_an_upstream_drop_while_a_question_is_looked_up_does_not_end_it(stack, kit):
+    """A typed question is looked up (retrieval) before it waits for the upstream, so the upstream can drop and
+    come back while the question is still being looked up: it is then sent on the new upstream and answered,
+    not ended as interrupted (nothing of it had reached the model)."""
+    live = kit.TcpProxy(stack.env()["KOTOBA_LIVE_ADDR"]).start()
+    retrieval = kit.TcpProxy(stack.env()["KOTOBA_RETRIEVAL_ADDR"]).start()
+    name = "gateway-drop-in-lookup"
+    try:
+        addr = stack.start_gateway(name, KOTOBA_LIVE_ADDR=f"127.0.0.1:{live.port}", KOTOBA_GATEWAY_UPSTREAM_POOL="0",
+                                   KOTOBA_RETRIEVAL_ADDR=f"127.0.0.1:{retrieval.port}",
+                                   KOTOBA_GATEWAY_RAG_DEADLINE_S="60",
+                                   # 5 tries over ≥ 2.2 s: not all of them refused in the 0.5 s below
+                                   KOTOBA_GATEWAY_RECONNECT_BASE_DELAY_S="0.3")
+        async with await ChatClient.open(f"ws://{addr}/v1/chat", stack.token(kit.learner("flt-lookup"))) as client:
+            await client.start("text")
+            assert "swim" in (await client.ask("What does 泳ぐ mean?")).text.lower()  # the upstream is up
+            retrieval.pause("hold")
+            await client.send(type="text", text="What does 食べる mean?")
+            await asyncio.sleep(0.5)  # the question waits in retrieval
+            upstreams = live.forwarded
+            live.pause("refuse")  # the upstream drops; reconnects are refused until resume
+            await asyncio.sleep(0.5)
+            live.resume()
+            await asyncio.to_thread(kit.wait_for, lambda: live.forwarded > upstreams, 30, "the gateway's new upstream")
+            await asyncio.sleep(1.0)  # the reconnect is done: the turn in flight was looked at
+            retrieval.release()
+            answer = await client.collect(0.0, 60)
+    finally:
+        retrieval.release()
+        stack.stop_service(name)
+        live.stop()
+        retrieval.stop()
+    assert not answer.interrupted and not answer.errors, answer.frames
+    assert "eat" in answer.text.lower(), answer.text

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from devtools import procs
+from services.common.aws import dynamodb_client
 from services.common.contracts import LEARNER_CONTEXT_RE
 from services.gateway.client import ChatClient
+from tests.support import faultkit as kit
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -132,3 +134,81 @@ async def test_while_opens_queue_an_open_reads_first_and_connects_with_the_whole
         ("N4", None),  # admitted while the third still queued: read first, the whole instruction in its setup
         (None, "N2"),  # admitted last, nobody behind it: early again
     }, levels
+
+
+async def test_the_session_opens_while_the_learner_context_is_still_being_read(stack, tmp_path):
+    """The `session` frame waits for the gateway's own read of the learner's settings and spend, not for
+    Tools.GetUserContext (the slowest read of an open): with Tools holding every answer, the session opens in
+    the language of the learner's settings and takes their question; the answer comes once Tools answers, with
+    the learner's instruction before the question upstream."""
+    frames_dir = tmp_path / "frames"
+    live_addr = f"127.0.0.1:{procs.free_port()}"
+    engine = stack.spawn("live-rec-held", "services.local_live",
+                         stack.env(KOTOBA_LIVE_ADDR=live_addr, KOTOBA_LIVE_FRAMES_DIR=str(frames_dir)))
+    proxy = kit.TcpProxy(stack.env()["KOTOBA_TOOLS_ADDR"]).start()
+    user = kit.learner("held-context")
+    dynamodb_client(stack.config.aws).put_item(TableName=stack.config.table("settings"), Item={
+        "userId": {"S": user}, "language": {"S": "ja"}, "baseLevel": {"S": "N3"}})
+    loop = asyncio.get_running_loop()
+    try:
+        stack.wait_ready("local_live", engine, live_addr, 60)
+        addr = stack.start_gateway("gateway-held-tools", KOTOBA_LIVE_ADDR=live_addr, KOTOBA_GATEWAY_UPSTREAM_POOL="0",
+                                   KOTOBA_TOOLS_ADDR=f"127.0.0.1:{proxy.port}",
+                                   KOTOBA_GATEWAY_CONTEXT_DEADLINE_S="60")
+        proxy.pause("hold")
+        async with await ChatClient.open(f"ws://{addr}/v1/chat", stack.token(user)) as client:
+            # Before: the open waited for the held context read (60 s deadline) and this timed out.
+            session = await client.start("text", wait_s=20)
+            loop.call_later(1.0, proxy.release)
+            answer = await client.ask("What does 泳ぐ mean?", wait_s=60)
+    finally:
+        proxy.release()
+        stack.stop_service("gateway-held-tools")
+        stack.stop_service("live-rec-held")
+        proxy.stop()
+    assert session["language"] == "ja"
+    assert not answer.errors and answer.text
+
+    [used] = [c for c in _client_frames(frames_dir) if any("client_content" in f["frame"] for f in c)]
+    received = [f["frame"] for f in used]
+    kinds = [next(iter(frame)) for frame in received]
+    assert "contextUpdate" in kinds[:kinds.index("client_content")], kinds
+    learner = _learner_block(_instruction_text(received[kinds.index("contextUpdate")]["contextUpdate"]
+                                               ["systemInstruction"]))
+    assert learner is not None and learner["base_level"] == "N3" and learner["language"] == "ja"
+
+
+async def test_a_cached_context_is_sent_in_the_language_the_session_opened_in(stack, tmp_path):
+    """A returning learner's context is cached, so it can be known before their settings row is read (here
+    the gateway's store answers late): the instruction waits for the session's language (the `start`
+    frame's), not only for the context."""
+    frames_dir = tmp_path / "frames"
+    live_addr = f"127.0.0.1:{procs.free_port()}"
+    engine = stack.spawn("live-rec-cached", "services.local_live",
+                         stack.env(KOTOBA_LIVE_ADDR=live_addr, KOTOBA_LIVE_FRAMES_DIR=str(frames_dir)))
+    proxy = kit.TcpProxy(stack.env()["AWS_ENDPOINT_URL_DYNAMODB"]).start()
+    loop = asyncio.get_running_loop()
+    try:
+        stack.wait_ready("local_live", engine, live_addr, 60)
+        addr = stack.start_gateway("gateway-rec-cached", KOTOBA_LIVE_ADDR=live_addr, KOTOBA_GATEWAY_UPSTREAM_POOL="0",
+                                   KOTOBA_GATEWAY_CONTEXT_CACHE_S="600", KOTOBA_GATEWAY_STORE_DEADLINE_S="30",
+                                   AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint)
+        for language in ("en", "ja"):  # the first session reads the context, the second finds it cached
+            if language == "ja":
+                proxy.pause("hold")
+                loop.call_later(1.0, proxy.release)
+            async with await ChatClient.open(f"ws://{addr}/v1/chat", stack.token("demo-n5")) as client:
+                session = await client.start("text", language=language)
+                answer = await client.ask("What does 泳ぐ mean?")
+                assert session["language"] == language and not answer.errors
+    finally:
+        proxy.release()
+        stack.stop_service("gateway-rec-cached")
+        stack.stop_service("live-rec-cached")
+        proxy.stop()
+    used = [c for c in _client_frames(frames_dir) if any("client_content" in f["frame"] for f in c)]
+    languages = []
+    for frames in used:
+        update = next(f["frame"]["contextUpdate"] for f in frames if "contextUpdate" in f["frame"])
+        languages.append((_learner_block(_instruction_text(update["systemInstruction"])) or {}).get("language"))
+    assert languages == ["en", "ja"]

@@ -196,7 +196,8 @@ class TcpProxy:
     """127.0.0.1:<port> → target, in its own thread and event loop, so a test can cut the link at will.
 
     `pause("refuse")` resets every open connection and every new one (like a host that is down);
-    `pause("blackhole")` holds connections open and forwards nothing (like a partition: callers time out).
+    `pause("blackhole")` holds connections open and forwards nothing (like a partition: callers time out);
+    `pause("hold")` forwards nothing until `release()`, then everything held (a slow service, answering late).
     """
 
     def __init__(self, target: str) -> None:
@@ -209,6 +210,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self.connections = 0
+        self.forwarded = 0  # connections passed on to the target
 
     @property
     def endpoint(self) -> str:
@@ -222,7 +224,7 @@ class TcpProxy:
         return self
 
     def pause(self, mode: str = "refuse") -> None:
-        assert mode in ("refuse", "blackhole")
+        assert mode in ("refuse", "blackhole", "hold")
         self.mode = mode
 
         def cut() -> None:
@@ -243,6 +245,10 @@ class TcpProxy:
             self.mode = "forward"
 
         self._loop.call_soon_threadsafe(go)
+
+    def release(self) -> None:
+        """End a `hold`: what was held moves on, on the same connections."""
+        self._loop.call_soon_threadsafe(setattr, self, "mode", "forward")
 
     def stop(self) -> None:
         def close() -> None:
@@ -269,6 +275,7 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.add(up_writer)
+        self.forwarded += 1
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -276,7 +283,7 @@ class TcpProxy:
                     data = await src.read(65536)
                     if not data:
                         break
-                    while self.mode == "blackhole":  # noqa: ASYNC110 - mode is set from another thread
+                    while self.mode in ("blackhole", "hold"):  # noqa: ASYNC110 - set from another thread
                         await asyncio.sleep(0.05)  # stall mid-stream: nothing moves
                     if self.mode == "refuse" or dst.transport.is_closing():
                         break
