@@ -106,21 +106,25 @@ def safe_name(name: str) -> str:
     return _NAME_RE.sub("_", (name or "unknown").lower())[:48] or "unknown"
 
 
+def _stats_row_key(day: str, shard_n: int, sk: str) -> dict[str, Any]:
+    return {"sessionId": {"S": f"#stats#{day}#{shard_n}"}, "timestamp": {"S": sk}}
+
+
 def stats_key(day: str, turn_id: str) -> dict[str, Any]:
     """The key of the stats row a turn's own counters and latency samples go to: one of STATS_ROWS rows of
     the turn's shard."""
     row = zlib.crc32(turn_id.encode()) // SHARDS % STATS_ROWS
-    return {"sessionId": {"S": f"#stats#{day}#{shard(turn_id)}"}, "timestamp": {"S": f"agg#{row}"}}
+    return _stats_row_key(day, shard(turn_id), f"agg#{row}")
 
 
 def stats_batch_key(day: str, turn_id: str) -> dict[str, Any]:
     """The key of the stats row of the turn's shard that summary batches add their counters to (no samples)."""
-    return {"sessionId": {"S": f"#stats#{day}#{shard(turn_id)}"}, "timestamp": {"S": "agg"}}
+    return _stats_row_key(day, shard(turn_id), "agg")
 
 
 def stats_keys(day: str) -> list[dict[str, Any]]:
     """The keys of every stats row of one day (SHARDS x (1 + STATS_ROWS))."""
-    return [{"sessionId": {"S": f"#stats#{day}#{n}"}, "timestamp": {"S": sk}}
+    return [_stats_row_key(day, n, sk)
             for n in range(SHARDS) for sk in ("agg", *(f"agg#{r}" for r in range(STATS_ROWS)))]
 
 
