@@ -28,7 +28,6 @@ class LearnerReads:
                  stages: metrics.Stages, background: Background) -> None:
         self.deps = deps
         self.info = info
-        self.identity = info.identity
         self.persistence = persistence  # bounds the usage read by the store deadline
         self.stages = stages
         self.background = background
@@ -46,7 +45,7 @@ class LearnerReads:
     def _reads(self) -> tuple[asyncio.Task[LearnerSettings | None], asyncio.Task[_Context | None]]:
         """Both reads, begun now unless they are under way."""
         if self._reading is None:
-            uid = self.identity.user_id
+            uid = self.info.identity.user_id
             self._reading = (
                 self.background.spawn(self.stages.timed(
                     "usage", self.persistence.bounded(self.deps.limits.load(uid), "usage", None))),
@@ -88,7 +87,7 @@ class LearnerReads:
         try:
             return await self.deps.backends.tools.GetUserContext(
                 tools_pb2.GetUserContextRequest(), timeout=self.deps.session.context_deadline_s,
-                metadata=auth_metadata(self.identity.token))
+                metadata=auth_metadata(self.info.identity.token))
         except Exception as exc:  # noqa: BLE001 - the session goes on with a minimal context
             log.info("learner context unavailable", extra={"error": type(exc).__name__})
             return None
