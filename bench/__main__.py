@@ -252,8 +252,14 @@ async def _sections(stack: BenchStack, args, only: set[str], report: dict[str, A
 
 
 async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
-    """Session open vs a turn, unloaded, with the gateway's per-stage breakdown: the gateway is restarted with
-    INFO logs for this section only (its `session opened` records), then back to the stack's settings."""
+    """Session open vs a turn, with the gateway's per-stage breakdown: the gateway is restarted with INFO logs
+    for this section only (its `session opened` records), then back to the stack's settings.
+
+    Issue 19's bar (an open adds <= 15 ms p50 over a turn) is judged on the unloaded figure, `gapped`: fresh
+    learners with the stack idle before each open, as the issue measured its baseline. Back to back, every
+    open runs while the previous session's turn-log, summary and row writes are still being served; each
+    run records the CPU it cost and how many cores were busy, so the report shows that load beside the
+    figure."""
     n = 10 if args.quick else 40
     log(f"session opens: {n} sessions one after another …")
     gateway_log = stack.logs / "gateway.log"
@@ -263,27 +269,29 @@ async def _opens(stack: BenchStack, args, report: dict[str, Any]) -> None:
     await asyncio.to_thread(stack.wait_ready, "gateway", proc, stack.addr("gateway"), 120)
     restart_s = time.perf_counter() - t
     await burst_mod.open_cost(stack, 3, prefix="bench-o-warm")  # first connections warm pools and caches
-    skip = burst_mod.log_lines(gateway_log)
-    result = await burst_mod.open_cost(stack, n, prefix="bench-o")
-    result["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
+
+    async def timed(**kwargs: Any) -> dict[str, Any]:
+        skip = burst_mod.log_lines(gateway_log)
+        got = await burst_mod.open_cost(stack, cpu=stack.cpu_s, **kwargs)
+        got["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
+        return got
+
+    result = await timed(n=n, prefix="bench-o")
     # The same learners again at once: a reconnect, a second tab (their context is still cached).
-    skip = burst_mod.log_lines(gateway_log)
-    result["returning"] = await burst_mod.open_cost(stack, n, prefix="bench-o")
-    result["returning"]["stages"] = burst_mod.stage_breakdown(gateway_log, skip)
-    # Fresh learners with the store idle before each open: what the open costs by itself, without the
-    # previous session's writes still queued in the single-threaded local DynamoDB (reported beside, the
-    # bar is judged on the back-to-back figure above).
-    result["gapped"] = await burst_mod.open_cost(stack, n // 2, prefix="bench-og", gap_s=OPEN_GAP_S)
+    result["returning"] = await timed(n=n, prefix="bench-o")
+    result["gapped"] = await timed(n=5 if args.quick else 30, prefix="bench-og", gap_s=OPEN_GAP_S)
     result["gapped"]["gap_s"] = OPEN_GAP_S
     result["gateway_restart_s"] = round(restart_s, 2)
     stack.stop_service("gateway")
     result["side_by_side"] = await _opens_side_by_side(stack, rounds=2 if args.quick else 4, n=10 if args.quick else 20)
     report["opens"] = result
     await asyncio.to_thread(stack.start_service, "gateway")
-    log(f"  open p50 {result['open'].get('p50_ms')} ms, first turn {result['first_turn_first_text'].get('p50_ms')} "
-        f"ms, later turn {result['later_turn_first_text'].get('p50_ms')} ms, adds {result.get('open_adds_p50_ms')} "
-        f"ms (returning learners: {result['returning'].get('open_adds_p50_ms')} ms; fresh learners {OPEN_GAP_S} s "
-        f"apart: {result['gapped'].get('open_adds_p50_ms')} ms); stages {result['stages']}")
+    gapped = result["gapped"]
+    log(f"  unloaded ({OPEN_GAP_S} s idle before each open): open p50 {gapped['open'].get('p50_ms')} ms, first "
+        f"turn {gapped['first_turn_first_text'].get('p50_ms')} ms, later turn "
+        f"{gapped['later_turn_first_text'].get('p50_ms')} ms, adds {gapped.get('open_adds_p50_ms')} ms; back to "
+        f"back ({result.get('cores_busy')} cores busy): adds {result.get('open_adds_p50_ms')} ms; returning "
+        f"learners: {result['returning'].get('open_adds_p50_ms')} ms; stages {gapped['stages']}")
     side = result["side_by_side"]
     log(f"  side by side, open adds p50: upstream after the context read {side['baseline']['median_ms']} ms, "
         f"early upstream + pool {side['current']['median_ms']} ms (ratio {side['ratio']})")

@@ -1,8 +1,9 @@
 """Issue 19's load shapes against the bench stack's gateway (127.0.0.1 only).
 
-- `open_cost`: sessions one after another, unloaded: the session open (start → `session` frame), the first
-  answer and a later turn of each, plus the gateway's own per-stage breakdown of every open (its
-  `session opened` log records, read from the gateway log).
+- `open_cost`: sessions one after another (back to back, or with idle before each: unloaded): the session
+  open (start → `session` frame), the first answer and a later turn of each, what the run cost the machine,
+  plus the gateway's own per-stage breakdown of every open (its `session opened` log records, read from the
+  gateway log).
 - `burst`: N learners opening within T seconds, K questions each, a uniform think time range between them
   (a morning rush, or every client reconnecting after a deploy): errors, refusals (`busy` with retry_after),
   first text delta of first and later turns, session open beside turn.
@@ -16,6 +17,7 @@ import random
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +48,14 @@ def stage_breakdown(log_path: Path, skip_lines: int = 0) -> dict[str, Any]:
     return {name: {"n": len(v), "p50_ms": round(statistics.median(v), 2)} for name, v in stages.items()}
 
 
-async def open_cost(stack, n: int, *, prefix: str, gap_s: float = 0.0) -> dict[str, Any]:
+async def open_cost(stack, n: int, *, prefix: str, gap_s: float = 0.0,
+                    cpu: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
     """n sessions in turn: open, ask, ask again; p50 of each part. With `gap_s`, that pause before each
-    session: the stack has finished the previous one's background writes (turn log, summaries, its row)."""
+    session: the stack has finished the previous one's background writes (turn log, summaries, its row).
+    With `cpu` (BenchStack.cpu_s), what the run cost the machine: CPU ms per session by process, and how
+    many cores were busy on average over the run (the machine's load while these opens were timed)."""
     opens, firsts, laters, errors = [], [], [], Counter()
+    cpu_before, started = (cpu() if cpu else {}), time.perf_counter()
     for i in range(n):
         await asyncio.sleep(gap_s)
         t = time.perf_counter()
@@ -72,7 +78,15 @@ async def open_cost(stack, n: int, *, prefix: str, gap_s: float = 0.0) -> dict[s
         # What the learner waits for on a fresh session beyond what a turn costs: open + first answer − turn.
         out["open_adds_p50_ms"] = round((statistics.median(opens) + statistics.median(firsts)
                                          - statistics.median(laters)) * 1000, 1)
+    if cpu:
+        out.update(_cpu_cost(cpu_before, cpu(), n, time.perf_counter() - started))
     return out
+
+
+def _cpu_cost(before: dict[str, float], after: dict[str, float], n: int, wall_s: float) -> dict[str, Any]:
+    used = {name: after[name] - before[name] for name in after if name in before}
+    return {"cpu_ms_per_session": {name: round(s * 1000 / n, 1) for name, s in sorted(used.items())},
+            "cores_busy": round(sum(used.values()) / wall_s, 2)}
 
 
 async def burst(stack, n: int, within_s: float, questions: int, think: tuple[float, float], *,

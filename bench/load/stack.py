@@ -100,6 +100,24 @@ class BenchStack(Stack):
                 pass
         return out
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each service (with its children), dynalite, and this bench process (the
+        learners' clients): sampled before and after a run, the difference is what the run cost the machine."""
+        import psutil
+
+        pids = dict(self.pids())
+        if self.dynalite is not None and self.dynalite.poll() is None:
+            pids["dynalite"] = self.dynalite.pid
+        out = {}
+        for name, pid in pids.items():
+            try:
+                proc = psutil.Process(pid)
+                out[name] = sum(sum(p.cpu_times()[:2]) for p in (proc, *proc.children(recursive=True)))
+            except psutil.Error:
+                pass
+        out["bench"] = sum(psutil.Process().cpu_times()[:2])
+        return out
+
     def stop(self, keep: bool = False) -> None:
         self.stop_all()
         if self.dynalite is not None:
