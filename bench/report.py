@@ -107,33 +107,32 @@ def _burst_lines(report: dict[str, Any]) -> list[str]:
                   f"{burst.get('refused') or 0} | {burst.get('busy_retries', 0)} |", ""]
     if opens:
         gapped, again = opens.get("gapped") or {}, opens.get("returning") or {}
-        runs = [(f"unloaded: fresh learners, {gapped.get('gap_s')} s idle before each (the bar)", gapped),
-                ("back to back: fresh learners, the previous session's turn-log, summary and row writes still "
+        runs = [("unloaded", f"fresh learners, {gapped.get('gap_s')} s idle before each (the bar)", gapped),
+                ("back to back", "fresh learners, the previous session's turn-log, summary and row writes still "
                  "being served", opens),
-                ("returning: the same learners again at once (context cached)", again)]
-        runs = [(label, run) for label, run in runs if run]
+                ("returning", "the same learners again at once (context cached)", again)]
+        runs = [(name, what, run) for name, what, run in runs if run]
         lines += ["## What a session open costs", "",
                   "| run | sessions | open p50 | first answer p50 | later turn p50 | open adds | cores busy |",
                   "|---|---|---|---|---|---|---|"]
-        lines += [f"| {label} | {run.get('sessions')} | {_ms((run.get('open') or {}).get('p50_ms'))} | "
+        lines += [f"| {name}: {what} | {run.get('sessions')} | {_ms((run.get('open') or {}).get('p50_ms'))} | "
                   f"{_ms((run.get('first_turn_first_text') or {}).get('p50_ms'))} | "
                   f"{_ms((run.get('later_turn_first_text') or {}).get('p50_ms'))} | "
                   f"{_ms(run.get('open_adds_p50_ms'))} | {run.get('cores_busy', '–')} of {_cpus(report)} |"
-                  for label, run in runs]
-        names = [name for name in ("dynalite", "gateway", "conversations", "tools", "retrieval", "local_live",
-                                   "bench") if any(name in (run.get("cpu_ms_per_session") or {}) for _, run in runs)]
-        if names:
+                  for name, what, run in runs]
+        procs = [proc for proc in ("dynalite", "gateway", "conversations", "tools", "retrieval", "local_live", "bench")
+                 if any(proc in (run.get("cpu_ms_per_session") or {}) for _, _, run in runs)]
+        if procs:
             lines += ["", "CPU per session (an open and two questions; the unloaded run's include what ran in its "
                       "idle gaps), by process:", "",
-                      "| run | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-            lines += [f"| {label.split(':')[0]} | " + " | ".join(
-                _ms((run.get("cpu_ms_per_session") or {}).get(name)) for name in names) + " |" for label, run in runs]
+                      "| run | " + " | ".join(procs) + " |", "|---|" + "---|" * len(procs)]
+            lines += [f"| {name} | " + " | ".join(_ms((run.get("cpu_ms_per_session") or {}).get(proc))
+                                                 for proc in procs) + " |" for name, _, run in runs]
         lines += ["", "The gateway's stages of each open (p50, ms from `start`; its reads begin at connect):", "",
-                  "| stage | " + " | ".join(label.split(":")[0] for label, _ in runs) + " |",
-                  "|---|" + "---|" * len(runs)]
-        stage_names = list(dict.fromkeys(name for _, run in runs for name in (run.get("stages") or {})))
-        lines += [f"| {name} | " + " | ".join(_ms(((run.get("stages") or {}).get(name) or {}).get("p50_ms"))
-                                              for _, run in runs) + " |" for name in stage_names]
+                  "| stage | " + " | ".join(name for name, _, _ in runs) + " |", "|---|" + "---|" * len(runs)]
+        stages = list(dict.fromkeys(stage for _, _, run in runs for stage in (run.get("stages") or {})))
+        lines += [f"| {stage} | " + " | ".join(_ms(((run.get("stages") or {}).get(stage) or {}).get("p50_ms"))
+                                               for _, _, run in runs) + " |" for stage in stages]
         side = opens.get("side_by_side") or {}
         if side:
             base, cur = side.get("baseline") or {}, side.get("current") or {}

@@ -14,8 +14,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devtools import procs
 from devtools.stack import ADDR_VARS, READY, SERVICES, Stack
@@ -90,32 +92,32 @@ class BenchStack(Stack):
         return {name: p.pid for name, p in self.procs.items() if p.poll() is None}
 
     def rss_mb(self) -> dict[str, float]:
-        import psutil
-
-        out = {}
-        for name, pid in self.pids().items():
-            try:
-                out[name] = psutil.Process(pid).memory_info().rss / 2**20
-            except psutil.Error:
-                pass
-        return out
+        return self._per_process(lambda proc: proc.memory_info().rss / 2**20)
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds used so far by each service (with its children), dynalite, and this bench process (the
         learners' clients): sampled before and after a run, the difference is what the run cost the machine."""
         import psutil
 
-        pids = dict(self.pids())
-        if self.dynalite is not None and self.dynalite.poll() is None:
+        out = self._per_process(lambda proc: sum(sum(p.cpu_times()[:2])
+                                                 for p in (proc, *proc.children(recursive=True))),
+                                with_dynalite=True)
+        out["bench"] = sum(psutil.Process().cpu_times()[:2])
+        return out
+
+    def _per_process(self, measure: Callable[[Any], float], *, with_dynalite: bool = False) -> dict[str, float]:
+        """`measure(psutil.Process)` for each running service (and dynalite); a process gone meanwhile is left out."""
+        import psutil
+
+        pids = self.pids()
+        if with_dynalite and self.dynalite is not None and self.dynalite.poll() is None:
             pids["dynalite"] = self.dynalite.pid
         out = {}
         for name, pid in pids.items():
             try:
-                proc = psutil.Process(pid)
-                out[name] = sum(sum(p.cpu_times()[:2]) for p in (proc, *proc.children(recursive=True)))
+                out[name] = measure(psutil.Process(pid))
             except psutil.Error:
                 pass
-        out["bench"] = sum(psutil.Process().cpu_times()[:2])
         return out
 
     def stop(self, keep: bool = False) -> None:
